@@ -1,0 +1,109 @@
+package paxos
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// MsgType says what a Message is.
+type MsgType uint8
+
+// The message types. Values are part of the wire format: append new types,
+// never renumber.
+const (
+	_ MsgType = iota
+	// MsgPrepare is phase 1a: Ballot, and Slot, the first slot the proposer
+	// does not know to be chosen. Proposer to acceptors.
+	MsgPrepare
+	// MsgPromise is phase 1b: Ballot (the one promised), Slot (echoed) and
+	// Entries, every value the acceptor accepted at or above Slot.
+	MsgPromise
+	// MsgAccept is phase 2a: Ballot, Slot and Value. Leader to acceptors.
+	MsgAccept
+	// MsgAccepted is phase 2b: Ballot and Slot. Acceptor to the proposer.
+	MsgAccepted
+	// MsgNack refuses a Prepare or Accept: Ballot is the acceptor's promise,
+	// which is above the one asked for; Slot is the refused slot, if any.
+	MsgNack
+	// MsgDecide announces chosen values: Entries. Leader to learners and
+	// proposers.
+	MsgDecide
+	// MsgHeartbeat says the leader is alive: Ballot, and Commit, the prefix
+	// of the log the leader knows to be chosen. Leader to proposers and
+	// learners.
+	MsgHeartbeat
+	// MsgCatchUp asks a learner for chosen values from Slot on. Learner to
+	// learner.
+	MsgCatchUp
+	// MsgCatchUpReply answers MsgCatchUp: Entries (chosen values from the
+	// asked slot, in slot order, possibly fewer than asked) and Commit, the
+	// highest slot the sender knows to be chosen.
+	MsgCatchUpReply
+	// MsgPropose hands client commands (Cmds) to a proposer.
+	MsgPropose
+	// MsgLearned tells the proposer on the same node that every slot up to
+	// Commit is chosen and durable in the local learner.
+	MsgLearned
+)
+
+var msgTypeNames = [...]string{
+	MsgPrepare:      "Prepare",
+	MsgPromise:      "Promise",
+	MsgAccept:       "Accept",
+	MsgAccepted:     "Accepted",
+	MsgNack:         "Nack",
+	MsgDecide:       "Decide",
+	MsgHeartbeat:    "Heartbeat",
+	MsgCatchUp:      "CatchUp",
+	MsgCatchUpReply: "CatchUpReply",
+	MsgPropose:      "Propose",
+	MsgLearned:      "Learned",
+}
+
+// String returns the type's name, for example "Promise".
+func (t MsgType) String() string {
+	if int(t) < len(msgTypeNames) && msgTypeNames[t] != "" {
+		return msgTypeNames[t]
+	}
+	return "MsgType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Valid reports whether t is a known message type.
+func (t MsgType) Valid() bool { return int(t) < len(msgTypeNames) && msgTypeNames[t] != "" }
+
+// Message is what the roles send each other. Which fields mean something
+// depends on Type; see the MsgType constants. A Message handed to a core or a
+// transport is not modified afterwards by the one who handed it over, so
+// slices in it may be shared.
+type Message struct {
+	Type    MsgType   `msgpack:"t"`
+	From    NodeID    `msgpack:"f"`
+	To      NodeID    `msgpack:"o"`
+	Ballot  Ballot    `msgpack:"b"`
+	Slot    Slot      `msgpack:"s,omitempty"`
+	Commit  Slot      `msgpack:"c,omitempty"`
+	Value   Value     `msgpack:"v,omitempty"`
+	Entries []Entry   `msgpack:"e,omitempty"`
+	Cmds    []Command `msgpack:"x,omitempty"`
+}
+
+// String gives a compact description for logs and simulator traces.
+func (m Message) String() string {
+	s := fmt.Sprintf("%s %d->%d b=%s", m.Type, m.From, m.To, m.Ballot)
+	if m.Slot != 0 {
+		s += " s=" + m.Slot.String()
+	}
+	if m.Commit != 0 {
+		s += " c=" + m.Commit.String()
+	}
+	if m.Value != nil {
+		s += fmt.Sprintf(" v=%dB", len(m.Value))
+	}
+	if len(m.Entries) > 0 {
+		s += fmt.Sprintf(" e=[%d..%d]#%d", m.Entries[0].Slot, m.Entries[len(m.Entries)-1].Slot, len(m.Entries))
+	}
+	if len(m.Cmds) > 0 {
+		s += fmt.Sprintf(" cmds=%d", len(m.Cmds))
+	}
+	return s
+}

@@ -1,0 +1,238 @@
+package paxos
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Core is a deterministic role core: an acceptor, proposer or learner. Its
+// only inputs are Step and Tick; its only output is Ready. A core never
+// starts goroutines, blocks, reads the clock or does I/O.
+type Core interface {
+	// Step handles one message. An error means the message was bad input
+	// and was dropped; the core's state is unchanged.
+	Step(m Message) error
+	// Tick advances the core's notion of time by one tick.
+	Tick()
+	// Ready returns the work produced since the last Advance. Calling it
+	// again before Advance returns the same work and more.
+	Ready() Ready
+	// Advance tells the core that the driver finished the work of the last
+	// Ready: its Writes are durable, its Messages sent, its Decided applied.
+	Advance()
+}
+
+// Storage makes records durable. Implementations: wal.Store (Pebble) and the
+// simulator's in-memory store.
+type Storage interface {
+	// Save makes recs durable, in order, as one atomic batch: after a crash
+	// either all of them are present or none. It returns only once they are
+	// synced. An error means the state on disk is unknown; the node stops.
+	Save(recs []Record) error
+}
+
+// Transport sends messages. Send must not block on the network and may drop
+// messages; it must not modify them.
+type Transport interface {
+	Send(msgs []Message)
+}
+
+// NodeConfig configures a Node. Acceptor, Proposer and Learner are the cores
+// of the roles this node runs; nil means the role is not run here.
+type NodeConfig struct {
+	ID        NodeID
+	Acceptor  Core
+	Proposer  Core
+	Learner   Core
+	Storage   Storage
+	Transport Transport
+	// Apply receives decisions after their writes are durable and the
+	// messages of the same flush were sent, in slot order. It routes
+	// results to waiting clients. It may be nil.
+	Apply func([]Decision)
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrStopped is returned by a Node whose storage failed: after a failed sync
+// the state on disk is unknown, so the node refuses all further work.
+var ErrStopped = errors.New("paxos: node stopped after a storage failure")
+
+// ErrNoRole reports a message for a role this node does not run.
+var ErrNoRole = errors.New("paxos: message for a role this node does not run")
+
+// Node drives the cores of one member. Its methods are synchronous and not
+// safe for concurrent use: the daemon calls them from one goroutine, the
+// simulator from its single loop.
+type Node struct {
+	cfg    NodeConfig
+	cores  []Core // non-nil cores in a fixed order: acceptor, proposer, learner
+	logger *slog.Logger
+	failed error // sticky storage failure
+}
+
+// NewNode returns a Node for cfg.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.ID == 0 {
+		return nil, fmt.Errorf("paxos: node ID 0 is reserved")
+	}
+	if cfg.Storage == nil || cfg.Transport == nil {
+		return nil, fmt.Errorf("paxos: node %d needs storage and a transport", cfg.ID)
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger}
+	if n.logger == nil {
+		n.logger = slog.New(slog.DiscardHandler)
+	}
+	for _, c := range []Core{cfg.Acceptor, cfg.Proposer, cfg.Learner} {
+		if c != nil {
+			n.cores = append(n.cores, c)
+		}
+	}
+	if len(n.cores) == 0 {
+		return nil, fmt.Errorf("paxos: node %d runs no role", cfg.ID)
+	}
+	return n, nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Deliver hands an inbound message to the cores of the roles it is for. A
+// message the node has no role for, or that a core rejects, returns an error
+// and changes nothing.
+func (n *Node) Deliver(m Message) error {
+	if n.failed != nil {
+		return n.failed
+	}
+	if m.To != n.cfg.ID {
+		return fmt.Errorf("paxos: %v delivered to node %d", m, n.cfg.ID)
+	}
+	var targets [2]Core
+	switch m.Type {
+	case MsgPrepare, MsgAccept:
+		targets[0] = n.cfg.Acceptor
+	case MsgPromise, MsgAccepted, MsgNack, MsgPropose, MsgLearned:
+		targets[0] = n.cfg.Proposer
+	case MsgCatchUp, MsgCatchUpReply:
+		targets[0] = n.cfg.Learner
+	case MsgDecide, MsgHeartbeat:
+		targets = [2]Core{n.cfg.Proposer, n.cfg.Learner}
+	default:
+		return fmt.Errorf("paxos: unknown message type %d from %d", m.Type, m.From)
+	}
+	delivered := false
+	for _, c := range targets {
+		if c == nil {
+			continue
+		}
+		delivered = true
+		if err := c.Step(m); err != nil {
+			return err
+		}
+	}
+	if !delivered {
+		return fmt.Errorf("%w: %s from %d to %d", ErrNoRole, m.Type, m.From, n.cfg.ID)
+	}
+	return nil
+}
+
+// Propose hands client commands to the local proposer. It returns a
+// *NotLeaderError when this node does not lead (the commands were not
+// proposed) and ErrOverloaded when the proposer's queue is full.
+func (n *Node) Propose(cmds []Command) error {
+	if n.failed != nil {
+		return n.failed
+	}
+	if n.cfg.Proposer == nil {
+		return &NotLeaderError{}
+	}
+	return n.cfg.Proposer.Step(Message{Type: MsgPropose, From: n.cfg.ID, To: n.cfg.ID, Cmds: cmds})
+}
+
+// Tick advances every core by one tick.
+func (n *Node) Tick() {
+	if n.failed != nil {
+		return
+	}
+	for _, c := range n.cores {
+		c.Tick()
+	}
+}
+
+// Flush does the cores' pending work in the order safety needs: make every
+// write durable with one synced batch, then send the messages, then hand the
+// decisions to Apply, then advance the cores. Messages a node sends to itself
+// (a leader's Accept to its own acceptor, a Decide to its own learner) skip
+// the network: Flush delivers them directly and repeats until no such work
+// is left, so only a crash can lose them. A storage error is returned, and
+// the node is stopped for good.
+func (n *Node) Flush() error {
+	for range maxLocalRounds {
+		if n.failed != nil {
+			return n.failed
+		}
+		var writes []Record
+		var remote, local []Message
+		var decided []Decision
+		for _, c := range n.cores {
+			rd := c.Ready()
+			writes = append(writes, rd.Writes...)
+			for _, m := range rd.Messages {
+				if m.To == n.cfg.ID {
+					local = append(local, m)
+				} else {
+					remote = append(remote, m)
+				}
+			}
+			decided = append(decided, rd.Decided...)
+		}
+		if len(writes) > 0 {
+			if err := n.cfg.Storage.Save(writes); err != nil {
+				n.failed = fmt.Errorf("%w: save %d records: %w", ErrStopped, len(writes), err)
+				n.logger.Error("storage failed, node stopped", "node", n.cfg.ID, "err", err)
+				return n.failed
+			}
+		}
+		if len(remote) > 0 {
+			n.cfg.Transport.Send(remote)
+		}
+		if len(decided) > 0 && n.cfg.Apply != nil {
+			n.cfg.Apply(decided)
+		}
+		for _, c := range n.cores {
+			c.Advance()
+		}
+		if len(local) == 0 {
+			return nil
+		}
+		for _, m := range local {
+			if err := n.Deliver(m); err != nil {
+				// The node's own cores produced it, so this is a bug.
+				panic(fmt.Sprintf("paxos: node %d refused its own %v: %v", n.cfg.ID, m, err))
+			}
+		}
+	}
+	panic(fmt.Sprintf("paxos: node %d still has local work after %d rounds", n.cfg.ID, maxLocalRounds))
+}
+
+// maxLocalRounds bounds Flush's loop. A chain of local messages is short:
+// Accept, Accepted, Decide, Learned.
+const maxLocalRounds = 16
+
+// NotLeaderError is returned for commands given to a proposer that does not
+// lead. Leader is the leader it knows of, or 0 when it knows none.
+type NotLeaderError struct {
+	Leader NodeID
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == 0 {
+		return "paxos: not the leader, and no leader is known; retry shortly"
+	}
+	return fmt.Sprintf("paxos: not the leader; node %d leads", e.Leader)
+}
+
+// ErrOverloaded is returned for commands a leader cannot queue: its queue is
+// full. The commands were not proposed; retry later.
+var ErrOverloaded = errors.New("paxos: proposer queue full; retry later")

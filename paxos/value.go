@@ -1,0 +1,106 @@
+package paxos
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Command is one client request. Session and Seq identify it for
+// deduplication: a learner applies a command whose session is non-zero at
+// most once, however many slots it was chosen in. Data is opaque to the
+// protocol and interpreted by the state machine.
+type Command struct {
+	Session uint64 `msgpack:"s"`
+	Seq     uint64 `msgpack:"q"`
+	Data    []byte `msgpack:"d"`
+}
+
+// Value is the encoded content of one slot: a batch of commands. The empty
+// Value is the no-op that a new leader uses to fill holes in the log.
+// Acceptors store and return values without decoding them; learners decode
+// them with DecodeBatch.
+type Value []byte
+
+// IsNoop reports whether v is the no-op.
+func (v Value) IsNoop() bool { return len(v) == 0 }
+
+// batchTag is the first byte of every non-empty Value. A future encoding
+// takes a new tag, so a learner can tell the formats apart.
+const batchTag = 0x01
+
+// ErrBadValue reports a Value that does not decode.
+var ErrBadValue = errors.New("paxos: malformed value")
+
+// EncodeBatch encodes cmds as one Value. An empty cmds gives the no-op.
+func EncodeBatch(cmds []Command) Value {
+	if len(cmds) == 0 {
+		return nil
+	}
+	n := 1 + binary.MaxVarintLen64
+	for _, c := range cmds {
+		n += 3*binary.MaxVarintLen64 + len(c.Data)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, batchTag)
+	b = binary.AppendUvarint(b, uint64(len(cmds)))
+	for _, c := range cmds {
+		b = binary.AppendUvarint(b, c.Session)
+		b = binary.AppendUvarint(b, c.Seq)
+		b = binary.AppendUvarint(b, uint64(len(c.Data)))
+		b = append(b, c.Data...)
+	}
+	return b
+}
+
+// DecodeBatch decodes a Value made by EncodeBatch. The Data of each returned
+// command aliases v. It never allocates more than a small multiple of len(v),
+// whatever counts the bytes declare.
+func DecodeBatch(v Value) ([]Command, error) {
+	if len(v) == 0 {
+		return nil, nil
+	}
+	if v[0] != batchTag {
+		return nil, fmt.Errorf("%w: unknown tag %#x", ErrBadValue, v[0])
+	}
+	rest := v[1:]
+	count, rest, err := uvarint(rest, "command count")
+	if err != nil {
+		return nil, err
+	}
+	// Each command takes at least three bytes, so a count above len/3 is a lie.
+	if count == 0 || count > uint64(len(rest)/3) {
+		return nil, fmt.Errorf("%w: %d commands in %d bytes", ErrBadValue, count, len(rest))
+	}
+	cmds := make([]Command, count)
+	for i := range cmds {
+		var c Command
+		var n uint64
+		if c.Session, rest, err = uvarint(rest, "session"); err != nil {
+			return nil, err
+		}
+		if c.Seq, rest, err = uvarint(rest, "seq"); err != nil {
+			return nil, err
+		}
+		if n, rest, err = uvarint(rest, "data length"); err != nil {
+			return nil, err
+		}
+		if n > uint64(len(rest)) {
+			return nil, fmt.Errorf("%w: command %d declares %d bytes, %d left", ErrBadValue, i, n, len(rest))
+		}
+		c.Data, rest = rest[:n:n], rest[n:]
+		cmds[i] = c
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadValue, len(rest))
+	}
+	return cmds, nil
+}
+
+func uvarint(b []byte, what string) (uint64, []byte, error) {
+	x, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("%w: bad %s", ErrBadValue, what)
+	}
+	return x, b[n:], nil
+}

@@ -1,0 +1,486 @@
+package statemachine
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+func init() {
+	Register("kv", func() Machine { return NewKV() })
+}
+
+// KVOp is a key-value operation.
+type KVOp uint8
+
+// The operations. Values are part of the command encoding: append, never
+// renumber.
+const (
+	_ KVOp = iota
+	KVPut
+	KVGet
+	KVDelete
+	KVCompareAndSwap
+	KVRange
+)
+
+func (o KVOp) String() string {
+	switch o {
+	case KVPut:
+		return "put"
+	case KVGet:
+		return "get"
+	case KVDelete:
+		return "delete"
+	case KVCompareAndSwap:
+		return "cas"
+	case KVRange:
+		return "range"
+	}
+	return fmt.Sprintf("KVOp(%d)", uint8(o))
+}
+
+// KVStatus is the outcome of a KV operation.
+type KVStatus uint8
+
+// The statuses.
+const (
+	_ KVStatus = iota
+	// KVOK: the operation took effect (or, for reads, found what it read).
+	KVOK
+	// KVNotFound: the key does not exist (get, delete).
+	KVNotFound
+	// KVCompareFailed: a compare-and-swap found another value; Value and Rev
+	// describe what it found (Rev 0 when the key is absent).
+	KVCompareFailed
+	// KVBadRequest: the command did not decode or was out of limits; Err
+	// says why. Nothing changed.
+	KVBadRequest
+)
+
+func (s KVStatus) String() string {
+	switch s {
+	case KVOK:
+		return "ok"
+	case KVNotFound:
+		return "not found"
+	case KVCompareFailed:
+		return "compare failed"
+	case KVBadRequest:
+		return "bad request"
+	}
+	return fmt.Sprintf("KVStatus(%d)", uint8(s))
+}
+
+// Limits of the KV machine.
+const (
+	MaxKeySize   = 4 << 10
+	MaxValueSize = 1 << 20
+	// MaxRangeLimit is the most pairs one range returns; a range with more
+	// matches says so with More.
+	MaxRangeLimit = 10000
+)
+
+// KVRequest is one command for the KV machine.
+type KVRequest struct {
+	Op    KVOp
+	Key   []byte // for KVRange: the prefix
+	Value []byte // KVPut, KVCompareAndSwap: the new value
+	// Old is the value a compare-and-swap expects, unless ExpectAbsent.
+	Old          []byte
+	ExpectAbsent bool
+	// Limit caps a range; 0 means MaxRangeLimit.
+	Limit uint64
+}
+
+// KVPair is one key of a range answer.
+type KVPair struct {
+	Key, Value []byte
+	Rev        uint64
+}
+
+// KVResponse is the KV machine's answer.
+type KVResponse struct {
+	Status KVStatus
+	// Rev is the key's revision: the one written (put, swap, delete), read
+	// (get) or found by a failed swap.
+	Rev   uint64
+	Value []byte
+	Pairs []KVPair // KVRange
+	More  bool     // KVRange: more keys match than were returned
+	Err   string   // KVBadRequest
+}
+
+// ErrBadKVRequest reports bytes that are not a KV request.
+var ErrBadKVRequest = errors.New("statemachine: malformed kv request")
+
+// Encode returns the command bytes of r.
+func (r KVRequest) Encode() []byte {
+	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+len(r.Key)+len(r.Value)+len(r.Old))
+	b = append(b, byte(r.Op))
+	b = appendBytes(b, r.Key)
+	switch r.Op {
+	case KVPut:
+		b = appendBytes(b, r.Value)
+	case KVCompareAndSwap:
+		var flags byte
+		if r.ExpectAbsent {
+			flags = 1
+		}
+		b = append(b, flags)
+		b = appendBytes(b, r.Old)
+		b = appendBytes(b, r.Value)
+	case KVRange:
+		b = binary.AppendUvarint(b, r.Limit)
+	}
+	return b
+}
+
+// DecodeKVRequest decodes command bytes made by KVRequest.Encode. The slices
+// of the result alias b.
+func DecodeKVRequest(b []byte) (KVRequest, error) {
+	d := decoder{b: b}
+	r := KVRequest{Op: KVOp(d.byte())}
+	r.Key = d.bytes(MaxKeySize, "key")
+	switch r.Op {
+	case KVGet, KVDelete:
+	case KVPut:
+		r.Value = d.bytes(MaxValueSize, "value")
+	case KVCompareAndSwap:
+		switch f := d.byte(); f {
+		case 0:
+		case 1:
+			r.ExpectAbsent = true
+		default:
+			d.fail(fmt.Sprintf("cas flags %#x", f))
+		}
+		r.Old = d.bytes(MaxValueSize, "old value")
+		r.Value = d.bytes(MaxValueSize, "value")
+		if r.ExpectAbsent && len(r.Old) != 0 {
+			d.fail("cas expects the key absent and also an old value")
+		}
+	case KVRange:
+		r.Limit = d.uvarint("limit")
+		if r.Limit > MaxRangeLimit {
+			d.fail(fmt.Sprintf("range limit %d above %d", r.Limit, MaxRangeLimit))
+		}
+	default:
+		d.fail(fmt.Sprintf("unknown op %d", r.Op))
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	if d.err != nil {
+		return KVRequest{}, fmt.Errorf("%w: %s", ErrBadKVRequest, d.err)
+	}
+	return r, nil
+}
+
+// Encode returns the answer bytes of r.
+func (r KVResponse) Encode() []byte {
+	b := []byte{byte(r.Status)}
+	b = binary.AppendUvarint(b, r.Rev)
+	b = appendBytes(b, r.Value)
+	b = binary.AppendUvarint(b, uint64(len(r.Pairs)))
+	for _, p := range r.Pairs {
+		b = appendBytes(b, p.Key)
+		b = appendBytes(b, p.Value)
+		b = binary.AppendUvarint(b, p.Rev)
+	}
+	if r.More {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return appendBytes(b, []byte(r.Err))
+}
+
+// DecodeKVResponse decodes answer bytes made by KVResponse.Encode. The
+// slices of the result alias b.
+func DecodeKVResponse(b []byte) (KVResponse, error) {
+	d := decoder{b: b}
+	r := KVResponse{Status: KVStatus(d.byte())}
+	if r.Status < KVOK || r.Status > KVBadRequest {
+		d.fail(fmt.Sprintf("unknown status %d", r.Status))
+	}
+	r.Rev = d.uvarint("revision")
+	r.Value = d.bytes(MaxValueSize, "value")
+	n := d.uvarint("pair count")
+	// A pair takes at least three bytes.
+	if n > uint64(len(d.b)/3) || n > MaxRangeLimit {
+		d.fail(fmt.Sprintf("%d pairs in %d bytes", n, len(d.b)))
+		n = 0
+	}
+	if n > 0 {
+		r.Pairs = make([]KVPair, n)
+		for i := range r.Pairs {
+			r.Pairs[i] = KVPair{Key: d.bytes(MaxKeySize, "key"), Value: d.bytes(MaxValueSize, "value"), Rev: d.uvarint("revision")}
+		}
+	}
+	switch d.byte() {
+	case 0:
+	case 1:
+		r.More = true
+	default:
+		d.fail("bad more flag")
+	}
+	r.Err = string(d.bytes(1<<16, "error"))
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	if d.err != nil {
+		return KVResponse{}, fmt.Errorf("statemachine: malformed kv response: %s", d.err)
+	}
+	return r, nil
+}
+
+// KV is the key-value machine: put, get, delete, compare-and-swap and prefix
+// range over byte-string keys. A global revision counts every write; each
+// key carries the revision of its last write.
+//
+// TODO: range sorts the matching keys on every call, O(n log n) in the keys
+// that match; an ordered index can replace the map when ranges get hot.
+type KV struct {
+	data map[string]kvEntry
+	rev  uint64
+}
+
+type kvEntry struct {
+	value []byte
+	rev   uint64
+}
+
+// NewKV returns an empty KV machine.
+func NewKV() *KV { return &KV{data: map[string]kvEntry{}} }
+
+// Rev returns the global revision: the number of writes applied.
+func (kv *KV) Rev() uint64 { return kv.rev }
+
+// Len returns the number of keys.
+func (kv *KV) Len() int { return len(kv.data) }
+
+// Apply executes an encoded KVRequest and returns an encoded KVResponse.
+func (kv *KV) Apply(_ uint64, cmd []byte) []byte {
+	req, err := DecodeKVRequest(cmd)
+	if err != nil {
+		return KVResponse{Status: KVBadRequest, Err: err.Error()}.Encode()
+	}
+	return kv.apply(req).Encode()
+}
+
+func (kv *KV) apply(r KVRequest) KVResponse {
+	switch r.Op {
+	case KVPut:
+		return kv.put(r.Key, r.Value)
+	case KVGet:
+		return kv.get(r.Key)
+	case KVDelete:
+		e, ok := kv.data[string(r.Key)]
+		if !ok {
+			return KVResponse{Status: KVNotFound}
+		}
+		kv.rev++
+		delete(kv.data, string(r.Key))
+		return KVResponse{Status: KVOK, Rev: kv.rev, Value: e.value}
+	case KVCompareAndSwap:
+		e, ok := kv.data[string(r.Key)]
+		if r.ExpectAbsent != !ok || (ok && !bytes.Equal(e.value, r.Old)) {
+			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev}
+		}
+		return kv.put(r.Key, r.Value)
+	case KVRange:
+		return kv.rangePrefix(r.Key, r.Limit)
+	}
+	return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("unknown op %d", r.Op)}
+}
+
+func (kv *KV) put(key, value []byte) KVResponse {
+	kv.rev++
+	kv.data[string(key)] = kvEntry{value: bytes.Clone(value), rev: kv.rev}
+	return KVResponse{Status: KVOK, Rev: kv.rev}
+}
+
+func (kv *KV) get(key []byte) KVResponse {
+	e, ok := kv.data[string(key)]
+	if !ok {
+		return KVResponse{Status: KVNotFound}
+	}
+	return KVResponse{Status: KVOK, Value: e.value, Rev: e.rev}
+}
+
+func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
+	if limit == 0 {
+		limit = MaxRangeLimit
+	}
+	var keys []string
+	for k := range kv.data {
+		if strings.HasPrefix(k, string(prefix)) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	resp := KVResponse{Status: KVOK}
+	if uint64(len(keys)) > limit {
+		keys, resp.More = keys[:limit], true
+	}
+	for _, k := range keys {
+		e := kv.data[k]
+		resp.Pairs = append(resp.Pairs, KVPair{Key: []byte(k), Value: e.value, Rev: e.rev})
+	}
+	return resp
+}
+
+// Query answers a get or range without changing state.
+func (kv *KV) Query(q []byte) ([]byte, error) {
+	r, err := DecodeKVRequest(q)
+	if err != nil {
+		return nil, err
+	}
+	if r.Op != KVGet && r.Op != KVRange {
+		return nil, fmt.Errorf("%w: %s is not a read", ErrBadKVRequest, r.Op)
+	}
+	return kv.apply(r).Encode(), nil
+}
+
+const (
+	kvMagic   = "PXKV"
+	kvVersion = 1
+)
+
+// Snapshot writes the revision and every key in key order.
+func (kv *KV) Snapshot(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	err := writeHeader(bw, kvMagic, kvVersion)
+	if err == nil {
+		err = putUvarint(bw, kv.rev)
+	}
+	if err == nil {
+		err = putUvarint(bw, uint64(len(kv.data)))
+	}
+	keys := make([]string, 0, len(kv.data))
+	for k := range kv.data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err != nil {
+			break
+		}
+		e := kv.data[k]
+		if err = putBytes(bw, []byte(k)); err == nil {
+			if err = putBytes(bw, e.value); err == nil {
+				err = putUvarint(bw, e.rev)
+			}
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("statemachine: write kv snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the state with a snapshot written by Snapshot. On error
+// the state is unchanged.
+func (kv *KV) Restore(r io.Reader) error {
+	br := asBufioReader(r)
+	if err := readHeader(br, kvMagic, kvVersion); err != nil {
+		return err
+	}
+	rev, err := readUvarint(br, "revision")
+	if err != nil {
+		return err
+	}
+	n, err := readUvarint(br, "key count")
+	if err != nil {
+		return err
+	}
+	data := map[string]kvEntry{}
+	var prev []byte
+	for i := uint64(0); i < n; i++ {
+		k, err := readBytes(br, MaxKeySize, "key")
+		if err != nil {
+			return err
+		}
+		if i > 0 && bytes.Compare(k, prev) <= 0 {
+			return fmt.Errorf("%w: key %q out of order after %q", ErrBadSnapshot, k, prev)
+		}
+		prev = k
+		v, err := readBytes(br, MaxValueSize, "value")
+		if err != nil {
+			return err
+		}
+		kr, err := readUvarint(br, "key revision")
+		if err != nil {
+			return err
+		}
+		if kr == 0 || kr > rev {
+			return fmt.Errorf("%w: key %q at revision %d, snapshot at %d", ErrBadSnapshot, k, kr, rev)
+		}
+		data[string(k)] = kvEntry{value: v, rev: kr}
+	}
+	kv.data, kv.rev = data, rev
+	return nil
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// decoder reads the KV encodings; the first error sticks and later reads
+// return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = errors.New(msg)
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	x, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad " + what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *decoder) bytes(limit uint64, what string) []byte {
+	n := d.uvarint(what + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > limit || n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("%s of %d bytes (limit %d, %d left)", what, n, limit, len(d.b)))
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}

@@ -1,0 +1,73 @@
+package statemachine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+)
+
+// Machine is a deterministic state machine that paxosd replicates.
+type Machine interface {
+	// Apply executes cmd, the command chosen in slot, and returns the answer
+	// for the client. It must not keep cmd; bad commands get an answer that
+	// says so, never a panic.
+	Apply(slot uint64, cmd []byte) []byte
+	// Snapshot writes the state as of the last applied command.
+	Snapshot(w io.Writer) error
+	// Restore replaces the state with one written by Snapshot. It must
+	// reject bad input with an error and leave the machine usable.
+	Restore(r io.Reader) error
+}
+
+// Querier is implemented by machines that answer read-only queries without
+// a slot, for reads that the read rules allow to skip the log.
+type Querier interface {
+	Query(q []byte) ([]byte, error)
+}
+
+var (
+	registryMu sync.Mutex
+	registry   = map[string]func() Machine{}
+)
+
+// ErrUnknownMachine reports a name no machine was registered under.
+var ErrUnknownMachine = errors.New("statemachine: unknown machine")
+
+// Register makes a machine available under name, for the daemon's --machine
+// flag. It panics if name is empty or already taken; call it from init.
+func Register(name string, factory func() Machine) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if name == "" || factory == nil {
+		panic("statemachine: Register needs a name and a factory")
+	}
+	if _, dup := registry[name]; dup {
+		panic(fmt.Sprintf("statemachine: machine %q registered twice", name))
+	}
+	registry[name] = factory
+}
+
+// New returns a fresh machine of the kind registered under name.
+func New(name string) (Machine, error) {
+	registryMu.Lock()
+	f := registry[name]
+	registryMu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("%w %q (registered: %v)", ErrUnknownMachine, name, Names())
+	}
+	return f(), nil
+}
+
+// Names returns the registered machine names in order.
+func Names() []string {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

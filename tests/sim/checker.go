@@ -1,0 +1,222 @@
+package sim
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// checker holds what the invariants are checked against: the values chosen
+// so far, every vote cast, every command clients submitted, and the sequence
+// of commands every learner must apply.
+type checker struct {
+	s *sim
+	// chosen is every slot known to be chosen: by a quorum of votes, or
+	// announced in a Decide. Invariant 1: one value per slot.
+	chosen    map[paxos.Slot]paxos.Value
+	maxChosen paxos.Slot
+	// votes are the accepted (slot, ballot) pairs made durable, with who
+	// accepted them.
+	votes map[vote]*tally
+	// submitted maps a client command to its bytes (invariant 2).
+	submitted map[cmdID]string
+	// ref is the sequence of commands a correct learner applies, derived
+	// from chosen with the session rule; refNext is the next slot to fold
+	// in and refLast the last seq applied per session.
+	ref     []call
+	refNext paxos.Slot
+	refLast map[uint64]uint64
+	// hashAt is the first applied hash seen at each applied slot.
+	hashAt map[paxos.Slot]uint64
+	// externalized is the highest ballot each acceptor has sent in a
+	// Promise or Accepted: it may never promise less after a restart.
+	externalized map[paxos.NodeID]paxos.Ballot
+	maxProposed  paxos.Slot
+}
+
+type vote struct {
+	slot   paxos.Slot
+	ballot paxos.Ballot
+}
+
+type tally struct {
+	value paxos.Value
+	ids   []paxos.NodeID
+}
+
+type cmdID struct{ session, seq uint64 }
+
+func (c *checker) init() {
+	c.chosen = map[paxos.Slot]paxos.Value{}
+	c.votes = map[vote]*tally{}
+	c.submitted = map[cmdID]string{}
+	c.refNext = 1
+	c.refLast = map[uint64]uint64{}
+	c.hashAt = map[paxos.Slot]uint64{}
+	c.externalized = map[paxos.NodeID]paxos.Ballot{}
+}
+
+// onRecord sees every record as it becomes durable on node n.
+func (c *checker) onRecord(n *simNode, r paxos.Record) {
+	s := c.s
+	{
+		switch r.Type {
+		case paxos.RecPromise:
+			if r.Ballot.Less(n.store.promised) {
+				s.fail("invariant 3: acceptor %d stored promise %v below its stored %v", n.id, r.Ballot, n.store.promised)
+			}
+		case paxos.RecAccept:
+			c.vote(n.id, r.Slot, r.Ballot, r.Value)
+		case paxos.RecChosen:
+			v, ok := c.chosen[r.Slot]
+			if !ok {
+				s.fail("invariant 1: learner %d stored slot %d, which was never chosen", n.id, r.Slot)
+			}
+			if !bytes.Equal(v, r.Value) {
+				s.fail("invariant 1: learner %d stored slot %d as %x; it was chosen as %x", n.id, r.Slot, r.Value, v)
+			}
+		}
+	}
+}
+
+// vote records that acceptor id durably accepted v in slot at ballot b; a
+// quorum of such votes chooses v.
+func (c *checker) vote(id paxos.NodeID, slot paxos.Slot, b paxos.Ballot, v paxos.Value) {
+	k := vote{slot, b}
+	t := c.votes[k]
+	if t == nil {
+		t = &tally{value: v}
+		c.votes[k] = t
+	} else if !bytes.Equal(t.value, v) {
+		c.s.fail("invariant 1: ballot %v carries two values for slot %d (%x and %x)", b, slot, t.value, v)
+	}
+	if slices.Contains(t.ids, id) {
+		return
+	}
+	t.ids = append(t.ids, id)
+	if c.s.shape.Config.IsQuorum(t.ids) {
+		c.choose(slot, v, "quorum")
+	}
+}
+
+// choose records that v is chosen in slot, checking agreement (invariant 1)
+// and validity (invariant 2).
+func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
+	s := c.s
+	if old, ok := c.chosen[slot]; ok {
+		if !bytes.Equal(old, v) {
+			s.fail("invariant 1: slot %d chosen as %x, then %x (%s)", slot, old, v, how)
+		}
+		return
+	}
+	cmds, err := paxos.DecodeBatch(v)
+	if err != nil {
+		s.fail("invariant 2: slot %d chosen with a value that does not decode: %v", slot, err)
+	}
+	for _, cmd := range cmds {
+		want, ok := c.submitted[cmdID{cmd.Session, cmd.Seq}]
+		if !ok || want != string(cmd.Data) {
+			s.fail("invariant 2: slot %d holds command (%d, %d) %x that no client submitted", slot, cmd.Session, cmd.Seq, cmd.Data)
+		}
+	}
+	c.chosen[slot] = v
+	c.maxChosen = max(c.maxChosen, slot)
+	s.stats.Chosen = int(c.maxChosen)
+	s.stats.MaxBatch = max(s.stats.MaxBatch, len(cmds))
+	if len(cmds) > 1 {
+		s.stats.MultiBatches++
+	}
+}
+
+// onSend checks a message as it leaves node n. Invariant 4: an acceptor's
+// answer leaves only after the state it reports is durable.
+func (c *checker) onSend(n *simNode, m paxos.Message) {
+	s := c.s
+	st := n.store
+	switch m.Type {
+	case paxos.MsgPromise, paxos.MsgNack:
+		if st.promised.Less(m.Ballot) {
+			s.fail("invariant 4: acceptor %d sent %v while its durable promise is %v", n.id, m, st.promised)
+		}
+	case paxos.MsgAccepted:
+		if e, ok := st.accepted[m.Slot]; !ok || e.Ballot.Less(m.Ballot) || st.promised.Less(m.Ballot) {
+			s.fail("invariant 4: acceptor %d sent %v before accepting it durably", n.id, m)
+		}
+	case paxos.MsgAccept:
+		if m.Slot > c.maxProposed {
+			c.maxProposed = m.Slot
+			s.stats.MaxPipeline = max(s.stats.MaxPipeline, int(m.Slot)-int(c.refNext-1))
+		}
+	case paxos.MsgDecide:
+		for _, e := range m.Entries {
+			t := c.votes[vote{e.Slot, e.Ballot}]
+			if t == nil || !bytes.Equal(t.value, e.Value) || !s.shape.Config.IsQuorum(t.ids) {
+				s.fail("invariant 1: node %d decided slot %d at %v without a quorum of acceptors", n.id, e.Slot, e.Ballot)
+			}
+			c.choose(e.Slot, e.Value, "decide")
+		}
+	case paxos.MsgCatchUpReply:
+		for _, e := range m.Entries {
+			if v, ok := st.chosen[e.Slot]; !ok || !bytes.Equal(v, e.Value) {
+				s.fail("learner %d served slot %d that is not durable in its log", n.id, e.Slot)
+			}
+			c.choose(e.Slot, e.Value, "catch-up")
+		}
+	case paxos.MsgLearned:
+		if st.applied < m.Commit {
+			s.fail("learner %d reported slot %d learned before storing it (stored %d)", n.id, m.Commit, st.applied)
+		}
+	}
+	if m.Type == paxos.MsgPromise || m.Type == paxos.MsgAccepted {
+		c.externalized[n.id] = c.externalized[n.id].Max(m.Ballot)
+	}
+}
+
+// checkApplied compares what learner n applied with the reference sequence
+// (invariant 5): the same commands, in slot order, each session's command
+// applied at most once, and equal hashes at equal applied slots.
+func (c *checker) checkApplied(n *simNode) {
+	s := c.s
+	calls := n.rec.calls
+	for i := n.checked; i < len(calls); i++ {
+		if i >= len(c.ref) {
+			c.extendRef()
+		}
+		if i >= len(c.ref) {
+			s.fail("invariant 5: learner %d applied %d commands, but the chosen prefix holds only %d (last: slot %d)", n.id, i+1, len(c.ref), calls[i].slot)
+		}
+		if calls[i] != c.ref[i] {
+			s.fail("invariant 5: learner %d's command %d was slot %d %x, want slot %d %x", n.id, i, calls[i].slot, calls[i].cmd, c.ref[i].slot, c.ref[i].cmd)
+		}
+	}
+	n.checked = len(calls)
+	if a := n.lrn.Applied(); a > 0 {
+		h := n.lrn.Hash()
+		if prev, ok := c.hashAt[a]; ok && prev != h {
+			s.fail("invariant 5: learner %d at slot %d has hash %016x, another learner had %016x", n.id, a, h, prev)
+		}
+		c.hashAt[a] = h
+	}
+}
+
+// extendRef folds newly contiguous chosen slots into the reference sequence.
+func (c *checker) extendRef() {
+	for {
+		v, ok := c.chosen[c.refNext]
+		if !ok {
+			return
+		}
+		cmds, _ := paxos.DecodeBatch(v) // NB: choose already checked that it decodes
+		for _, cmd := range cmds {
+			if cmd.Session != 0 {
+				if cmd.Seq <= c.refLast[cmd.Session] {
+					continue
+				}
+				c.refLast[cmd.Session] = cmd.Seq
+			}
+			c.ref = append(c.ref, call{c.refNext, string(cmd.Data)})
+		}
+		c.refNext++
+	}
+}

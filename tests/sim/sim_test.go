@@ -1,0 +1,92 @@
+package sim
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+var (
+	flagSeeds = flag.Int("seeds", 0, "number of seeds TestSim runs (default 300, or 100 under -short)")
+	flagSeed  = flag.Uint64("seed", 0, "replay this one seed, printing every event with -v")
+	flagFirst = flag.Uint64("first-seed", 1, "first seed of the sweep")
+)
+
+// TestSim runs a sweep of seeds, each a whole cluster under faults, on every
+// CPU. With -seed it replays one seed and traces every event.
+func TestSim(t *testing.T) {
+	if *flagSeed != 0 {
+		opts := Options{Seed: *flagSeed}
+		if testing.Verbose() {
+			opts.Trace = os.Stdout
+		}
+		st, err := Run(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("seed %d: %+v", *flagSeed, st)
+		return
+	}
+	n := *flagSeeds
+	if n == 0 {
+		n = 300
+		if testing.Short() {
+			n = 100
+		}
+	}
+	var (
+		next     atomic.Uint64
+		mu       sync.Mutex
+		failures []error
+		total    Stats
+		shapes   = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	next.Store(*flagFirst)
+	last := *flagFirst + uint64(n)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				seed := next.Add(1) - 1
+				if seed >= last {
+					return
+				}
+				st, err := Run(Options{Seed: seed})
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err)
+				}
+				shapes[st.Shape]++
+				total.Ops += st.Ops
+				total.Crashes += st.Crashes
+				total.Partitions += st.Partitions
+				total.Elections += st.Elections
+				total.MultiBatches += st.MultiBatches
+				total.DuplicateApply += st.DuplicateApply
+				total.Retries += st.Retries
+				total.MaxBatch = max(total.MaxBatch, st.MaxBatch)
+				total.MaxPipeline = max(total.MaxPipeline, st.MaxPipeline)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d seeds from %d; shapes %v; ops %d, retries %d, duplicates applied once %d, crashes %d, partitions %d, elections %d, multi-command slots %d (max %d commands), max pipeline %d slots",
+		n, *flagFirst, shapes, total.Ops, total.Retries, total.DuplicateApply, total.Crashes, total.Partitions, total.Elections, total.MultiBatches, total.MaxBatch, total.MaxPipeline)
+	for i, err := range failures {
+		if i == 5 {
+			t.Errorf("... and %d more failing seeds", len(failures)-5)
+			break
+		}
+		var f *Failure
+		if errors.As(err, &f) {
+			t.Errorf("%v", f)
+		} else {
+			t.Error(err)
+		}
+	}
+}

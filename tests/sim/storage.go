@@ -1,0 +1,77 @@
+package sim
+
+import (
+	"errors"
+	"maps"
+	"slices"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// errCrash is what a store returns when the simulator crashes its node in the
+// middle of a synced batch.
+var errCrash = errors.New("sim: node crashed during sync")
+
+// memStore is the simulator's paxos.Storage: the state that survives a crash.
+// Everything a node holds outside it is lost when the node crashes.
+type memStore struct {
+	promised paxos.Ballot
+	accepted map[paxos.Slot]paxos.Entry
+	chosen   map[paxos.Slot]paxos.Value
+	applied  paxos.Slot
+
+	// crashNext makes the next Save crash the node; keepOnCrash says
+	// whether that batch made it to disk (a batch is atomic: all or none).
+	crashNext   bool
+	keepOnCrash bool
+	// onRecord lets the checker see every durable write just before it
+	// lands, with the store still holding the state before it.
+	onRecord func(r paxos.Record)
+}
+
+func newMemStore() *memStore {
+	return &memStore{accepted: map[paxos.Slot]paxos.Entry{}, chosen: map[paxos.Slot]paxos.Value{}}
+}
+
+func (m *memStore) Save(recs []paxos.Record) error {
+	if m.crashNext {
+		m.crashNext = false
+		if m.keepOnCrash {
+			m.apply(recs)
+		}
+		return errCrash
+	}
+	m.apply(recs)
+	return nil
+}
+
+func (m *memStore) apply(recs []paxos.Record) {
+	for _, r := range recs {
+		if m.onRecord != nil {
+			m.onRecord(r)
+		}
+		switch r.Type {
+		case paxos.RecPromise:
+			m.promised = r.Ballot
+		case paxos.RecAccept:
+			m.accepted[r.Slot] = paxos.Entry{Slot: r.Slot, Ballot: r.Ballot, Value: r.Value}
+		case paxos.RecChosen:
+			m.chosen[r.Slot] = r.Value
+		case paxos.RecApplied:
+			m.applied = r.Slot
+		}
+	}
+}
+
+func (m *memStore) load() paxos.State {
+	var st paxos.State
+	st.Acceptor.Promised = m.promised
+	for _, s := range slices.Sorted(maps.Keys(m.accepted)) {
+		st.Acceptor.Accepted = append(st.Acceptor.Accepted, m.accepted[s])
+	}
+	for _, s := range slices.Sorted(maps.Keys(m.chosen)) {
+		st.Learner.Chosen = append(st.Learner.Chosen, paxos.Entry{Slot: s, Value: m.chosen[s]})
+	}
+	st.Learner.Applied = m.applied
+	return st
+}

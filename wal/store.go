@@ -1,0 +1,208 @@
+package wal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// Options configures a Store.
+type Options struct {
+	// FS is the file system Pebble uses; nil means the real one. Tests use
+	// vfs.NewMem and vfs.NewCrashableMem.
+	FS vfs.FS
+	// Logger receives Pebble's logs and the store's warnings; nil discards
+	// them.
+	Logger *slog.Logger
+	// SlowSync is how long a disk write may take before it is logged as
+	// slow. Zero means 500ms.
+	SlowSync time.Duration
+}
+
+// Store is the Pebble-backed paxos.Storage. Save and Close must not be called
+// concurrently.
+type Store struct {
+	db     *pebble.DB
+	health io.Closer // stops the disk-health checker
+	logger *slog.Logger
+}
+
+// Open opens or creates the store in dir, recovers its state and checks it.
+// A store that fails a check is closed again and an error wrapping
+// ErrCorrupt names the key and the problem.
+func Open(dir string, opts Options) (*Store, paxos.State, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "wal")
+	slow := opts.SlowSync
+	if slow == 0 {
+		slow = 500 * time.Millisecond
+	}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	fs, health := vfs.WithDiskHealthChecks(fs, slow, nil, func(info vfs.DiskSlowInfo) {
+		logger.Warn("slow disk", "path", info.Path, "op", info.OpType.String(), "took", info.Duration)
+	})
+	po := &pebble.Options{
+		FS:     fs,
+		Logger: pebbleLogger{logger},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				logger.Error("pebble background error", "err", err)
+			},
+		},
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		_ = health.Close() // NB: the open error is the one worth reporting
+		return nil, paxos.State{}, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, health: health, logger: logger}
+	st, err := s.load()
+	if err != nil {
+		_ = s.Close() // NB: the load error is the one worth reporting
+		return nil, paxos.State{}, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	return s, st, nil
+}
+
+// Save writes recs in one batch committed with pebble.Sync.
+func (s *Store) Save(recs []paxos.Record) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, rec := range recs {
+		k, v, err := encodeRecord(rec)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(k, v, nil); err != nil {
+			return fmt.Errorf("wal: stage %s: %w", keyName(k), err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("wal: commit %d records: %w", len(recs), err)
+	}
+	return nil
+}
+
+// Close closes the database. Records already saved stay durable.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if herr := s.health.Close(); err == nil {
+		err = herr
+	}
+	if err != nil {
+		return fmt.Errorf("wal: close: %w", err)
+	}
+	return nil
+}
+
+// load reads and checks every key. A new, empty store gets its format key.
+func (s *Store) load() (paxos.State, error) {
+	var st paxos.State
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return st, err
+	}
+	defer it.Close()
+	var (
+		version uint64
+		nkeys   int
+		applied paxos.Slot
+		corrupt = func(k []byte, format string, args ...any) error {
+			return fmt.Errorf("%w: key %s: %s", ErrCorrupt, keyName(k), fmt.Sprintf(format, args...))
+		}
+	)
+	for it.First(); it.Valid(); it.Next() {
+		nkeys++
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return st, fmt.Errorf("wal: read key %s: %w", keyName(k), err)
+		}
+		d, err := decodeKV(k, v)
+		if err != nil {
+			return st, corrupt(k, "%v", err)
+		}
+		switch d.kind {
+		case prefixFormat:
+			version = d.version
+		case prefixPromised:
+			st.Acceptor.Promised = d.ballot
+		case prefixAccepted:
+			st.Acceptor.Accepted = append(st.Acceptor.Accepted, paxos.Entry{Slot: d.slot, Ballot: d.ballot, Value: bytes.Clone(d.value)})
+		case prefixChosen:
+			st.Learner.Chosen = append(st.Learner.Chosen, paxos.Entry{Slot: d.slot, Value: bytes.Clone(d.value)})
+		case prefixApplied:
+			applied = d.applied
+		}
+	}
+	if err := it.Error(); err != nil {
+		return st, fmt.Errorf("wal: scan: %w", err)
+	}
+	switch {
+	case nkeys == 0:
+		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
+			return st, fmt.Errorf("wal: write format version: %w", err)
+		}
+		return st, nil
+	case version == 0:
+		return st, corrupt([]byte{prefixFormat}, "missing from a store that holds %d keys", nkeys)
+	case version != formatVersion:
+		return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", version, formatVersion, errors.ErrUnsupported)
+	}
+	// Invariant 3 of the design, as stored: nothing accepted above the
+	// promise.
+	for _, e := range st.Acceptor.Accepted {
+		if st.Acceptor.Promised.Less(e.Ballot) {
+			return st, corrupt(slotKey(prefixAccepted, e.Slot), "accepted at ballot %v, above promised %v", e.Ballot, st.Acceptor.Promised)
+		}
+	}
+	// The applied prefix must be in the chosen log, without gaps.
+	chosen := st.Learner.Chosen
+	for i := paxos.Slot(1); i <= applied; i++ {
+		if int(i) > len(chosen) || chosen[i-1].Slot != i {
+			return st, corrupt([]byte{prefixApplied}, "applied slot %d, but chosen/%d is missing", applied, i)
+		}
+	}
+	st.Learner.Applied = applied
+	return st, nil
+}
+
+func appendUvarint(x uint64) []byte {
+	return binary.AppendUvarint(nil, x)
+}
+
+// pebbleLogger routes Pebble's logs into slog. Pebble's info lines are
+// routine (compactions, flushes), so they go to Debug.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble when it cannot go on, for example after a
+// failed WAL sync. Pebble expects it not to return; a library may not exit
+// the process, so it panics with the message.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error("pebble fatal", "msg", msg)
+	panic("wal: pebble: " + msg)
+}
