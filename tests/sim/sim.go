@@ -43,13 +43,17 @@ var Shapes = []Shape{
 // Options configures one run.
 type Options struct {
 	Seed uint64
-	// Rounds is how many ticks faults are injected for. Default 300.
+	// Rounds is how many ticks faults are injected for. Default 600.
 	Rounds int
 	// LivenessTicks bounds the calm phase after the faults stop: every
 	// pending command must be decided and learned within it. Default 600.
 	LivenessTicks int
 	// Trace, if set, receives every event as it happens.
 	Trace io.Writer
+	// Drop, if set, loses every message it returns true for, on top of the
+	// seed's faults and also after they stop. Regression tests use it to
+	// pin down the condition a bug needed.
+	Drop func(paxos.Message) bool
 }
 
 // Stats describes what a run exercised.
@@ -104,6 +108,7 @@ type faults struct {
 	crash            float64 // per delivery step: crash a random node
 	saveCrash        float64 // per flush: crash in the middle of the synced batch
 	partition, heal  float64 // per tick
+	leaderCrash      float64 // per tick: crash whichever node leads
 	replyDrop        float64 // per client reply
 	flush            float64 // per delivery: flush the receiver at once
 }
@@ -156,7 +161,7 @@ const eventRing = 120
 // Run simulates one seed. It returns what the run exercised, or a *Failure.
 func Run(opts Options) (st Stats, err error) {
 	if opts.Rounds == 0 {
-		opts.Rounds = 300
+		opts.Rounds = 600
 	}
 	if opts.LivenessTicks == 0 {
 		opts.LivenessTicks = 600
@@ -188,15 +193,16 @@ func (s *sim) setup() {
 	r := s.rng
 	pick := func(xs ...float64) float64 { return xs[r.IntN(len(xs))] }
 	s.f = faults{
-		drop:      pick(0, 0.02, 0.1, 0.25),
-		dup:       pick(0, 0.02, 0.1),
-		delay:     pick(0, 0.05, 0.2),
-		crash:     pick(0, 0.0005, 0.002, 0.005),
-		saveCrash: pick(0, 0.005, 0.02),
-		partition: pick(0, 0.01, 0.04),
-		heal:      pick(0.05, 0.2),
-		replyDrop: pick(0, 0.1, 0.3),
-		flush:     pick(0.2, 0.6, 1),
+		drop:        pick(0, 0.02, 0.1, 0.25),
+		dup:         pick(0, 0.02, 0.1),
+		delay:       pick(0, 0.05, 0.2),
+		crash:       pick(0, 0.0005, 0.002, 0.005),
+		saveCrash:   pick(0, 0.005, 0.02),
+		partition:   pick(0, 0.01, 0.04),
+		leaderCrash: pick(0, 0, 0.01, 0.03),
+		heal:        pick(0.05, 0.2),
+		replyDrop:   pick(0, 0.1, 0.3),
+		flush:       pick(0.2, 0.6, 1),
 	}
 	s.pcfg = proposer.Config{
 		Cluster:         s.shape.Config,
@@ -298,6 +304,11 @@ func (s *sim) round() {
 		}
 	}
 	s.maybePartition()
+	if s.rng.Float64() < s.f.leaderCrash {
+		if id := s.leader(); id != 0 {
+			s.crash(s.nodes[id], "leader fault")
+		}
+	}
 	for _, c := range s.clients {
 		c.act()
 	}
@@ -412,7 +423,9 @@ func (s *sim) maybePartition() {
 	}
 	s.stats.Partitions++
 	s.cut = map[[2]paxos.NodeID]bool{}
-	if s.rng.IntN(2) == 0 {
+	leader := s.leader()
+	switch kind := s.rng.IntN(4); {
+	case kind == 0 || (kind >= 2 && leader == 0):
 		// Symmetric: split the nodes in two groups.
 		side := map[paxos.NodeID]bool{}
 		for _, id := range s.ids {
@@ -425,12 +438,29 @@ func (s *sim) maybePartition() {
 				}
 			}
 		}
-	} else {
+	case kind == 1:
 		// One-way: some directed links drop everything.
 		for range 1 + s.rng.IntN(len(s.ids)) {
 			a, b := s.ids[s.rng.IntN(len(s.ids))], s.ids[s.rng.IntN(len(s.ids))]
 			if a != b {
 				s.cut[[2]paxos.NodeID{a, b}] = true
+			}
+		}
+	case kind == 2:
+		// Isolate the leader from everyone.
+		for _, id := range s.ids {
+			if id != leader {
+				s.cut[[2]paxos.NodeID{leader, id}] = true
+				s.cut[[2]paxos.NodeID{id, leader}] = true
+			}
+		}
+	default:
+		// The leader still reaches the acceptors, but its heartbeats and
+		// decisions no longer reach the other proposers, which campaign
+		// against it: duelling ballots.
+		for _, id := range s.shape.Config.Proposers() {
+			if id != leader {
+				s.cut[[2]paxos.NodeID{leader, id}] = true
 			}
 		}
 	}
@@ -444,6 +474,19 @@ func sortedLinks(cut map[[2]paxos.NodeID]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// leader returns the node with the highest ballot among those that believe
+// they lead, or 0.
+func (s *sim) leader() paxos.NodeID {
+	var best paxos.NodeID
+	var bb paxos.Ballot
+	for _, n := range s.upNodes() {
+		if n.prop != nil && n.prop.IsLeader() && bb.Less(n.prop.Ballot()) {
+			best, bb = n.id, n.prop.Ballot()
+		}
+	}
+	return best
 }
 
 func (s *sim) upNodes() []*simNode {
@@ -594,7 +637,7 @@ func (t transport) Send(msgs []paxos.Message) {
 			s.fail("node %d sent %v with the wrong sender", t.id, m)
 		}
 		s.ck.onSend(s.nodes[t.id], m)
-		if s.cut[[2]paxos.NodeID{m.From, m.To}] {
+		if s.cut[[2]paxos.NodeID{m.From, m.To}] || (s.opts.Drop != nil && s.opts.Drop(m)) {
 			s.tracef("cut %v", m)
 			continue
 		}

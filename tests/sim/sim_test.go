@@ -5,22 +5,24 @@ import (
 	"flag"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 )
 
 var (
-	flagSeeds = flag.Int("seeds", 0, "number of seeds TestSim runs (default 300, or 100 under -short)")
-	flagSeed  = flag.Uint64("seed", 0, "replay this one seed, printing every event with -v")
-	flagFirst = flag.Uint64("first-seed", 1, "first seed of the sweep")
+	flagSeeds  = flag.Int("seeds", 0, "number of seeds TestSim runs (default 400, or 100 under -short)")
+	flagSeed   = flag.Uint64("seed", 0, "replay this one seed, printing every event with -v")
+	flagFirst  = flag.Uint64("first-seed", 1, "first seed of the sweep")
+	flagRounds = flag.Int("rounds", 0, "ticks of faults per seed (default 600)")
 )
 
 // TestSim runs a sweep of seeds, each a whole cluster under faults, on every
 // CPU. With -seed it replays one seed and traces every event.
 func TestSim(t *testing.T) {
 	if *flagSeed != 0 {
-		opts := Options{Seed: *flagSeed}
+		opts := Options{Seed: *flagSeed, Rounds: *flagRounds}
 		if testing.Verbose() {
 			opts.Trace = os.Stdout
 		}
@@ -33,7 +35,7 @@ func TestSim(t *testing.T) {
 	}
 	n := *flagSeeds
 	if n == 0 {
-		n = 300
+		n = 400
 		if testing.Short() {
 			n = 100
 		}
@@ -55,7 +57,7 @@ func TestSim(t *testing.T) {
 				if seed >= last {
 					return
 				}
-				st, err := Run(Options{Seed: seed})
+				st, err := Run(Options{Seed: seed, Rounds: *flagRounds})
 				mu.Lock()
 				if err != nil {
 					failures = append(failures, err)
@@ -77,16 +79,20 @@ func TestSim(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d seeds from %d; shapes %v; ops %d, retries %d, duplicates applied once %d, crashes %d, partitions %d, elections %d, multi-command slots %d (max %d commands), max pipeline %d slots",
 		n, *flagFirst, shapes, total.Ops, total.Retries, total.DuplicateApply, total.Crashes, total.Partitions, total.Elections, total.MultiBatches, total.MaxBatch, total.MaxPipeline)
+	var seeds []uint64
 	for i, err := range failures {
-		if i == 5 {
-			t.Errorf("... and %d more failing seeds", len(failures)-5)
-			break
-		}
 		var f *Failure
-		if errors.As(err, &f) {
-			t.Errorf("%v", f)
-		} else {
+		if !errors.As(err, &f) {
 			t.Error(err)
+			continue
 		}
+		seeds = append(seeds, f.Seed)
+		if i < 3 {
+			t.Errorf("%v", f)
+		}
+	}
+	if len(failures) > 0 {
+		slices.Sort(seeds)
+		t.Errorf("%d of %d seeds failed: %v", len(failures), n, seeds)
 	}
 }
