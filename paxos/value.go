@@ -99,8 +99,18 @@ func DecodeBatch(v Value) ([]Command, error) {
 
 func uvarint(b []byte, what string) (uint64, []byte, error) {
 	x, n := binary.Uvarint(b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(x) {
 		return 0, nil, fmt.Errorf("%w: bad %s", ErrBadValue, what)
 	}
 	return x, b[n:], nil
+}
+
+// uvarintLen is the length of the shortest encoding of x; the decoder
+// refuses longer ones so that every value has exactly one encoding.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }

@@ -430,6 +430,16 @@ func (kv *KV) Restore(r io.Reader) error {
 	return nil
 }
 
+// uvarintLen is the length of the shortest encoding of x; decoders refuse
+// longer ones so that every value has exactly one encoding.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
 func appendBytes(b, p []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p)))
 	return append(b, p...)
@@ -463,7 +473,7 @@ func (d *decoder) uvarint(what string) uint64 {
 		return 0
 	}
 	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(x) {
 		d.fail("bad " + what)
 		return 0
 	}

@@ -1,0 +1,192 @@
+package acceptor
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+func b(round uint64, node paxos.NodeID) paxos.Ballot { return paxos.Ballot{Round: round, Node: node} }
+
+func newTestAcceptor(t *testing.T, st paxos.AcceptorState) *Acceptor {
+	t.Helper()
+	a, err := New(Config{ID: 1, Cluster: paxos.Uniform(5)}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func step(t *testing.T, a *Acceptor, m paxos.Message) paxos.Ready {
+	t.Helper()
+	m.To = 1
+	if err := a.Step(m); err != nil {
+		t.Fatalf("Step(%v): %v", m, err)
+	}
+	rd := a.Ready()
+	a.Advance()
+	return rd
+}
+
+func TestPrepare(t *testing.T) {
+	accepted := []paxos.Entry{
+		{Slot: 3, Ballot: b(1, 2), Value: paxos.Value("x")},
+		{Slot: 5, Ballot: b(2, 3), Value: paxos.Value("y")},
+		{Slot: 9, Ballot: b(2, 3), Value: nil},
+	}
+	for _, tc := range []struct {
+		name       string
+		promised   paxos.Ballot
+		in         paxos.Ballot
+		from       paxos.Slot
+		want       paxos.MsgType
+		wantSlots  []paxos.Slot
+		wantBallot paxos.Ballot
+	}{
+		{"higher ballot is promised with entries from the slot", b(2, 3), b(3, 2), 4, paxos.MsgPromise, []paxos.Slot{5, 9}, b(3, 2)},
+		{"all entries from slot 1", b(2, 3), b(3, 2), 1, paxos.MsgPromise, []paxos.Slot{3, 5, 9}, b(3, 2)},
+		{"nothing above the top slot", b(2, 3), b(3, 2), 10, paxos.MsgPromise, nil, b(3, 2)},
+		{"lower ballot is refused", b(5, 1), b(4, 2), 1, paxos.MsgNack, nil, b(5, 1)},
+		{"equal ballot is refused", b(2, 3), b(2, 3), 1, paxos.MsgNack, nil, b(2, 3)},
+		{"same round higher node wins", b(2, 3), b(2, 4), 1, paxos.MsgPromise, []paxos.Slot{3, 5, 9}, b(2, 4)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newTestAcceptor(t, paxos.AcceptorState{Promised: tc.promised, Accepted: accepted})
+			rd := step(t, a, paxos.Message{Type: paxos.MsgPrepare, From: tc.in.Node, Ballot: tc.in, Slot: tc.from})
+			if len(rd.Messages) != 1 {
+				t.Fatalf("Prepare(%v) after promising %v: got %d messages, want 1", tc.in, tc.promised, len(rd.Messages))
+			}
+			m := rd.Messages[0]
+			if m.Type != tc.want || m.Ballot != tc.wantBallot || m.To != tc.in.Node || m.From != 1 {
+				t.Fatalf("Prepare(%v) after promising %v: got %v, want %v with ballot %v", tc.in, tc.promised, m, tc.want, tc.wantBallot)
+			}
+			var slots []paxos.Slot
+			for _, e := range m.Entries {
+				slots = append(slots, e.Slot)
+			}
+			if !slices.Equal(slots, tc.wantSlots) {
+				t.Fatalf("Prepare(%v, slot %d): promised slots %v, want %v", tc.in, tc.from, slots, tc.wantSlots)
+			}
+			if tc.want == paxos.MsgPromise {
+				if len(rd.Writes) != 1 || rd.Writes[0].Type != paxos.RecPromise || rd.Writes[0].Ballot != tc.in {
+					t.Fatalf("Prepare(%v): writes %v, want one promise record", tc.in, rd.Writes)
+				}
+				if a.Promised() != tc.in {
+					t.Fatalf("Promised() = %v, want %v", a.Promised(), tc.in)
+				}
+			} else if len(rd.Writes) != 0 || a.Promised() != tc.promised {
+				t.Fatalf("refused Prepare(%v) wrote %v and left promise %v", tc.in, rd.Writes, a.Promised())
+			}
+		})
+	}
+}
+
+func TestAccept(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		promised paxos.Ballot
+		prior    *paxos.Entry
+		in       paxos.Ballot
+		want     paxos.MsgType
+		writes   []paxos.RecordType
+	}{
+		{"at the promise", b(2, 2), nil, b(2, 2), paxos.MsgAccepted, []paxos.RecordType{paxos.RecAccept}},
+		{"above the promise raises it", b(2, 2), nil, b(3, 3), paxos.MsgAccepted, []paxos.RecordType{paxos.RecPromise, paxos.RecAccept}},
+		{"below the promise is refused", b(4, 1), nil, b(3, 3), paxos.MsgNack, nil},
+		{"duplicate needs no write", b(2, 2), &paxos.Entry{Slot: 7, Ballot: b(2, 2), Value: paxos.Value("v")}, b(2, 2), paxos.MsgAccepted, nil},
+		{"higher ballot overwrites", b(3, 3), &paxos.Entry{Slot: 7, Ballot: b(2, 2), Value: paxos.Value("old")}, b(3, 3), paxos.MsgAccepted, []paxos.RecordType{paxos.RecAccept}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := paxos.AcceptorState{Promised: tc.promised}
+			if tc.prior != nil {
+				st.Accepted = []paxos.Entry{*tc.prior}
+			}
+			a := newTestAcceptor(t, st)
+			rd := step(t, a, paxos.Message{Type: paxos.MsgAccept, From: tc.in.Node, Ballot: tc.in, Slot: 7, Value: paxos.Value("v")})
+			if len(rd.Messages) != 1 || rd.Messages[0].Type != tc.want || rd.Messages[0].Slot != 7 {
+				t.Fatalf("Accept(%v) after promising %v: got %v, want one %v for slot 7", tc.in, tc.promised, rd.Messages, tc.want)
+			}
+			var types []paxos.RecordType
+			for _, w := range rd.Writes {
+				types = append(types, w.Type)
+			}
+			if !slices.Equal(types, tc.writes) {
+				t.Fatalf("Accept(%v) after promising %v: writes %v, want %v", tc.in, tc.promised, types, tc.writes)
+			}
+			e, ok := a.Accepted(7)
+			switch tc.want {
+			case paxos.MsgAccepted:
+				if !ok || e.Ballot != tc.in || string(e.Value) != "v" {
+					t.Fatalf("after Accept(%v): slot 7 holds %v, %v", tc.in, e, ok)
+				}
+				if rd.Messages[0].Ballot != tc.in {
+					t.Fatalf("Accepted carries %v, want %v", rd.Messages[0].Ballot, tc.in)
+				}
+			case paxos.MsgNack:
+				if ok {
+					t.Fatalf("refused Accept(%v) stored %v", tc.in, e)
+				}
+				if rd.Messages[0].Ballot != tc.promised {
+					t.Fatalf("Nack carries %v, want the promise %v", rd.Messages[0].Ballot, tc.promised)
+				}
+			}
+			if a.Promised().Less(a.MaxAccepted()) {
+				t.Fatalf("accepted %v above promised %v", a.MaxAccepted(), a.Promised())
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	a := newTestAcceptor(t, paxos.AcceptorState{})
+	for _, m := range []paxos.Message{
+		{Type: paxos.MsgPrepare, From: 9, Ballot: b(1, 9)},            // not a member
+		{Type: paxos.MsgPrepare, From: 2, Ballot: b(1, 3)},            // someone else's ballot
+		{Type: paxos.MsgAccept, From: 2, Ballot: b(1, 2), Slot: 0},    // slot 0
+		{Type: paxos.MsgDecide, From: 2, Ballot: b(1, 2)},             // not for an acceptor
+		{Type: paxos.MsgType(200), From: 2, Ballot: b(1, 2), Slot: 1}, // unknown type
+	} {
+		if err := a.Step(m); err == nil {
+			t.Errorf("Step(%v): got no error, want one", m)
+		}
+		if rd := a.Ready(); !rd.Empty() || !a.Promised().IsZero() {
+			t.Errorf("Step(%v) changed state: %+v, promised %v", m, rd, a.Promised())
+		}
+	}
+}
+
+func TestRecoveryRefusesAcceptedAbovePromise(t *testing.T) {
+	_, err := New(Config{ID: 1, Cluster: paxos.Uniform(3)}, paxos.AcceptorState{
+		Promised: b(1, 1),
+		Accepted: []paxos.Entry{{Slot: 1, Ballot: b(2, 2)}},
+	})
+	if err == nil {
+		t.Fatal("New accepted a state with a value above the promise")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := paxos.MustConfig(paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleProposer | paxos.RoleLearner})
+	if _, err := New(Config{ID: 2, Cluster: c}, paxos.AcceptorState{}); err == nil {
+		t.Fatal("New made an acceptor of a node that is not one")
+	}
+}
+
+func BenchmarkAcceptorStep(b *testing.B) {
+	a, err := New(Config{ID: 1, Cluster: paxos.Uniform(3)}, paxos.AcceptorState{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := paxos.EncodeBatch([]paxos.Command{{Session: 1, Seq: 1, Data: make([]byte, 256)}})
+	ballot := paxos.Ballot{Round: 1, Node: 2}
+	m := paxos.Message{Type: paxos.MsgAccept, From: 2, To: 1, Ballot: ballot, Value: v}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Slot++
+		if err := a.Step(m); err != nil {
+			b.Fatal(err)
+		}
+		a.Advance()
+	}
+}

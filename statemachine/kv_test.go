@@ -1,0 +1,256 @@
+package statemachine
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func apply(t *testing.T, kv *KV, r KVRequest) KVResponse {
+	t.Helper()
+	resp, err := DecodeKVResponse(kv.Apply(1, r.Encode()))
+	if err != nil {
+		t.Fatalf("Apply(%+v): answer does not decode: %v", r, err)
+	}
+	return resp
+}
+
+func TestKVOperations(t *testing.T) {
+	kv := NewKV()
+	for i, tc := range []struct {
+		req  KVRequest
+		want KVResponse
+	}{
+		{KVRequest{Op: KVGet, Key: []byte("a")}, KVResponse{Status: KVNotFound}},
+		{KVRequest{Op: KVPut, Key: []byte("a"), Value: []byte("1")}, KVResponse{Status: KVOK, Rev: 1}},
+		{KVRequest{Op: KVGet, Key: []byte("a")}, KVResponse{Status: KVOK, Rev: 1, Value: []byte("1")}},
+		{KVRequest{Op: KVCompareAndSwap, Key: []byte("a"), Old: []byte("x"), Value: []byte("2")}, KVResponse{Status: KVCompareFailed, Rev: 1, Value: []byte("1")}},
+		{KVRequest{Op: KVCompareAndSwap, Key: []byte("a"), Old: []byte("1"), Value: []byte("2")}, KVResponse{Status: KVOK, Rev: 2}},
+		{KVRequest{Op: KVCompareAndSwap, Key: []byte("a"), ExpectAbsent: true, Value: []byte("3")}, KVResponse{Status: KVCompareFailed, Rev: 2, Value: []byte("2")}},
+		{KVRequest{Op: KVCompareAndSwap, Key: []byte("b"), ExpectAbsent: true, Value: []byte("b1")}, KVResponse{Status: KVOK, Rev: 3}},
+		{KVRequest{Op: KVCompareAndSwap, Key: []byte("c"), Old: []byte(""), Value: []byte("c1")}, KVResponse{Status: KVCompareFailed}},
+		{KVRequest{Op: KVPut, Key: []byte("ab"), Value: nil}, KVResponse{Status: KVOK, Rev: 4}},
+		{KVRequest{Op: KVRange, Key: []byte("a")}, KVResponse{Status: KVOK, Pairs: []KVPair{{[]byte("a"), []byte("2"), 2}, {[]byte("ab"), []byte{}, 4}}}},
+		{KVRequest{Op: KVRange, Key: []byte(""), Limit: 2}, KVResponse{Status: KVOK, More: true, Pairs: []KVPair{{[]byte("a"), []byte("2"), 2}, {[]byte("ab"), []byte{}, 4}}}},
+		{KVRequest{Op: KVDelete, Key: []byte("a")}, KVResponse{Status: KVOK, Rev: 5, Value: []byte("2")}},
+		{KVRequest{Op: KVDelete, Key: []byte("a")}, KVResponse{Status: KVNotFound}},
+		{KVRequest{Op: KVGet, Key: []byte("ab")}, KVResponse{Status: KVOK, Rev: 4, Value: []byte{}}},
+	} {
+		got := apply(t, kv, tc.req)
+		if !reflect.DeepEqual(normalize(got), normalize(tc.want)) {
+			t.Fatalf("step %d: %v(%q): got %+v, want %+v", i, tc.req.Op, tc.req.Key, got, tc.want)
+		}
+	}
+	if kv.Rev() != 5 || kv.Len() != 2 {
+		t.Fatalf("rev %d, %d keys; want 5 and 2", kv.Rev(), kv.Len())
+	}
+}
+
+// normalize maps empty slices to nil so that DeepEqual compares contents.
+func normalize(r KVResponse) KVResponse {
+	if len(r.Value) == 0 {
+		r.Value = nil
+	}
+	for i := range r.Pairs {
+		if len(r.Pairs[i].Value) == 0 {
+			r.Pairs[i].Value = nil
+		}
+	}
+	return r
+}
+
+func TestKVKeepsNoCallerBytes(t *testing.T) {
+	kv := NewKV()
+	cmd := KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("value")}.Encode()
+	kv.Apply(1, cmd)
+	for i := range cmd {
+		cmd[i] = 'X'
+	}
+	if got := apply(t, kv, KVRequest{Op: KVGet, Key: []byte("k")}); string(got.Value) != "value" {
+		t.Fatalf("the machine kept the caller's bytes: got %q after they changed", got.Value)
+	}
+}
+
+func TestKVBadCommands(t *testing.T) {
+	kv := NewKV()
+	for _, cmd := range [][]byte{
+		nil,
+		{0},
+		{byte(KVPut)},
+		{byte(KVPut), 1, 'k'},    // no value
+		{byte(KVGet), 5, 'k'},    // key shorter than declared
+		{byte(KVGet), 1, 'k', 0}, // trailing byte
+		{byte(KVCompareAndSwap), 1, 'k', 7, 0, 0},
+		{byte(KVCompareAndSwap), 1, 'k', 1, 1, 'x', 0}, // absent and an old value
+		{byte(KVRange), 0, 0xff, 0xff, 0x03},           // limit above the maximum
+		{99, 0},
+	} {
+		resp, err := DecodeKVResponse(kv.Apply(1, cmd))
+		if err != nil || resp.Status != KVBadRequest || resp.Err == "" {
+			t.Errorf("Apply(%x): %+v, %v; want a bad-request answer saying why", cmd, resp, err)
+		}
+	}
+	if kv.Rev() != 0 || kv.Len() != 0 {
+		t.Fatal("a bad command changed state")
+	}
+	if _, err := kv.Query(KVRequest{Op: KVPut, Key: []byte("k")}.Encode()); !errors.Is(err, ErrBadKVRequest) {
+		t.Fatalf("Query of a put: %v, want ErrBadKVRequest", err)
+	}
+	big := KVRequest{Op: KVPut, Key: bytes.Repeat([]byte("k"), MaxKeySize+1)}.Encode()
+	if resp, _ := DecodeKVResponse(kv.Apply(1, big)); resp.Status != KVBadRequest {
+		t.Fatalf("oversized key: %+v, want bad request", resp)
+	}
+}
+
+func TestKVSnapshotRoundTrip(t *testing.T) {
+	kv := NewKV()
+	for _, k := range []string{"z", "a", "m", "b"} {
+		apply(t, kv, KVRequest{Op: KVPut, Key: []byte(k), Value: []byte("v-" + k)})
+	}
+	apply(t, kv, KVRequest{Op: KVDelete, Key: []byte("m")})
+	var s1, s2 bytes.Buffer
+	if err := kv.Snapshot(&s1); err != nil {
+		t.Fatal(err)
+	}
+	restored := NewKV()
+	if err := restored.Restore(bytes.NewReader(s1.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.Snapshot(&s2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(s1.Bytes(), s2.Bytes()) {
+		t.Fatal("snapshot of a restored machine differs: the encoding is not deterministic")
+	}
+	if restored.Rev() != kv.Rev() || restored.Len() != 3 {
+		t.Fatalf("restored rev %d with %d keys, want %d and 3", restored.Rev(), restored.Len(), kv.Rev())
+	}
+	// Every proper prefix of a snapshot is refused and leaves the state alone.
+	for n := range s1.Len() {
+		if err := restored.Restore(bytes.NewReader(s1.Bytes()[:n])); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("restore of a %d-byte prefix: %v, want ErrBadSnapshot", n, err)
+		}
+	}
+	if restored.Len() != 3 {
+		t.Fatal("a failed restore changed state")
+	}
+}
+
+func TestSessionsSnapshotIncludesTable(t *testing.T) {
+	s := NewSessions(NewKV())
+	put := KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}.Encode()
+	first, _ := s.Apply(1, 42, 1, put)
+	var snap bytes.Buffer
+	if err := s.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r := NewSessions(NewKV())
+	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	again, dup := r.Apply(2, 42, 1, put)
+	if !dup || !bytes.Equal(again, first) {
+		t.Fatalf("retry after restore: dup=%v answer %x; want the recorded answer %x", dup, again, first)
+	}
+	if r.Machine().(*KV).Rev() != 1 {
+		t.Fatal("the retry was applied again after restore")
+	}
+	if _, dup := r.Apply(3, 0, 0, put); dup {
+		t.Fatal("a command without a session was deduplicated")
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	m, err := New("kv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.(*KV); !ok {
+		t.Fatalf("New(\"kv\") = %T", m)
+	}
+	if _, err := New("nope"); !errors.Is(err, ErrUnknownMachine) || !strings.Contains(err.Error(), "kv") {
+		t.Fatalf("New(\"nope\"): %v; want ErrUnknownMachine listing the registered names", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("registering a name twice did not panic")
+		}
+	}()
+	Register("kv", func() Machine { return NewKV() })
+}
+
+func FuzzDecodeKVRequest(f *testing.F) {
+	for _, r := range []KVRequest{
+		{Op: KVPut, Key: []byte("k"), Value: []byte("v")},
+		{Op: KVGet, Key: []byte("k")},
+		{Op: KVDelete, Key: []byte("k")},
+		{Op: KVCompareAndSwap, Key: []byte("k"), Old: []byte("o"), Value: []byte("n")},
+		{Op: KVCompareAndSwap, Key: []byte("k"), ExpectAbsent: true, Value: []byte("n")},
+		{Op: KVRange, Key: []byte("p"), Limit: 10},
+	} {
+		f.Add(r.Encode())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeKVRequest(data)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(r.Encode(), data) {
+			t.Fatalf("decode(%x) = %+v encodes as %x", data, r, r.Encode())
+		}
+		// Whatever decodes must apply without panicking.
+		NewKV().Apply(1, data)
+	})
+}
+
+func FuzzDecodeKVResponse(f *testing.F) {
+	for _, r := range []KVResponse{
+		{Status: KVOK, Rev: 3, Value: []byte("v")},
+		{Status: KVNotFound},
+		{Status: KVOK, Pairs: []KVPair{{[]byte("a"), []byte("1"), 1}}, More: true},
+		{Status: KVBadRequest, Err: "why"},
+	} {
+		f.Add(r.Encode())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := DecodeKVResponse(data)
+		if err != nil {
+			return
+		}
+		r2, err := DecodeKVResponse(r.Encode())
+		if err != nil || !reflect.DeepEqual(normalize(r), normalize(r2)) {
+			t.Fatalf("round trip of %+v: %+v, %v", r, r2, err)
+		}
+	})
+}
+
+func FuzzRestore(f *testing.F) {
+	s := NewSessions(NewKV())
+	s.Apply(1, 7, 1, KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}.Encode())
+	s.Apply(2, 8, 4, KVRequest{Op: KVPut, Key: []byte("j"), Value: []byte("w")}.Encode())
+	var snap bytes.Buffer
+	if err := s.Snapshot(&snap); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(snap.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewSessions(NewKV())
+		if err := r.Restore(bytes.NewReader(data)); err != nil {
+			return
+		}
+		// A restored state snapshots to bytes that restore to the same.
+		var a, b bytes.Buffer
+		if err := r.Snapshot(&a); err != nil {
+			t.Fatal(err)
+		}
+		r2 := NewSessions(NewKV())
+		if err := r2.Restore(bytes.NewReader(a.Bytes())); err != nil {
+			t.Fatalf("re-restore: %v", err)
+		}
+		if err := r2.Snapshot(&b); err != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Fatalf("snapshot not stable across restore: %v", err)
+		}
+	})
+}
