@@ -50,6 +50,11 @@ type Options struct {
 	LivenessTicks int
 	// Trace, if set, receives every event as it happens.
 	Trace io.Writer
+	// WAL runs every node's storage on the real wal.Store (Pebble on a
+	// crashable in-memory file system) instead of the in-memory model alone.
+	// Each crash then keeps a random part of the unsynced data, and what
+	// Pebble recovers must equal what was synced.
+	WAL bool
 	// Drop, if set, loses every message it returns true for, on top of the
 	// seed's faults and also after they stop. Regression tests use it to
 	// pin down the condition a bug needed.
@@ -117,6 +122,7 @@ type simNode struct {
 	id        paxos.NodeID
 	roles     paxos.Role
 	store     *memStore
+	disk      *disk // the real WAL, when Options.WAL is set
 	up        bool
 	restartAt int64
 	n         *paxos.Node
@@ -183,6 +189,7 @@ func Run(opts Options) (st Stats, err error) {
 	}
 	s.calm()
 	s.finalChecks()
+	s.close()
 	return s.stats, nil
 }
 
@@ -227,6 +234,10 @@ func (s *sim) setup() {
 	for _, m := range s.shape.Config.Members() {
 		n := &simNode{id: m.ID, roles: m.Roles, store: newMemStore()}
 		n.store.onRecord = func(r paxos.Record) { s.ck.onRecord(n, r) }
+		if s.opts.WAL {
+			n.disk = newDisk()
+			n.disk.model = n.store
+		}
 		s.ids = append(s.ids, m.ID)
 		s.nodes[m.ID] = n
 		s.boot(n)
@@ -239,13 +250,19 @@ func (s *sim) setup() {
 
 // boot starts n from what its store holds, as a restarted daemon would.
 func (s *sim) boot(n *simNode) {
-	st := n.store.load()
+	var st paxos.State
+	var storage paxos.Storage = n.store
+	if n.disk != nil {
+		st, storage = n.disk.open(s, n.id), n.disk
+	} else {
+		st = n.store.load()
+	}
 	n.rec = &recorder{kv: statemachine.NewKV()}
 	n.checked = 0
 	n.acc, n.prop, n.lrn = nil, nil, nil
 	cfg := paxos.NodeConfig{
 		ID:        n.id,
-		Storage:   n.store,
+		Storage:   storage,
 		Transport: transport{s, n.id},
 		Apply:     func(ds []paxos.Decision) { s.onApply(n, ds) },
 		Logger:    s.logger,
@@ -287,6 +304,9 @@ func (s *sim) boot(n *simNode) {
 func (s *sim) childRand() *rand.Rand { return rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())) }
 
 func (s *sim) crash(n *simNode, why string) {
+	if n.disk != nil {
+		n.disk.crash(s.rng)
+	}
 	n.up = false
 	n.n, n.acc, n.prop, n.lrn = nil, nil, nil, nil
 	n.restartAt = s.now + 3 + int64(s.rng.IntN(25))
@@ -570,6 +590,18 @@ func (s *sim) finalChecks() {
 			fmt.Fprintf(&msg, "\n    c%d [%d,%d] %s", op.ClientId, op.Call, op.Return, kvModel.DescribeOperation(op.Input, op.Output))
 		}
 		s.fail("%s", msg.String())
+	}
+}
+
+// close releases the real WALs.
+func (s *sim) close() {
+	for _, id := range s.ids {
+		if d := s.nodes[id].disk; d != nil && d.store != nil {
+			if err := d.store.Close(); err != nil {
+				s.fail("node %d: close WAL: %v", id, err)
+			}
+			d.store = nil
+		}
 	}
 }
 

@@ -12,17 +12,19 @@ import (
 )
 
 var (
-	flagSeeds  = flag.Int("seeds", 0, "number of seeds TestSim runs (default 400, or 100 under -short)")
-	flagSeed   = flag.Uint64("seed", 0, "replay this one seed, printing every event with -v")
-	flagFirst  = flag.Uint64("first-seed", 1, "first seed of the sweep")
-	flagRounds = flag.Int("rounds", 0, "ticks of faults per seed (default 600)")
+	flagSeeds    = flag.Int("seeds", 0, "number of seeds TestSim runs (default 400, or 100 under -short)")
+	flagSeed     = flag.Uint64("seed", 0, "replay this one seed, printing every event with -v")
+	flagWAL      = flag.Bool("wal", false, "with -seed: run the seed on the real Pebble WAL")
+	flagFirst    = flag.Uint64("first-seed", 1, "first seed of the sweep")
+	flagRounds   = flag.Int("rounds", 0, "ticks of faults per seed (default 600)")
+	flagWALSeeds = flag.Int("wal-seeds", 50, "number of seeds TestSimWAL runs on the real Pebble WAL")
 )
 
 // TestSim runs a sweep of seeds, each a whole cluster under faults, on every
 // CPU. With -seed it replays one seed and traces every event.
 func TestSim(t *testing.T) {
 	if *flagSeed != 0 {
-		opts := Options{Seed: *flagSeed, Rounds: *flagRounds}
+		opts := Options{Seed: *flagSeed, Rounds: *flagRounds, WAL: *flagWAL}
 		if testing.Verbose() {
 			opts.Trace = os.Stdout
 		}
@@ -94,5 +96,31 @@ func TestSim(t *testing.T) {
 	if len(failures) > 0 {
 		slices.Sort(seeds)
 		t.Errorf("%d of %d seeds failed: %v", len(failures), n, seeds)
+	}
+}
+
+// TestSimWAL runs seeds with every node on the real Pebble WAL. A crash keeps
+// a random part of the unsynced file data, and Pebble's recovered state must
+// equal the synced writes.
+func TestSimWAL(t *testing.T) {
+	n := *flagWALSeeds
+	if testing.Short() {
+		n = min(n, 3)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_, errs[i] = Run(Options{Seed: *flagFirst + uint64(i), WAL: true, Rounds: *flagRounds})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 }
