@@ -1,0 +1,49 @@
+# paxosd developer targets. `make check` is what CI runs (see .ci/run).
+
+GO       ?= go
+SEEDS    ?= 3000
+FUZZTIME ?= 60s
+export GOTRACEBACK := all
+
+FUZZ_TARGETS := \
+	./paxos:FuzzDecodeBatch \
+	./statemachine:FuzzDecodeKVRequest \
+	./statemachine:FuzzDecodeKVResponse \
+	./statemachine:FuzzRestore \
+	./wal:FuzzDecodeKV
+
+.PHONY: check fmt vet lint tidy test sim sim-wal fuzz bench
+
+check: fmt vet lint tidy test
+
+fmt:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	$(GO) tool staticcheck ./...
+
+tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
+test:
+	$(GO) test -race -shuffle=on ./...
+
+# A long simulator sweep: make sim SEEDS=20000
+sim:
+	$(GO) test ./tests/sim -run 'TestSim$$' -count=1 -seeds=$(SEEDS)
+
+sim-wal:
+	$(GO) test ./tests/sim -run 'TestSimWAL$$' -count=1 -wal-seeds=$(SEEDS)
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg)"; \
+		$(GO) test $$pkg -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) || exit 1; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -count=10 ./... | tee bench.txt

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		out    string // expected in stdout
+		errOut string // expected in stderr
+	}{
+		{[]string{"sim", "--seeds", "2", "--rounds", "100"}, exitOK, "all 2 seeds passed", ""},
+		{[]string{"sim", "--seed", "3", "--rounds", "50", "--wal"}, exitOK, "seed 3 ", ""},
+		{[]string{"sim", "--seed", "2", "--rounds", "20", "--trace"}, exitOK, "deliver Prepare", ""},
+		{[]string{"sim", "--trace"}, exitUsage, "", "give --seed too"},
+		{[]string{"sim", "--seeds", "0"}, exitUsage, "", "--seeds and --rounds must be at least 1"},
+		{[]string{"sim", "extra"}, exitUsage, "", "sim takes no arguments"},
+		{[]string{"sim", "--bogus"}, exitUsage, "", "flag provided but not defined"},
+		{[]string{"bogus"}, exitUsage, "", `unknown command "bogus"`},
+		{[]string{"--version"}, exitOK, "paxosd version", ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		status := run(append([]string{"paxosd"}, tc.args...), &stdout, &stderr)
+		if status != tc.status || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errOut) {
+			t.Errorf("paxosd %v: status %d, stdout %q, stderr %q; want status %d, stdout with %q, stderr with %q",
+				tc.args, status, trim(stdout.String()), trim(stderr.String()), tc.status, tc.out, tc.errOut)
+		}
+	}
+}
+
+func trim(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
