@@ -163,7 +163,18 @@ func (l *Learner) Step(m paxos.Message) error {
 		l.handleCatchUp(m)
 	case paxos.MsgCatchUpReply:
 		l.known = max(l.known, m.Commit)
-		return l.learn(m.From, m.Entries)
+		before := l.applied
+		if err := l.learn(m.From, m.Entries); err != nil {
+			return err
+		}
+		// A reply that made progress while a gap remains is answered with
+		// the next request at once, to the same peer: catching up runs at
+		// the speed of the network, not one reply per CatchUpTicks. A reply
+		// that made no progress (a duplicate, or a peer as far behind) waits
+		// for the tick timeout, which asks a random peer.
+		if l.applied > before && l.known > l.applied {
+			l.askCatchUp(m.From)
+		}
 	}
 	return nil
 }
@@ -285,8 +296,12 @@ func (l *Learner) Tick() {
 	if l.gap < l.cfg.CatchUpTicks {
 		return
 	}
+	l.askCatchUp(l.peers[l.cfg.Rand.IntN(len(l.peers))])
+}
+
+// askCatchUp asks peer for the chosen values after the applied prefix.
+func (l *Learner) askCatchUp(peer paxos.NodeID) {
 	l.gap = 0
-	peer := l.peers[l.cfg.Rand.IntN(len(l.peers))]
 	l.send(paxos.Message{Type: paxos.MsgCatchUp, To: peer, Slot: l.applied + 1})
 }
 

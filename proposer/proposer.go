@@ -268,7 +268,6 @@ func (p *Proposer) becomeCandidate() {
 	p.maxSeen = p.ballot
 	p.leader, p.leaderBallot = 0, paxos.Ballot{}
 	p.from = p.decided + 1
-	p.promised = p.promised[:0]
 	p.found = map[paxos.Slot]paxos.Entry{}
 	p.resetTimeout()
 	p.logger.Info("campaigning", "ballot", p.ballot, "slot", p.from)
@@ -313,7 +312,9 @@ func (p *Proposer) becomeLeader() {
 	for s := range p.found {
 		top = max(top, s)
 	}
-	p.inflight = make(map[paxos.Slot]*proposal, int(top-p.from+1))
+	// NB: the range can be long when this proposer's learner lags far
+	// behind the acceptors; size the map for a normal window, not for it.
+	p.inflight = make(map[paxos.Slot]*proposal, min(uint64(top-p.from+1), uint64(4*p.cfg.Window)))
 	for s := p.from; s <= top; s++ {
 		p.propose(s, p.found[s].Value) // a hole reads as the nil Value: the no-op
 	}

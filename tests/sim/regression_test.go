@@ -28,3 +28,21 @@ func TestRegressionDecidesLost(t *testing.T) {
 		}
 	}
 }
+
+// regressionSeeds are seeds that once found a bug. They replay the exact
+// runs only while the simulator draws its random numbers the same way;
+// each bug also has a unit test that pins it down independently.
+var regressionSeeds = []struct {
+	seed uint64
+	bug  string
+}{
+	{5307, "a learner 500 slots behind caught up one reply per CatchUpTicks and missed the liveness bound (learner.TestCatchUp)"},
+}
+
+func TestRegressionSeeds(t *testing.T) {
+	for _, r := range regressionSeeds {
+		if _, err := Run(Options{Seed: r.seed}); err != nil {
+			t.Errorf("seed %d once found: %s\n%v", r.seed, r.bug, err)
+		}
+	}
+}
