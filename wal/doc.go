@@ -6,7 +6,9 @@
 // with pebble.Sync (group commit): when it returns, the records are on disk,
 // and after a crash either all of them are there or none. Open recovers the
 // state and checks it; a store that fails a check refuses to open with
-// ErrCorrupt, naming the key and what is wrong. Nothing is ever skipped.
+// ErrCorrupt, naming the key and what is wrong. Nothing is ever skipped. A
+// failed fsync is never retried: Save returns ErrFailed, and so does every
+// later call, because the state on disk is then unknown; the node stops.
 //
 // Key layout (slots big-endian, so Pebble iterates in slot order):
 //

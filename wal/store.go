@@ -34,6 +34,7 @@ type Store struct {
 	db     *pebble.DB
 	health io.Closer // stops the disk-health checker
 	logger *slog.Logger
+	failed error // sticky ErrFailed
 }
 
 // Open opens or creates the store in dir, recovers its state and checks it.
@@ -79,8 +80,33 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 	return s, st, nil
 }
 
-// Save writes recs in one batch committed with pebble.Sync.
-func (s *Store) Save(recs []paxos.Record) error {
+// ErrFailed reports a store that hit an error it cannot recover from, such
+// as a failed fsync: the state on disk is unknown, so the store refuses all
+// further writes and the node must stop. Restarting reopens and rechecks the
+// store from what is on disk.
+var ErrFailed = errors.New("wal: storage failed; stop the node and restart it")
+
+// Save writes recs in one batch committed with pebble.Sync. After an error
+// wrapping ErrFailed every later call fails the same way.
+func (s *Store) Save(recs []paxos.Record) (err error) {
+	if s.failed != nil {
+		return s.failed
+	}
+	// NB: Pebble reports a failed WAL sync through Logger.Fatalf, which
+	// panics with fatalError (see pebbleLogger). Turn it into an error for
+	// the node, and never touch the database again: Pebble did not expect
+	// to come back from that call.
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			s.failed = fmt.Errorf("%w: %s", ErrFailed, fe.msg)
+			s.logger.Error("storage failed", "err", s.failed)
+			err = s.failed
+		}
+	}()
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, rec := range recs {
@@ -98,8 +124,13 @@ func (s *Store) Save(recs []paxos.Record) error {
 	return nil
 }
 
-// Close closes the database. Records already saved stay durable.
+// Close closes the database. Records already saved stay durable. A store
+// that failed is not closed (Pebble may be stuck inside the failed call);
+// Close returns its error and the process should exit.
 func (s *Store) Close() error {
+	if s.failed != nil {
+		return s.failed
+	}
 	err := s.db.Close()
 	if herr := s.health.Close(); err == nil {
 		err = herr
@@ -191,18 +222,22 @@ func appendUvarint(x uint64) []byte {
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug("pebble", "msg", fmt.Sprintf(format, args...))
+	p.l.Debug("pebble", "line", fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble", "msg", fmt.Sprintf(format, args...))
+	p.l.Error("pebble", "line", fmt.Sprintf(format, args...))
 }
+
+// fatalError is the panic value of pebbleLogger.Fatalf.
+type fatalError struct{ msg string }
 
 // Fatalf is called by Pebble when it cannot go on, for example after a
 // failed WAL sync. Pebble expects it not to return; a library may not exit
-// the process, so it panics with the message.
+// the process, so it panics with a fatalError, which Save turns into
+// ErrFailed. From a background goroutine the panic ends the process.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.l.Error("pebble fatal", "msg", msg)
-	panic("wal: pebble: " + msg)
+	p.l.Error("pebble fatal", "line", msg)
+	panic(fatalError{"pebble: " + msg})
 }

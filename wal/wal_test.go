@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/paxosd/paxosd/paxos"
 )
@@ -261,3 +263,53 @@ func BenchmarkSave(b *testing.B) {
 }
 
 var discard = slog.New(slog.DiscardHandler)
+
+// TestPebbleLogsGoThroughOurLogger checks that Pebble's own log lines reach
+// the store's slog logger (tagged component=wal), not stderr.
+func TestPebbleLogsGoThroughOurLogger(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, _, err := Open("db", Options{FS: vfs.NewMem(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); !strings.Contains(out, "msg=pebble component=wal line=") {
+		t.Fatalf("no Pebble log line reached the logger; got:\n%s", out)
+	}
+}
+
+// TestSyncFailureStopsTheStore injects a failing fdatasync into Pebble's WAL.
+// Save must report ErrFailed (not panic, not succeed), and refuse every write
+// after it: after a failed sync the state on disk is unknown.
+func TestSyncFailureStopsTheStore(t *testing.T) {
+	var failing atomic.Bool
+	fs := errorfs.Wrap(vfs.NewMem(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) {
+			return errors.New("injected: disk is gone")
+		}
+		return nil
+	}))
+	s, _, err := Open("db", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := []paxos.Record{{Type: paxos.RecPromise, Ballot: b(1, 1)}}
+	if err := s.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	err = s.Save(rec)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "injected: disk is gone") {
+		t.Fatalf("Save with a failing fsync: %v; want ErrFailed naming the cause", err)
+	}
+	failing.Store(false)
+	if err := s.Save(rec); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Save after the failure: %v; want ErrFailed again", err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close after the failure: %v; want ErrFailed", err)
+	}
+}
