@@ -267,6 +267,11 @@ func (p *Proposer) becomeCandidate() {
 	p.ballot = paxos.Ballot{Round: max(p.maxSeen.Round, p.ballot.Round) + 1, Node: p.cfg.ID}
 	p.maxSeen = p.ballot
 	p.leader, p.leaderBallot = 0, paxos.Ballot{}
+	// NB: decided comes from Decides this proposer received and from its
+	// own learner (MsgLearned), never from a leader's heartbeat Commit. A
+	// leader can announce a slot chosen in a heartbeat and crash before any
+	// learner stored it; a successor that started phase 1 above that slot
+	// would never re-propose it, and every learner would wait for it.
 	p.from = p.decided + 1
 	p.found = map[paxos.Slot]paxos.Entry{}
 	p.resetTimeout()
