@@ -140,6 +140,20 @@ func (l *Learner) Hash() uint64 { return l.hash }
 // the applied slot.
 func (l *Learner) Snapshot(w io.Writer) error { return l.sessions.Snapshot(w) }
 
+// ErrNoQuery is returned by Query when the state machine answers no queries
+// (it does not implement statemachine.Querier).
+var ErrNoQuery = errors.New("learner: state machine does not answer queries")
+
+// Query asks the state machine, as of the applied slot, without going
+// through the log: the answer may be stale (a serializable read).
+func (l *Learner) Query(q []byte) ([]byte, error) {
+	qm, ok := l.sessions.Machine().(statemachine.Querier)
+	if !ok {
+		return nil, ErrNoQuery
+	}
+	return qm.Query(q)
+}
+
 // Step handles MsgDecide, MsgHeartbeat, MsgCatchUp and MsgCatchUpReply.
 func (l *Learner) Step(m paxos.Message) error {
 	switch m.Type {

@@ -1,9 +1,11 @@
 package paxos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Core is a deterministic role core: an acceptor, proposer or learner. Its
@@ -63,13 +65,19 @@ var ErrStopped = errors.New("paxos: node stopped after a storage failure")
 var ErrNoRole = errors.New("paxos: message for a role this node does not run")
 
 // Node drives the cores of one member. Its methods are synchronous and not
-// safe for concurrent use: the daemon calls them from one goroutine, the
-// simulator from its single loop.
+// safe for concurrent use, except Receive and Do: the daemon calls them from
+// Run's goroutine, the simulator from its single loop.
 type Node struct {
 	cfg    NodeConfig
 	cores  []Core // non-nil cores in a fixed order: acceptor, proposer, learner
 	logger *slog.Logger
 	failed error // sticky storage failure
+
+	// Run's inputs from other goroutines, and done, closed when Run
+	// returns so that nobody waits on a loop that is gone.
+	inbox chan Message
+	calls chan func()
+	done  chan struct{}
 }
 
 // NewNode returns a Node for cfg.
@@ -80,7 +88,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Storage == nil || cfg.Transport == nil {
 		return nil, fmt.Errorf("paxos: node %d needs storage and a transport", cfg.ID)
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger}
+	n := &Node{cfg: cfg, logger: cfg.Logger,
+		inbox: make(chan Message, inboxSize), calls: make(chan func(), inboxSize), done: make(chan struct{})}
 	if n.logger == nil {
 		n.logger = slog.New(slog.DiscardHandler)
 	}
@@ -93,6 +102,91 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("paxos: node %d runs no role", cfg.ID)
 	}
 	return n, nil
+}
+
+// inboxSize bounds the messages and calls waiting for Run.
+const inboxSize = 1024
+
+// maxBatch bounds how many inputs Run handles before it flushes. Handling
+// many inputs per flush is the group commit: their writes share one synced
+// batch.
+const maxBatch = 512
+
+// Run drives the node from one goroutine until ctx is done or storage fails:
+// it ticks every tick, handles messages given to Receive and functions given
+// to Do, and flushes after each batch of them. It returns ctx's error, or the
+// storage error that stopped the node. Run must be called once.
+//
+// Stopping is clean at any moment: Run only checks ctx between flushes, so
+// every input it took was handled and made durable before it returns.
+func (n *Node) Run(ctx context.Context, tick time.Duration) error {
+	defer close(n.done)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			n.Tick()
+		case m := <-n.inbox:
+			n.deliverRemote(m)
+		case f := <-n.calls:
+			f()
+		}
+	drain:
+		for range maxBatch {
+			select {
+			case m := <-n.inbox:
+				n.deliverRemote(m)
+			case f := <-n.calls:
+				f()
+			default:
+				break drain
+			}
+		}
+		if err := n.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+func (n *Node) deliverRemote(m Message) {
+	if err := n.Deliver(m); err != nil && n.failed == nil {
+		n.logger.Warn("message dropped", "node", n.cfg.ID, "peer", m.From, "type", m.Type, "err", err)
+	}
+}
+
+// ErrNotRunning is returned by Receive and Do once Run has returned.
+var ErrNotRunning = errors.New("paxos: node is not running")
+
+// Receive queues an inbound message for Run. It blocks while the queue is
+// full, which pushes back on the sender, until ctx is done or Run returns.
+// It is safe for concurrent use.
+func (n *Node) Receive(ctx context.Context, m Message) error {
+	select {
+	case n.inbox <- m:
+		return nil
+	case <-n.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Do runs f on Run's goroutine, where f may call the node's methods and read
+// its cores, and returns once f is queued (not once it ran). It blocks while
+// the queue is full, until ctx is done or Run returns. It is safe for
+// concurrent use.
+func (n *Node) Do(ctx context.Context, f func()) error {
+	select {
+	case n.calls <- f:
+		return nil
+	case <-n.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ID returns the node's ID.

@@ -23,6 +23,7 @@ const (
 	prefixAccepted = 'a'
 	prefixChosen   = 'c'
 	prefixApplied  = 'l'
+	prefixIdentity = 'i'
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -53,6 +54,8 @@ func keyName(k []byte) string {
 			return "promised"
 		case prefixApplied:
 			return "applied"
+		case prefixIdentity:
+			return "identity"
 		}
 	}
 	return fmt.Sprintf("%q", k)
@@ -126,6 +129,7 @@ type decoded struct {
 	value   paxos.Value
 	applied paxos.Slot
 	version uint64
+	ident   Identity
 }
 
 // decodeKV checks and decodes one stored key and value. The returned value
@@ -145,7 +149,7 @@ func decodeKV(k, v []byte) (decoded, error) {
 		if d.slot == 0 {
 			return d, errors.New("slot 0 is never used")
 		}
-	case prefixFormat, prefixPromised, prefixApplied:
+	case prefixFormat, prefixPromised, prefixApplied, prefixIdentity:
 		if len(k) != 1 {
 			return d, fmt.Errorf("unexpected key of %d bytes", len(k))
 		}
@@ -181,6 +185,16 @@ func decodeKV(k, v []byte) (decoded, error) {
 			return d, errors.New("bad applied slot")
 		}
 		d.applied, rest = paxos.Slot(x), p[n:]
+	case prefixIdentity:
+		c, n := binary.Uvarint(p)
+		if n <= 0 || c == 0 {
+			return d, errors.New("bad cluster ID")
+		}
+		id, m := binary.Uvarint(p[n:])
+		if m <= 0 || id == 0 {
+			return d, errors.New("bad node ID")
+		}
+		d.ident, rest = Identity{Cluster: c, Node: paxos.NodeID(id)}, p[n+m:]
 	}
 	if err != nil {
 		return d, err

@@ -35,6 +35,43 @@ type Store struct {
 	health io.Closer // stops the disk-health checker
 	logger *slog.Logger
 	failed error // sticky ErrFailed
+	ident  Identity
+}
+
+// Identity names the cluster and the member a store belongs to. A daemon
+// records it when it bootstraps and checks it on every start, so that a data
+// directory is never used by another member or cluster.
+type Identity struct {
+	Cluster uint64
+	Node    paxos.NodeID
+}
+
+// Identity returns the store's identity; the zero Identity if it has none
+// (a store that was never bootstrapped).
+func (s *Store) Identity() Identity { return s.ident }
+
+// SetIdentity records id durably. A store's identity never changes: setting
+// a different one is an error.
+func (s *Store) SetIdentity(id Identity) error {
+	if id.Cluster == 0 || id.Node == 0 {
+		return fmt.Errorf("wal: identity needs a cluster ID and a node ID, got %+v", id)
+	}
+	if s.ident != (Identity{}) {
+		if s.ident != id {
+			return fmt.Errorf("wal: store belongs to cluster %016x node %d, not cluster %016x node %d", s.ident.Cluster, s.ident.Node, id.Cluster, id.Node)
+		}
+		return nil
+	}
+	if s.failed != nil {
+		return s.failed
+	}
+	v := binary.AppendUvarint(nil, id.Cluster)
+	v = binary.AppendUvarint(v, uint64(id.Node))
+	if err := s.db.Set([]byte{prefixIdentity}, seal(v), pebble.Sync); err != nil {
+		return fmt.Errorf("wal: write identity: %w", err)
+	}
+	s.ident = id
+	return nil
 }
 
 // Open opens or creates the store in dir, recovers its state and checks it.
@@ -179,6 +216,8 @@ func (s *Store) load() (paxos.State, error) {
 			st.Learner.Chosen = append(st.Learner.Chosen, paxos.Entry{Slot: d.slot, Value: bytes.Clone(d.value)})
 		case prefixApplied:
 			applied = d.applied
+		case prefixIdentity:
+			s.ident = d.ident
 		}
 	}
 	if err := it.Error(); err != nil {

@@ -107,6 +107,7 @@ func TestCorruptionIsRefused(t *testing.T) {
 		{"slot zero", map[string][]byte{"f": seal(appendUvarint(formatVersion)), string(slotKey(prefixChosen, 0)): seal(nil)}, "slot 0"},
 		{"short value", map[string][]byte{"f": seal(appendUvarint(formatVersion)), "p": {1, 2}}, "promised: value of 2 bytes"},
 		{"trailing bytes", map[string][]byte{"f": seal(appendUvarint(formatVersion)), "p": seal([]byte{1, 1, 7})}, "promised: 1 trailing bytes"},
+		{"identity without node", map[string][]byte{"f": seal(appendUvarint(formatVersion)), "i": seal([]byte{5, 0})}, "identity: bad node ID"},
 		{"no format key", map[string][]byte{"p": seal(appendBallot(nil, b(1, 1)))}, "format: missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -311,5 +312,31 @@ func TestSyncFailureStopsTheStore(t *testing.T) {
 	}
 	if err := s.Close(); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Close after the failure: %v; want ErrFailed", err)
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	fs := vfs.NewMem()
+	s, _ := open(t, fs)
+	if id := s.Identity(); id != (Identity{}) {
+		t.Fatalf("new store has identity %+v", id)
+	}
+	want := Identity{Cluster: 0xabc, Node: 2}
+	if err := s.SetIdentity(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = open(t, fs)
+	defer s.Close()
+	if got := s.Identity(); got != want {
+		t.Fatalf("identity after reopen: got %+v, want %+v", got, want)
+	}
+	if err := s.SetIdentity(want); err != nil {
+		t.Fatalf("setting the same identity again: %v", err)
+	}
+	if err := s.SetIdentity(Identity{Cluster: 0xabc, Node: 3}); err == nil {
+		t.Fatal("SetIdentity changed a store's node ID")
 	}
 }

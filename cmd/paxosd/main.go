@@ -1,8 +1,6 @@
-// Command paxosd is the paxosd daemon and its command-line client.
-//
-// This build has one working command besides version: sim, which runs the
-// deterministic cluster simulator. The daemon (serve, dev) and the client
-// commands (put, get, del, cas, status) come with the daemon work.
+// Command paxosd is the paxosd daemon and its command-line client: serve
+// runs one member, dev a whole local cluster, put/get/del/cas/status talk to
+// a cluster, and sim runs the deterministic simulator.
 package main
 
 import (
@@ -10,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -17,8 +17,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// Exit statuses. Client commands will share the full contract of DESIGN.md;
-// the commands so far use these.
+// Exit statuses. Client commands add exitConditionFailed and exitUnknown.
 const (
 	exitOK     = 0
 	exitFailed = 1
@@ -38,7 +37,7 @@ func main() {
 // run executes the command line args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(flagsFirst(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -70,7 +69,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: []*cli.Command{simCommand()},
+		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), simCommand())...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unknown command %q", c.Args().First())}
@@ -78,4 +77,50 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 	}
+}
+
+// flagsFirst moves a command's flags ahead of its arguments, so that
+// "paxosd get a -o json" works like "paxosd get -o json a" (the cli package
+// stops reading flags at the first argument). Everything after "--" stays an
+// argument.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	dashes := false
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			dashes = true
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	out := append(append([]string{}, args[:2]...), flags...)
+	if dashes || slices.ContainsFunc(rest, func(a string) bool { return strings.HasPrefix(a, "-") }) {
+		out = append(out, "--")
+	}
+	return append(out, rest...)
 }

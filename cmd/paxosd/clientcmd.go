@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/client"
+)
+
+// The client commands' exit statuses, a contract scripts rely on (README).
+const (
+	exitConditionFailed = 3 // get of a missing key, cas that did not swap
+	exitUnknown         = 4 // sent, no answer in time: it may have been applied
+)
+
+func clientFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
+		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long", EnvVars: env("TIMEOUT")},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
+	}
+}
+
+// clientCommand builds a command that runs action with a connected client.
+func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, action func(c *cli.Context, cl *client.Client, out *output) error) *cli.Command {
+	return &cli.Command{
+		Name:         name,
+		Usage:        usage,
+		ArgsUsage:    args,
+		Description:  desc,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		Flags:        append(clientFlags(), extra...),
+		Action: func(c *cli.Context) error {
+			out, err := newOutput(c)
+			if err != nil {
+				return err
+			}
+			if nargs >= 0 && c.NArg() != nargs {
+				return out.fail(usageError{fmt.Errorf("%s takes %d argument(s): %s %s", name, nargs, name, args)})
+			}
+			cl, err := client.NewWithConfig(client.Config{Endpoints: strings.Split(c.String("endpoints"), ","), Timeout: c.Duration("timeout")})
+			if err != nil {
+				return out.fail(usageError{fmt.Errorf("--endpoints: %w", err)})
+			}
+			defer cl.Close()
+			return out.fail(action(c, cl, out))
+		},
+	}
+}
+
+func clientCommands() []*cli.Command {
+	return []*cli.Command{
+		clientCommand("put", "KEY VALUE", "set a key", "", 2, nil, runPut),
+		clientCommand("get", "KEY", "print a key's value", `Prints the value and a newline. Exits 3 if the key does not exist.
+By default the read is linearizable (it goes through the leader and the log);
+--consistency serializable answers from the contacted member's own state,
+which is cheaper and may be stale.`, 1,
+			[]cli.Flag{&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "linearizable or serializable", EnvVars: env("CONSISTENCY")}}, runGet),
+		clientCommand("del", "KEY", "delete a key", "", 1, nil, runDel),
+		clientCommand("cas", "KEY OLD NEW", "set KEY to NEW if its value is OLD", `Swaps atomically; exits 3 if the value was not OLD (nothing changed).
+With --expect-absent it takes KEY NEW and sets the key only if it does not exist.`, -1,
+			[]cli.Flag{&cli.BoolFlag{Name: "expect-absent", Usage: "swap only if KEY does not exist (then give KEY NEW)"}}, runCAS),
+		clientCommand("status", "", "show every member's view of the cluster", `Asks the members for their state: roles, addresses, whether it leads, the
+promised ballot, the highest chosen and the applied slot, and applied_hash, a
+hash chained over every value applied (members at the same applied slot must
+show the same hash). Unreachable members are listed with their error, and the
+exit status is then 1.`, 0, nil, runStatus),
+	}
+}
+
+// output prints results as text or JSON.
+type output struct {
+	w, errw io.Writer
+	json    bool
+}
+
+func newOutput(c *cli.Context) (*output, error) {
+	o := &output{w: c.App.Writer, errw: c.App.ErrWriter}
+	switch c.String("output") {
+	case "text":
+	case "json":
+		o.json = true
+	default:
+		return o, usageError{fmt.Errorf("-o %q: use text or json", c.String("output"))}
+	}
+	return o, nil
+}
+
+func (o *output) printJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("paxosd: encode %T as JSON: %v", v, err)) // our own types always encode
+	}
+	fmt.Fprintf(o.w, "%s\n", b)
+}
+
+// exitError carries an exit status; run prints its message.
+type exitError struct {
+	code int
+	err  error
+	// quiet: the command already printed its JSON answer, so fail must
+	// not print a second object.
+	quiet bool
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+func (e exitError) ExitCode() int { return e.code }
+func (e exitError) outcome() string {
+	switch e.code {
+	case exitConditionFailed:
+		return "condition_failed"
+	case exitUnknown:
+		return "unknown"
+	case exitUsage:
+		return "usage"
+	}
+	return "not_applied"
+}
+
+// fail classifies err by the exit-status contract and, for -o json, also
+// prints it as an object on stdout.
+func (o *output) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee exitError
+	var ue usageError
+	switch {
+	case errors.As(err, &ee):
+	case errors.As(err, &ue):
+		ee = exitError{code: exitUsage, err: err}
+	case errors.Is(err, client.ErrUnknownOutcome):
+		ee = exitError{code: exitUnknown, err: fmt.Errorf("%w; check with get before retrying", err)}
+	default:
+		ee = exitError{code: exitFailed, err: err}
+	}
+	if o.json && !ee.quiet {
+		o.printJSON(map[string]any{"error": ee.Error(), "outcome": ee.outcome(), "exit": ee.code})
+	}
+	if ee.code == exitUsage {
+		return usageError{ee.err}
+	}
+	return ee
+}
+
+func ctxFor(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration("timeout"))
+}
+
+func runPut(c *cli.Context, cl *client.Client, o *output) error {
+	ctx, cancel := ctxFor(c)
+	defer cancel()
+	key, val := c.Args().Get(0), c.Args().Get(1)
+	if err := cl.Put(ctx, key, []byte(val)); err != nil {
+		return err
+	}
+	if o.json {
+		o.printJSON(map[string]any{"key": key, "ok": true})
+	} else {
+		fmt.Fprintln(o.w, "OK")
+	}
+	return nil
+}
+
+func runGet(c *cli.Context, cl *client.Client, o *output) error {
+	ctx, cancel := ctxFor(c)
+	defer cancel()
+	key := c.Args().Get(0)
+	var val []byte
+	var err error
+	switch c.String("consistency") {
+	case "linearizable":
+		val, err = cl.Get(ctx, key)
+	case "serializable":
+		val, err = cl.GetSerializable(ctx, key)
+	default:
+		return usageError{fmt.Errorf("--consistency %q: use linearizable or serializable", c.String("consistency"))}
+	}
+	if errors.Is(err, client.ErrNotFound) {
+		if o.json {
+			o.printJSON(map[string]any{"key": key, "found": false})
+		}
+		return exitError{exitConditionFailed, fmt.Errorf("key %q not found", key), o.json}
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		o.printJSON(map[string]any{"key": key, "found": true, "value": string(val)})
+	} else {
+		fmt.Fprintf(o.w, "%s\n", val)
+	}
+	return nil
+}
+
+func runDel(c *cli.Context, cl *client.Client, o *output) error {
+	ctx, cancel := ctxFor(c)
+	defer cancel()
+	key := c.Args().Get(0)
+	existed, err := cl.Delete(ctx, key)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.json:
+		o.printJSON(map[string]any{"key": key, "deleted": existed})
+	case existed:
+		fmt.Fprintln(o.w, "deleted")
+	default:
+		fmt.Fprintln(o.w, "not found, nothing deleted")
+	}
+	return nil
+}
+
+func runCAS(c *cli.Context, cl *client.Client, o *output) error {
+	ctx, cancel := ctxFor(c)
+	defer cancel()
+	args := c.Args().Slice()
+	var swapped bool
+	var err error
+	if c.Bool("expect-absent") {
+		if len(args) != 2 {
+			return usageError{errors.New("cas --expect-absent takes 2 arguments: cas --expect-absent KEY NEW")}
+		}
+		swapped, err = cl.PutIfAbsent(ctx, args[0], []byte(args[1]))
+	} else {
+		if len(args) != 3 {
+			return usageError{errors.New("cas takes 3 arguments: cas KEY OLD NEW (or cas --expect-absent KEY NEW)")}
+		}
+		swapped, err = cl.CompareAndSwap(ctx, args[0], []byte(args[1]), []byte(args[2]))
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		o.printJSON(map[string]any{"key": args[0], "swapped": swapped})
+	} else if swapped {
+		fmt.Fprintln(o.w, "OK")
+	}
+	if !swapped {
+		if c.Bool("expect-absent") {
+			return exitError{exitConditionFailed, fmt.Errorf("key %q exists; nothing changed", args[0]), o.json}
+		}
+		return exitError{exitConditionFailed, fmt.Errorf("value of %q is not %q; nothing changed", args[0], args[1]), o.json}
+	}
+	return nil
+}
+
+// memberStatus is one row of `paxosd status`.
+type memberStatus struct {
+	ID          paxos.NodeID `json:"id"`
+	ClientAddr  string       `json:"client_addr"`
+	PeerAddr    string       `json:"peer_addr"`
+	Roles       string       `json:"roles"`
+	Leader      bool         `json:"leader"`
+	LeaderID    paxos.NodeID `json:"leader_id"`
+	Promised    string       `json:"promised"`
+	Chosen      paxos.Slot   `json:"chosen"`
+	Applied     paxos.Slot   `json:"applied"`
+	AppliedHash string       `json:"applied_hash"`
+	Error       string       `json:"error"`
+}
+
+func runStatus(c *cli.Context, cl *client.Client, o *output) error {
+	ctx, cancel := ctxFor(c)
+	defer cancel()
+	if d := c.Duration("timeout"); d > 3*time.Second {
+		// Status should come back quickly even when members are down.
+		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+	}
+	ask := func(eps []string) map[string]memberStatusOrErr {
+		res := map[string]memberStatusOrErr{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, ep := range eps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := cl.Status(ctx, ep)
+				mu.Lock()
+				res[ep] = memberStatusOrErr{st, err}
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return res
+	}
+	endpoints := strings.Split(c.String("endpoints"), ",")
+	for i := range endpoints {
+		endpoints[i] = strings.TrimSpace(endpoints[i])
+	}
+	got := ask(endpoints)
+	// Members the answers name, with their client addresses.
+	known := map[paxos.NodeID]paxos.MemberInfo{}
+	for _, r := range got {
+		for _, m := range r.st.Members {
+			if k, ok := known[m.ID]; !ok || k.ClientAddr == "" {
+				known[m.ID] = m
+			}
+		}
+	}
+	var more []string
+	asked := map[string]bool{}
+	for _, ep := range endpoints {
+		asked[ep] = true
+	}
+	for _, m := range known {
+		if m.ClientAddr != "" && !asked[m.ClientAddr] {
+			more = append(more, m.ClientAddr)
+			asked[m.ClientAddr] = true
+		}
+	}
+	for ep, r := range ask(more) {
+		got[ep] = r
+	}
+	rows := map[paxos.NodeID]memberStatus{}
+	var unknown []memberStatus // endpoints that failed and name no member
+	byAddr := map[string]paxos.NodeID{}
+	for id, m := range known {
+		if m.ClientAddr != "" {
+			byAddr[m.ClientAddr] = id
+		}
+	}
+	failed := 0
+	for ep, r := range got {
+		if r.err == nil {
+			s := r.st
+			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
+				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash)}
+			continue
+		}
+		if id, ok := byAddr[ep]; ok {
+			m := known[id]
+			rows[id] = memberStatus{ID: id, ClientAddr: ep, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: r.err.Error()}
+		} else {
+			unknown = append(unknown, memberStatus{ClientAddr: ep, Error: r.err.Error()})
+		}
+	}
+	for id, m := range known {
+		if _, ok := rows[id]; !ok {
+			rows[id] = memberStatus{ID: id, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: "client address unknown: no reachable member has heard from it"}
+		}
+	}
+	var list []memberStatus
+	for _, r := range rows {
+		list = append(list, r)
+	}
+	slices.SortFunc(list, func(a, b memberStatus) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(unknown, func(a, b memberStatus) int { return strings.Compare(a.ClientAddr, b.ClientAddr) })
+	list = append(list, unknown...)
+	for _, r := range list {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	if o.json {
+		if list == nil {
+			list = []memberStatus{}
+		}
+		o.printJSON(list)
+	} else {
+		tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tERROR")
+		for _, r := range list {
+			id, lead := "?", ""
+			if r.ID != 0 {
+				id = r.ID.String()
+			}
+			if r.Leader {
+				lead = "*"
+			}
+			if r.Error != "" {
+				fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash)
+		}
+		tw.Flush()
+	}
+	if failed > 0 {
+		if failed == len(list) {
+			return exitError{exitFailed, fmt.Errorf("no member answered (tried %s); is the cluster running? check --endpoints", strings.Join(endpoints, ", ")), o.json}
+		}
+		return exitError{exitFailed, fmt.Errorf("%d of %d members did not answer", failed, len(list)), o.json}
+	}
+	return nil
+}
+
+type memberStatusOrErr struct {
+	st  paxos.Status
+	err error
+}

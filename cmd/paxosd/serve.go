@@ -1,0 +1,262 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/server"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+func env(name string) []string { return []string{"PAXOSD_" + name} }
+
+// logFlags are shared by serve and dev.
+func logFlags(level string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: env("LOG_FORMAT")},
+		&cli.StringFlag{Name: "log-level", Value: level, Usage: "least important logs shown: debug, info, warn or error", EnvVars: env("LOG_LEVEL")},
+	}
+}
+
+// tuningFlags are shared by serve and dev.
+func tuningFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "machine", Value: "kv", Usage: "state machine to run (" + strings.Join(statemachine.Names(), ", ") + ")", EnvVars: env("MACHINE")},
+		&cli.DurationFlag{Name: "tick", Value: 20 * time.Millisecond, Usage: "length of one tick; elections and heartbeats count ticks", EnvVars: env("TICK")},
+		&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "ticks without a leader before a proposer campaigns (randomized up to twice this)", EnvVars: env("ELECTION_TICKS")},
+		&cli.IntFlag{Name: "heartbeat-ticks", Value: 2, Usage: "ticks between leader heartbeats", EnvVars: env("HEARTBEAT_TICKS")},
+		&cli.DurationFlag{Name: "request-timeout", Value: 5 * time.Second, Usage: "how long a proposed command may take before the client is told its outcome is unknown", EnvVars: env("REQUEST_TIMEOUT")},
+	}
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "serve",
+		Usage:     "run one member of a cluster",
+		UsageText: "paxosd serve --id 1 --data-dir ./data/1 --listen-peer 127.0.0.1:7101 --listen-client 127.0.0.1:7001 --cluster 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 [--bootstrap]",
+		Description: `Runs one paxosd daemon with the roles its --cluster entry gives it (all three
+by default). Every flag can also be set with the environment variable shown.
+
+--cluster lists every member as ID=HOST:PORT (its peer address), optionally
+followed by /ROLES to give it only some roles, for example
+4=10.0.0.4:7101/acceptor or 5=10.0.0.5:7101/proposer+learner.
+
+An empty data directory is only initialised with --bootstrap: give it to every
+member on the first start of a new cluster and never again. A member that lost
+its data must not be bootstrapped alone, because an acceptor that forgot its
+promises can break agreement.
+
+SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		Flags: append(append([]cli.Flag{
+			&cli.Uint64Flag{Name: "id", Usage: "this member's node ID (required)", EnvVars: env("ID")},
+			&cli.StringFlag{Name: "data-dir", Usage: "directory of this member's durable state (required)", EnvVars: env("DATA_DIR")},
+			&cli.StringFlag{Name: "listen-peer", Usage: "address to accept peers on (default: this member's --cluster address)", EnvVars: env("LISTEN_PEER")},
+			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:7001", Usage: "address to accept clients on", EnvVars: env("LISTEN_CLIENT")},
+			&cli.StringFlag{Name: "advertise-client", Usage: "client address other members give clients they redirect here (default: --listen-client)", EnvVars: env("ADVERTISE_CLIENT")},
+			&cli.StringFlag{Name: "cluster", Usage: "every member, as ID=HOST:PORT[/ROLES],… (required)", EnvVars: env("CLUSTER")},
+			&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "name that tells this cluster from others with the same members; part of the cluster ID", EnvVars: env("CLUSTER_TOKEN")},
+			&cli.BoolFlag{Name: "bootstrap", Usage: "initialise an empty data directory (first start of a new cluster only)", EnvVars: env("BOOTSTRAP")},
+			&cli.StringFlag{Name: "roles", Usage: "this member's roles, e.g. proposer,acceptor,learner; must agree with --cluster", EnvVars: env("ROLES")},
+		}, tuningFlags()...), logFlags("info")...),
+		Action: runServe,
+	}
+}
+
+// parseCluster parses ID=HOST:PORT[/ROLES],… into the membership and the
+// peer addresses.
+func parseCluster(s string) (paxos.Config, map[paxos.NodeID]string, error) {
+	addrs := map[paxos.NodeID]string{}
+	var members []paxos.Member
+	if strings.TrimSpace(s) == "" {
+		return paxos.Config{}, nil, errors.New("--cluster is required: list every member as ID=HOST:PORT, for example 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103")
+	}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		idStr, rest, ok := strings.Cut(part, "=")
+		if !ok {
+			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q is not ID=HOST:PORT", part)
+		}
+		id, err := strconv.ParseUint(idStr, 10, 64)
+		if err != nil || id == 0 {
+			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: the ID must be a positive integer", part)
+		}
+		addr, roleStr, hasRoles := strings.Cut(rest, "/")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: %q is not HOST:PORT", part, addr)
+		}
+		roles := paxos.RoleAll
+		if hasRoles {
+			if roles, err = parseRoles(strings.ReplaceAll(roleStr, "+", ",")); err != nil {
+				return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
+			}
+		}
+		if _, dup := addrs[paxos.NodeID(id)]; dup {
+			return paxos.Config{}, nil, fmt.Errorf("--cluster lists member %d twice", id)
+		}
+		addrs[paxos.NodeID(id)] = addr
+		members = append(members, paxos.Member{ID: paxos.NodeID(id), Roles: roles})
+	}
+	cfg, err := paxos.NewConfig(members...)
+	if err != nil {
+		return paxos.Config{}, nil, fmt.Errorf("--cluster: %w", err)
+	}
+	return cfg, addrs, nil
+}
+
+func parseRoles(s string) (paxos.Role, error) {
+	var r paxos.Role
+	for _, name := range strings.Split(s, ",") {
+		switch strings.TrimSpace(name) {
+		case "proposer":
+			r |= paxos.RoleProposer
+		case "acceptor":
+			r |= paxos.RoleAcceptor
+		case "learner":
+			r |= paxos.RoleLearner
+		case "all":
+			r |= paxos.RoleAll
+		default:
+			return 0, fmt.Errorf("unknown role %q (roles are proposer, acceptor and learner)", name)
+		}
+	}
+	return r, nil
+}
+
+func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", c.String("log-level"))}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", c.String("log-format"))}
+}
+
+// memberConfig builds a server.Config from the flags shared by serve and
+// dev; listeners are added by the caller.
+func memberConfig(c *cli.Context, logger *slog.Logger) (server.Config, error) {
+	m, err := statemachine.New(c.String("machine"))
+	if err != nil {
+		return server.Config{}, usageError{fmt.Errorf("--machine %q: %w (known: %s)", c.String("machine"), err, strings.Join(statemachine.Names(), ", "))}
+	}
+	if c.Int("election-ticks") < 2 || c.Int("heartbeat-ticks") < 1 || c.Int("heartbeat-ticks") >= c.Int("election-ticks") || c.Duration("tick") <= 0 {
+		return server.Config{}, usageError{errors.New("--tick must be positive and --heartbeat-ticks at least 1 and below --election-ticks")}
+	}
+	return server.Config{
+		Machine:        m,
+		TickInterval:   c.Duration("tick"),
+		ElectionTicks:  c.Int("election-ticks"),
+		HeartbeatTicks: c.Int("heartbeat-ticks"),
+		RequestTimeout: c.Duration("request-timeout"),
+		Logger:         logger,
+	}, nil
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Errorf("serve takes no arguments, got %q", c.Args().Slice())}
+	}
+	logger, err := newLogger(c, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	id := paxos.NodeID(c.Uint64("id"))
+	if id == 0 {
+		return usageError{errors.New("--id is required: this member's ID in --cluster")}
+	}
+	if c.String("data-dir") == "" {
+		return usageError{errors.New("--data-dir is required: where this member keeps its state")}
+	}
+	members, addrs, err := parseCluster(c.String("cluster"))
+	if err != nil {
+		return usageError{err}
+	}
+	if _, ok := addrs[id]; !ok {
+		return usageError{fmt.Errorf("--id %d is not in --cluster (members: %s)", id, memberIDs(members))}
+	}
+	if c.IsSet("roles") {
+		r, err := parseRoles(c.String("roles"))
+		if err != nil {
+			return usageError{fmt.Errorf("--roles: %w", err)}
+		}
+		if have := members.Members()[slices.IndexFunc(members.Members(), func(m paxos.Member) bool { return m.ID == id })].Roles; r != have {
+			return usageError{fmt.Errorf("--roles %s disagrees with --cluster, which gives member %d the roles %s; write them in --cluster as %d=HOST:PORT/%s so every member agrees",
+				r, id, have, id, strings.ReplaceAll(r.String(), ",", "+"))}
+		}
+	}
+	cfg, err := memberConfig(c, logger)
+	if err != nil {
+		return err
+	}
+	cfg.ID, cfg.Members, cfg.PeerAddrs = id, members, addrs
+	cfg.ClusterToken, cfg.DataDir, cfg.Bootstrap = c.String("cluster-token"), c.String("data-dir"), c.Bool("bootstrap")
+	cfg.ClientAddr = c.String("advertise-client")
+	peerAddr := c.String("listen-peer")
+	if peerAddr == "" {
+		peerAddr = addrs[id]
+	}
+	if cfg.PeerListener, err = net.Listen("tcp", peerAddr); err != nil {
+		return fmt.Errorf("listen for peers on %s: %w (is another member running there? see --listen-peer)", peerAddr, err)
+	}
+	if cfg.ClientListener, err = net.Listen("tcp", c.String("listen-client")); err != nil {
+		cfg.PeerListener.Close()
+		return fmt.Errorf("listen for clients on %s: %w (see --listen-client)", c.String("listen-client"), err)
+	}
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	return waitForSignal(logger, srv.Wait, srv.Stop)
+}
+
+// waitForSignal blocks until the members stop on their own (wait returns) or
+// a signal asks them to; a second signal exits at once.
+func waitForSignal(logger *slog.Logger, wait func() error, stop func() error) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stopped := make(chan error, 1)
+	go func() { stopped <- wait() }()
+	select {
+	case err := <-stopped:
+		if serr := stop(); err == nil {
+			err = serr
+		}
+		return err
+	case sig := <-sigs:
+		logger.Info("stopping", "signal", sig.String())
+	}
+	go func() {
+		sig := <-sigs
+		logger.Warn("second signal, exiting at once", "signal", sig.String())
+		os.Exit(exitFailed)
+	}()
+	return stop()
+}
+
+func memberIDs(c paxos.Config) string {
+	var ids []string
+	for _, m := range c.Members() {
+		ids = append(ids, m.ID.String())
+	}
+	return strings.Join(ids, ", ")
+}

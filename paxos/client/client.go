@@ -1,0 +1,564 @@
+// Package client is the Go client of a paxosd cluster: it finds the leader,
+// follows redirects, and retries a command with the same (session, sequence
+// number), so that a retried write is applied at most once.
+//
+// Every error a call returns is one of two kinds, and errors.Is tells them
+// apart: ErrNotApplied means the command was certainly not applied (for
+// example no member was reachable, or it was refused as too large), so it is
+// safe to try again as a new command; ErrUnknownOutcome means it was sent and
+// no answer came in time, so it may have been applied. Conditions are not
+// errors of either kind: Get of a missing key returns ErrNotFound, and a
+// compare-and-swap that did not swap returns false.
+//
+// A Client is safe for concurrent use. Each call in flight uses a session of
+// its own, and requests share one connection per member.
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// ErrNotApplied wraps errors after which the command was certainly not
+// applied.
+var ErrNotApplied = errors.New("client: not applied")
+
+// ErrUnknownOutcome wraps errors after which the command may or may not have
+// been applied: it was sent, and no answer came in time.
+var ErrUnknownOutcome = errors.New("client: outcome unknown, it may have been applied")
+
+// ErrNotFound is returned by Get for a key that does not exist.
+var ErrNotFound = errors.New("client: key not found")
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are members' client addresses (host:port). Any member will
+	// do: the client follows redirects to the leader.
+	Endpoints []string
+	// DialTimeout bounds connecting to one member. Default 2s.
+	DialTimeout time.Duration
+	// Timeout bounds a call whose context has no deadline. Default 10s.
+	Timeout time.Duration
+}
+
+// Client talks to one cluster.
+type Client struct {
+	cfg Config
+
+	mu        sync.Mutex
+	endpoints []string // configured, then learned from redirects
+	leader    string   // where the last command succeeded or was redirected
+	next      int      // rotation through endpoints
+	conns     map[string]*conn
+	sessions  []*session // idle sessions
+	closed    bool
+}
+
+type session struct{ id, seq uint64 }
+
+// New returns a client for the members at endpoints. It does not connect
+// until the first call.
+func New(endpoints ...string) (*Client, error) {
+	return NewWithConfig(Config{Endpoints: endpoints})
+}
+
+// NewWithConfig returns a client configured by cfg.
+func NewWithConfig(cfg Config) (*Client, error) {
+	var eps []string
+	for _, e := range cfg.Endpoints {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(e); err != nil {
+			return nil, fmt.Errorf("client: endpoint %q is not host:port: %w", e, err)
+		}
+		if !slices.Contains(eps, e) {
+			eps = append(eps, e)
+		}
+	}
+	if len(eps) == 0 {
+		return nil, errors.New("client: no endpoints given; pass members' client addresses, like 127.0.0.1:7001")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Client{cfg: cfg, endpoints: eps, conns: map[string]*conn{}}, nil
+}
+
+// Close closes the client's connections. Calls in flight fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	conns := c.conns
+	c.conns = map[string]*conn{}
+	c.mu.Unlock()
+	for _, cn := range conns {
+		cn.close(errors.New("client closed"))
+	}
+	return nil
+}
+
+// Put sets key to value.
+func (c *Client) Put(ctx context.Context, key string, value []byte) error {
+	_, err := c.kv(ctx, "put", statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte(key), Value: value})
+	return err
+}
+
+// Get returns key's value, read linearizably: through the log, so it
+// reflects every write that completed before Get was called. It returns
+// ErrNotFound if the key does not exist.
+func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
+	r, err := c.kv(ctx, "get", statemachine.KVRequest{Op: statemachine.KVGet, Key: []byte(key)})
+	if err != nil {
+		return nil, err
+	}
+	if r.Status == statemachine.KVNotFound {
+		return nil, ErrNotFound
+	}
+	return nonNil(r.Value), nil
+}
+
+// GetSerializable returns key's value from the state of the first member
+// that answers, without going through the log or the leader. It is cheaper
+// than Get but may be stale. The error wraps ErrNotFound if the key does not
+// exist.
+func (c *Client) GetSerializable(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	q := statemachine.KVRequest{Op: statemachine.KVGet, Key: []byte(key)}.Encode()
+	var tried []string
+	var last error
+	for _, ep := range c.endpointList() {
+		tried = append(tried, ep)
+		resp, _, err := c.roundTrip(ctx, ep, paxos.ClientRequest{Kind: paxos.ReqQuery, Data: q})
+		if err == nil && resp.Code != paxos.CodeOK {
+			err = fmt.Errorf("node answered %s: %s", resp.Code, resp.Message)
+		}
+		if err != nil {
+			last = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		r, err := statemachine.DecodeKVResponse(resp.Data)
+		if err != nil {
+			return nil, fmt.Errorf("client: get %q from %s: %w", key, ep, err)
+		}
+		if r.Status == statemachine.KVNotFound {
+			return nil, ErrNotFound
+		}
+		return nonNil(r.Value), nil
+	}
+	return nil, fmt.Errorf("%w: get %q: no member answered (tried %s): %w", ErrNotApplied, key, strings.Join(tried, ", "), last)
+}
+
+// Delete removes key. It reports whether the key existed.
+func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
+	r, err := c.kv(ctx, "delete", statemachine.KVRequest{Op: statemachine.KVDelete, Key: []byte(key)})
+	if err != nil {
+		return false, err
+	}
+	return r.Status == statemachine.KVOK, nil
+}
+
+// CompareAndSwap sets key to value if its current value is old, and reports
+// whether it did. A missing key never matches.
+func (c *Client) CompareAndSwap(ctx context.Context, key string, old, value []byte) (bool, error) {
+	r, err := c.kv(ctx, "cas", statemachine.KVRequest{Op: statemachine.KVCompareAndSwap, Key: []byte(key), Old: nonNil(old), Value: value})
+	if err != nil {
+		return false, err
+	}
+	return r.Status == statemachine.KVOK, nil
+}
+
+// PutIfAbsent sets key to value if the key does not exist, and reports
+// whether it did.
+func (c *Client) PutIfAbsent(ctx context.Context, key string, value []byte) (bool, error) {
+	r, err := c.kv(ctx, "cas", statemachine.KVRequest{Op: statemachine.KVCompareAndSwap, Key: []byte(key), ExpectAbsent: true, Value: value})
+	if err != nil {
+		return false, err
+	}
+	return r.Status == statemachine.KVOK, nil
+}
+
+// Status asks the member at endpoint for its view of itself and the
+// cluster.
+func (c *Client) Status(ctx context.Context, endpoint string) (paxos.Status, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	resp, _, err := c.roundTrip(ctx, endpoint, paxos.ClientRequest{Kind: paxos.ReqStatus})
+	if err != nil {
+		return paxos.Status{}, fmt.Errorf("client: status of %s: %w", endpoint, err)
+	}
+	if resp.Code != paxos.CodeOK || resp.Status == nil {
+		return paxos.Status{}, fmt.Errorf("client: status of %s: %s: %s", endpoint, resp.Code, resp.Message)
+	}
+	return *resp.Status, nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// kv runs one KV command through the log and decodes the machine's answer.
+func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) (statemachine.KVResponse, error) {
+	data, err := c.Do(ctx, req.Encode())
+	if err != nil {
+		return statemachine.KVResponse{}, fmt.Errorf("%s %q: %w", op, req.Key, err)
+	}
+	r, err := statemachine.DecodeKVResponse(data)
+	if err != nil {
+		return r, fmt.Errorf("%w: %s %q: undecodable answer: %w", ErrUnknownOutcome, op, req.Key, err)
+	}
+	if r.Status == statemachine.KVBadRequest {
+		return r, fmt.Errorf("%w: %s %q: refused by the state machine: %s", ErrNotApplied, op, req.Key, r.Err)
+	}
+	return r, nil
+}
+
+// Do proposes cmd, a command for the cluster's state machine, and returns
+// the machine's answer once it is applied. It finds the leader, follows
+// redirects and retries with the same session and sequence number until ctx
+// ends (or the client's Timeout, if ctx has no deadline).
+func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	s := c.takeSession()
+	defer c.putSession(s)
+	s.seq++
+	req := paxos.ClientRequest{Kind: paxos.ReqCommand, Session: s.id, Seq: s.seq, Data: cmd}
+
+	maybe := false // whether some attempt may have been applied
+	var tried []string
+	var last error
+	backoff := 20 * time.Millisecond
+	ep := c.firstEndpoint()
+	for round := 0; ; round++ {
+		if !slices.Contains(tried, ep) {
+			tried = append(tried, ep)
+		}
+		resp, sent, err := c.roundTrip(ctx, ep, req)
+		if err != nil {
+			maybe = maybe || sent
+			last = fmt.Errorf("%s: %w", ep, err)
+			ep = c.nextEndpoint(ep)
+		} else {
+			switch resp.Code {
+			case paxos.CodeOK:
+				c.setLeader(ep)
+				return resp.Data, nil
+			case paxos.CodeNotLeader:
+				last = fmt.Errorf("%s: %s", ep, resp.Message)
+				if resp.LeaderAddr != "" && resp.LeaderAddr != ep {
+					c.learn(resp.LeaderAddr)
+					ep = resp.LeaderAddr
+					continue // a redirect needs no pause
+				}
+				ep = c.nextEndpoint(ep)
+			case paxos.CodeTimeout:
+				maybe = true
+				last = fmt.Errorf("%s: %s", ep, resp.Message)
+			case paxos.CodeOverloaded, paxos.CodeUnavailable:
+				last = fmt.Errorf("%s: %s", ep, resp.Message)
+				ep = c.nextEndpoint(ep)
+			case paxos.CodeStale:
+				return nil, fmt.Errorf("%w: %s", ErrUnknownOutcome, resp.Message)
+			default: // CodeBadRequest
+				return nil, fmt.Errorf("%w: refused by %s: %s", ErrNotApplied, ep, resp.Message)
+			}
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			kind := ErrNotApplied
+			if maybe {
+				kind = ErrUnknownOutcome
+			}
+			return nil, fmt.Errorf("%w: %w after %d attempts (tried %s); last error: %w", kind, ctx.Err(), round+1, strings.Join(tried, ", "), last)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+func (c *Client) takeSession() *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.sessions); n > 0 {
+		s := c.sessions[n-1]
+		c.sessions = c.sessions[:n-1]
+		return s
+	}
+	var b [8]byte
+	for {
+		// crypto/rand.Read never fails on supported platforms.
+		_, _ = rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return &session{id: id}
+		}
+	}
+}
+
+func (c *Client) putSession(s *session) {
+	c.mu.Lock()
+	c.sessions = append(c.sessions, s)
+	c.mu.Unlock()
+}
+
+func (c *Client) endpointList() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.endpoints)
+}
+
+func (c *Client) firstEndpoint() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader != "" {
+		return c.leader
+	}
+	return c.endpoints[c.next%len(c.endpoints)]
+}
+
+func (c *Client) nextEndpoint(after string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == after {
+		c.leader = ""
+	}
+	i := slices.Index(c.endpoints, after)
+	c.next = (i + 1) % len(c.endpoints)
+	return c.endpoints[c.next]
+}
+
+func (c *Client) setLeader(ep string) {
+	c.mu.Lock()
+	c.leader = ep
+	c.mu.Unlock()
+}
+
+func (c *Client) learn(ep string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.endpoints, ep) {
+		c.endpoints = append(c.endpoints, ep)
+	}
+}
+
+// roundTrip sends req to ep and waits for the answer. sent reports whether
+// the request may have reached the member (it was written, or the write's
+// fate is unknown).
+func (c *Client) roundTrip(ctx context.Context, ep string, req paxos.ClientRequest) (paxos.ClientResponse, bool, error) {
+	cn, err := c.conn(ctx, ep)
+	if err != nil {
+		return paxos.ClientResponse{}, false, err
+	}
+	resp, sent, err := cn.roundTrip(ctx, req)
+	if err != nil && ctx.Err() == nil {
+		c.drop(ep, cn)
+	}
+	return resp, sent, err
+}
+
+func (c *Client) conn(ctx context.Context, ep string) (*conn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errors.New("client is closed")
+	}
+	if cn := c.conns[ep]; cn != nil {
+		c.mu.Unlock()
+		return cn, nil
+	}
+	c.mu.Unlock()
+	cn, err := dial(ctx, ep, c.cfg.DialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.conns[ep]; old != nil {
+		cn.close(errors.New("duplicate connection"))
+		return old, nil
+	}
+	if c.closed {
+		cn.close(errors.New("client closed"))
+		return nil, errors.New("client is closed")
+	}
+	c.conns[ep] = cn
+	return cn, nil
+}
+
+func (c *Client) drop(ep string, cn *conn) {
+	c.mu.Lock()
+	if c.conns[ep] == cn {
+		delete(c.conns, ep)
+	}
+	c.mu.Unlock()
+	cn.close(errors.New("dropped after an error"))
+}
+
+// conn is one connection to a member, shared by concurrent calls: requests
+// carry IDs and a reader goroutine hands each answer to its caller.
+type conn struct {
+	nc net.Conn
+
+	wmu sync.Mutex // serializes writes
+	buf []byte
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan paxos.ClientResponse
+	err     error // set once the connection failed
+}
+
+// maxResponseFrame bounds an answer from a member.
+const maxResponseFrame = paxos.DefaultMaxFrame
+
+func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	nc, err := d.DialContext(ctx, "tcp", ep)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc.SetDeadline(deadline)
+	if _, err := nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion})); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	body, err := paxos.ReadFrame(nc, 1024, nil)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("handshake (is %s a paxosd client port?): %w", ep, err)
+	}
+	h, err := paxos.NewDecoder().Hello(body)
+	if err == nil && (h.Kind != paxos.HelloClient || h.Version != paxos.ProtocolVersion) {
+		err = fmt.Errorf("%w: member answered kind %d version %d", paxos.ErrHandshake, h.Kind, h.Version)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	cn := &conn{nc: nc, pending: map[uint64]chan paxos.ClientResponse{}}
+	go cn.reader()
+	return cn, nil
+}
+
+func (cn *conn) reader() {
+	d := paxos.NewDecoder()
+	var buf []byte
+	for {
+		body, err := paxos.ReadFrame(cn.nc, maxResponseFrame, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("member closed the connection")
+			}
+			cn.close(err)
+			return
+		}
+		resp, err := d.ClientResponse(body)
+		if err != nil {
+			cn.close(err)
+			return
+		}
+		cn.mu.Lock()
+		ch := cn.pending[resp.ID]
+		delete(cn.pending, resp.ID)
+		cn.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+func (cn *conn) close(err error) {
+	cn.mu.Lock()
+	if cn.err == nil {
+		cn.err = err
+	}
+	pending := cn.pending
+	cn.pending = map[uint64]chan paxos.ClientResponse{}
+	cn.mu.Unlock()
+	cn.nc.Close()
+	for _, ch := range pending {
+		close(ch)
+	}
+}
+
+func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.ClientResponse, bool, error) {
+	ch := make(chan paxos.ClientResponse, 1)
+	cn.mu.Lock()
+	if cn.err != nil {
+		err := cn.err
+		cn.mu.Unlock()
+		return paxos.ClientResponse{}, false, err
+	}
+	cn.nextID++
+	req.ID = cn.nextID
+	cn.pending[req.ID] = ch
+	cn.mu.Unlock()
+
+	cn.wmu.Lock()
+	cn.buf = paxos.EncodeClientRequest(cn.buf[:0], req)
+	if d, ok := ctx.Deadline(); ok {
+		cn.nc.SetWriteDeadline(d)
+	}
+	_, err := cn.nc.Write(cn.buf)
+	cn.wmu.Unlock()
+	if err != nil {
+		cn.close(err)
+		// Part of the request may have gone out.
+		return paxos.ClientResponse{}, true, err
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			cn.mu.Lock()
+			err := cn.err
+			cn.mu.Unlock()
+			return paxos.ClientResponse{}, true, err
+		}
+		return resp, true, nil
+	case <-ctx.Done():
+		cn.mu.Lock()
+		delete(cn.pending, req.ID)
+		cn.mu.Unlock()
+		return paxos.ClientResponse{}, true, ctx.Err()
+	}
+}

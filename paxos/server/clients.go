@@ -1,0 +1,235 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// Limits on client connections. A client that does not identify itself in
+// time, sends nothing for idleTimeout, or stops reading its answers is cut
+// off, so a stuck or hostile client holds bounded memory.
+const (
+	handshakeTimeout = 5 * time.Second
+	idleTimeout      = 5 * time.Minute
+	writeTimeout     = 10 * time.Second
+	// maxInflight is how many requests one connection may have
+	// outstanding; the reader stops reading beyond it.
+	maxInflight = 1024
+)
+
+type clientListener struct {
+	s     *Server
+	l     net.Listener
+	slots chan struct{} // semaphore bounding connections
+
+	mu     sync.Mutex
+	conns  map[*clientConn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func newClientListener(s *Server, l net.Listener) *clientListener {
+	return &clientListener{s: s, l: l, slots: make(chan struct{}, s.cfg.MaxClientConns), conns: map[*clientConn]struct{}{}}
+}
+
+func (cl *clientListener) serve() {
+	log := cl.s.logger
+	for {
+		nc, err := cl.l.Accept()
+		if err != nil {
+			cl.mu.Lock()
+			closed := cl.closed
+			cl.mu.Unlock()
+			if closed {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			log.Error("client listener failed", "err", err)
+			return
+		}
+		select {
+		case cl.slots <- struct{}{}:
+		default:
+			log.Warn("too many client connections, refusing one", "remote", nc.RemoteAddr().String(), "limit", cap(cl.slots))
+			nc.Close()
+			continue
+		}
+		c := &clientConn{s: cl.s, nc: nc, out: make(chan paxos.ClientResponse, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
+		cl.mu.Lock()
+		if cl.closed {
+			cl.mu.Unlock()
+			nc.Close()
+			return
+		}
+		cl.conns[c] = struct{}{}
+		cl.wg.Add(1)
+		cl.mu.Unlock()
+		go func() {
+			defer cl.wg.Done()
+			defer func() { <-cl.slots }()
+			c.run()
+			cl.mu.Lock()
+			delete(cl.conns, c)
+			cl.mu.Unlock()
+		}()
+	}
+}
+
+func (cl *clientListener) close() {
+	cl.mu.Lock()
+	cl.closed = true
+	cl.l.Close()
+	for c := range cl.conns {
+		c.nc.Close()
+	}
+	cl.mu.Unlock()
+	cl.wg.Wait()
+}
+
+// clientConn is one client connection: a reader that hands requests to the
+// node, and a writer that sends the answers in whatever order they come.
+type clientConn struct {
+	s        *Server
+	nc       net.Conn
+	out      chan paxos.ClientResponse
+	inflight chan struct{} // one token per request not yet answered
+	done     chan struct{} // closed when the connection is finished
+
+	closeOnce sync.Once
+}
+
+// respond queues an answer. It never blocks (it runs on the node's
+// goroutine): a client whose answers pile up is not reading them, and is
+// disconnected.
+func (c *clientConn) respond(r paxos.ClientResponse) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	select {
+	case c.out <- r:
+	default:
+		c.s.logger.Warn("client not reading its answers, disconnecting", "remote", c.nc.RemoteAddr().String())
+		c.shutdown()
+	}
+}
+
+func (c *clientConn) shutdown() {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.nc.Close()
+	})
+}
+
+func (c *clientConn) run() {
+	defer c.shutdown()
+	log := c.s.logger.With("remote", c.nc.RemoteAddr().String())
+	if err := c.handshake(); err != nil {
+		log.Warn("client connection refused", "err", err)
+		return
+	}
+	go c.writer()
+	d := paxos.NewDecoder()
+	var buf []byte
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+		body, err := paxos.ReadFrame(c.nc, maxClientFrame, buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Warn("client connection closed", "err", err)
+			}
+			return
+		}
+		buf = body[:0]
+		if cap(buf) > 64<<10 {
+			buf = nil
+		}
+		if len(body) == 0 {
+			continue // keep-alive
+		}
+		req, err := d.ClientRequest(body)
+		if err != nil {
+			log.Warn("client connection closed", "err", err)
+			return
+		}
+		select {
+		case c.inflight <- struct{}{}:
+		case <-c.done:
+			return
+		}
+		if err := c.s.node.Do(context.Background(), func() { c.s.handle(c, req) }); err != nil {
+			c.respond(paxos.ClientResponse{ID: req.ID, Code: paxos.CodeUnavailable, Message: fmt.Sprintf("node %d is stopping: %v", c.s.cfg.ID, err)})
+		}
+	}
+}
+
+func (c *clientConn) handshake() error {
+	c.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	body, err := paxos.ReadFrame(c.nc, 1024, nil)
+	if err != nil {
+		return fmt.Errorf("read handshake: %w", err)
+	}
+	h, err := paxos.NewDecoder().Hello(body)
+	if err != nil {
+		return err
+	}
+	switch {
+	case h.Kind != paxos.HelloClient:
+		return fmt.Errorf("%w: kind %d on the client port (peers use the peer port)", paxos.ErrHandshake, h.Kind)
+	case h.Version != paxos.ProtocolVersion:
+		return fmt.Errorf("%w: client speaks protocol version %d, this node %d", paxos.ErrHandshake, h.Version, paxos.ProtocolVersion)
+	case h.Cluster != 0 && h.Cluster != c.s.cluster:
+		return fmt.Errorf("%w: client expects cluster %016x, this is cluster %016x", paxos.ErrHandshake, h.Cluster, c.s.cluster)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err = c.nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion,
+		Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}))
+	return err
+}
+
+// writer sends answers, coalescing whatever is queued into one write.
+func (c *clientConn) writer() {
+	defer c.shutdown()
+	var buf []byte
+	for {
+		var r paxos.ClientResponse
+		select {
+		case r = <-c.out:
+		case <-c.done:
+			return
+		}
+		buf = paxos.EncodeClientResponse(buf[:0], r)
+		n := 1
+	more:
+		for len(buf) < 1<<20 {
+			select {
+			case r = <-c.out:
+				buf = paxos.EncodeClientResponse(buf, r)
+				n++
+			default:
+				break more
+			}
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := c.nc.Write(buf); err != nil {
+			return
+		}
+		for range n {
+			<-c.inflight
+		}
+		if cap(buf) > 4<<20 {
+			buf = nil
+		}
+	}
+}
