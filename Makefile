@@ -7,6 +7,8 @@ export GOTRACEBACK := all
 
 FUZZ_TARGETS := \
 	./paxos:FuzzDecodeBatch \
+	./paxos:FuzzDecodeMessage \
+	./paxos:FuzzDecodeClientFrames \
 	./statemachine:FuzzDecodeKVRequest \
 	./statemachine:FuzzDecodeKVResponse \
 	./statemachine:FuzzRestore \

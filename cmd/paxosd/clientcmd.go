@@ -16,6 +16,7 @@ import (
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // The client commands' exit statuses, a contract scripts rely on (README).
@@ -61,7 +62,7 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 
 func clientCommands() []*cli.Command {
 	return []*cli.Command{
-		clientCommand("put", "KEY VALUE", "set a key", "", 2, nil, runPut),
+		clientCommand("put", "KEY VALUE", "set a key", `A VALUE of - reads the value from standard input.`, 2, nil, runPut),
 		clientCommand("get", "KEY", "print a key's value", `Prints the value and a newline. Exits 3 if the key does not exist.
 By default the read is linearizable (it goes through the leader and the log);
 --consistency serializable answers from the contacted member's own state,
@@ -162,8 +163,17 @@ func ctxFor(c *cli.Context) (context.Context, context.CancelFunc) {
 func runPut(c *cli.Context, cl *client.Client, o *output) error {
 	ctx, cancel := ctxFor(c)
 	defer cancel()
-	key, val := c.Args().Get(0), c.Args().Get(1)
-	if err := cl.Put(ctx, key, []byte(val)); err != nil {
+	key, val := c.Args().Get(0), []byte(c.Args().Get(1))
+	if string(val) == "-" {
+		// Read one byte past the limit, so that a value too large is
+		// refused rather than cut short.
+		b, err := io.ReadAll(io.LimitReader(c.App.Reader, statemachine.MaxValueSize+1))
+		if err != nil {
+			return fmt.Errorf("%w: read the value from standard input: %w", client.ErrNotApplied, err)
+		}
+		val = b
+	}
+	if err := cl.Put(ctx, key, val); err != nil {
 		return err
 	}
 	if o.json {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/server"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // The dev cluster's addresses; client commands default to them.
@@ -62,64 +62,28 @@ func runDev(c *cli.Context) error {
 		return usageError{errors.New("--client-port and --peer-port need three free ports each, not overlapping")}
 	}
 	root := c.String("data-dir")
-	members := paxos.Uniform(devMembers)
-	addrs := map[paxos.NodeID]string{}
-	for i := range devMembers {
-		addrs[paxos.NodeID(i+1)] = net.JoinHostPort(devHost, strconv.Itoa(pp+i))
+	tmpl, err := memberConfig(c, logger)
+	if err != nil {
+		return err
 	}
-	// Bootstrap when every member's directory is empty; refuse a mix,
-	// which would mean some member lost its data.
-	empty := 0
-	for i := range devMembers {
-		e, err := isEmptyDir(filepath.Join(root, strconv.Itoa(i+1)))
-		if err != nil {
-			return err
+	machine := c.String("machine")
+	l, err := server.StartLocal(server.LocalConfig{
+		Dir: root, Members: devMembers, Host: devHost, ClientPort: cp, PeerPort: pp, Template: tmpl,
+		Machine: func() statemachine.Machine {
+			m, _ := statemachine.New(machine) // memberConfig checked the name
+			return m
+		},
+	})
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "listen" {
+			return fmt.Errorf("%w (is another paxosd dev running? stop it, or pick other ports with --client-port and --peer-port)", err)
 		}
-		if e {
-			empty++
-		}
+		return err
 	}
-	if empty != 0 && empty != devMembers {
-		return fmt.Errorf("%s holds data for some members but not all; remove the whole directory to start afresh, or pick another --data-dir", root)
-	}
-	bootstrap := empty == devMembers
-
-	var servers []*server.Server
-	stopAll := func() error {
-		var first error
-		for _, s := range servers {
-			if err := s.Stop(); err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
-	}
-	for i := range devMembers {
-		id := paxos.NodeID(i + 1)
-		cfg, err := memberConfig(c, logger)
-		if err != nil {
-			stopAll()
-			return err
-		}
-		cfg.ID, cfg.Members, cfg.PeerAddrs, cfg.ClusterToken = id, members, addrs, "paxosd-dev"
-		cfg.DataDir, cfg.Bootstrap = filepath.Join(root, id.String()), bootstrap
-		clientAddr := net.JoinHostPort(devHost, strconv.Itoa(cp+i))
-		if cfg.PeerListener, err = net.Listen("tcp", addrs[id]); err == nil {
-			if cfg.ClientListener, err = net.Listen("tcp", clientAddr); err != nil {
-				cfg.PeerListener.Close()
-			}
-		}
-		if err != nil {
-			stopAll()
-			return fmt.Errorf("member %d: %w (is another paxosd dev running? stop it, or pick other ports with --client-port and --peer-port)", id, err)
-		}
-		s, err := server.Start(cfg)
-		if err != nil {
-			stopAll()
-			return fmt.Errorf("member %d: %w", id, err)
-		}
-		servers = append(servers, s)
-	}
+	servers := l.Servers()
+	bootstrap := l.Bootstrapped()
+	stopAll := l.Stop
 	w := c.App.Writer
 	state := "new cluster"
 	if !bootstrap {
@@ -141,14 +105,7 @@ Try, in another terminal:
 
 Press Ctrl-C to stop. Running paxosd dev again keeps the data.
 `, endpoints)
-	wait := func() error {
-		errs := make(chan error, len(servers))
-		for _, s := range servers {
-			go func() { errs <- s.Wait() }()
-		}
-		return <-errs
-	}
-	err = waitForSignal(logger, wait, stopAll)
+	err = waitForSignal(logger, l.Wait, stopAll)
 	if err == nil {
 		fmt.Fprintln(w, "paxosd dev: stopped")
 	}
@@ -161,15 +118,4 @@ func clientAddrs(ss []*server.Server) []string {
 		out = append(out, s.ClientAddr())
 	}
 	return out
-}
-
-func isEmptyDir(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", dir, err)
-	}
-	return len(entries) == 0, nil
 }

@@ -229,6 +229,10 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // kv runs one KV command through the log and decodes the machine's answer.
 func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) (statemachine.KVResponse, error) {
+	if len(req.Key) > statemachine.MaxKeySize || len(req.Value) > statemachine.MaxValueSize || len(req.Old) > statemachine.MaxValueSize {
+		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: key of %d bytes or value of %d bytes is above the limits (%d-byte keys, %d-byte values)",
+			ErrNotApplied, op, len(req.Key), max(len(req.Value), len(req.Old)), statemachine.MaxKeySize, statemachine.MaxValueSize)
+	}
 	data, err := c.Do(ctx, req.Encode())
 	if err != nil {
 		return statemachine.KVResponse{}, fmt.Errorf("%s %q: %w", op, req.Key, err)

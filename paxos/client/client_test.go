@@ -1,0 +1,172 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// fakeMember speaks the client protocol and answers each request with
+// answer; nil means "never answer".
+type fakeMember struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	reqs []paxos.ClientRequest
+}
+
+func newFake(t *testing.T, answer func(paxos.ClientRequest) *paxos.ClientResponse) *fakeMember {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeMember{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				if _, err := paxos.ReadFrame(nc, 1024, nil); err != nil {
+					return
+				}
+				nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion}))
+				d := paxos.NewDecoder()
+				for {
+					body, err := paxos.ReadFrame(nc, 1<<20, nil)
+					if err != nil {
+						return
+					}
+					req, err := d.ClientRequest(body)
+					if err != nil {
+						return
+					}
+					f.mu.Lock()
+					f.reqs = append(f.reqs, req)
+					f.mu.Unlock()
+					if resp := answer(req); resp != nil {
+						resp.ID = req.ID
+						nc.Write(paxos.EncodeClientResponse(nil, *resp))
+					}
+				}
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *fakeMember) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeMember) requests() []paxos.ClientRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]paxos.ClientRequest(nil), f.reqs...)
+}
+
+func ok() *paxos.ClientResponse {
+	return &paxos.ClientResponse{Data: statemachine.KVResponse{Status: statemachine.KVOK}.Encode()}
+}
+
+func TestRedirectKeepsSessionAndSeq(t *testing.T) {
+	leader := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse { return ok() })
+	follower := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, Leader: 2, LeaderAddr: leader.addr()}
+	})
+	c, err := New(follower.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	f, l := follower.requests(), leader.requests()
+	if len(f) != 1 || len(l) != 1 || f[0].Session != l[0].Session || f[0].Seq != l[0].Seq {
+		t.Fatalf("follower got %+v, leader got %+v; want one request each with the same session and seq", f, l)
+	}
+	// The next call goes straight to the leader, with the next seq.
+	if err := c.Put(context.Background(), "k", []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if l = leader.requests(); len(l) != 2 || l[1].Seq != l[0].Seq+1 || len(follower.requests()) != 1 {
+		t.Fatalf("second put: leader got %+v", l)
+	}
+}
+
+func TestTimeoutRetriesSameCommand(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	m := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n < 3 {
+			return &paxos.ClientResponse{Code: paxos.CodeTimeout, Message: "slow"}
+		}
+		return ok()
+	})
+	c, _ := New(m.addr())
+	defer c.Close()
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	reqs := m.requests()
+	if len(reqs) != 3 || reqs[0].Session != reqs[2].Session || reqs[0].Seq != reqs[2].Seq {
+		t.Fatalf("requests %+v; want three with the same session and seq", reqs)
+	}
+}
+
+func TestOutcomeKinds(t *testing.T) {
+	silent := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse { return nil })
+	refusing := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		return &paxos.ClientResponse{Code: paxos.CodeBadRequest, Message: "too large"}
+	})
+	noLeader := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, Message: "no leader known"}
+	})
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	for _, tc := range []struct {
+		name string
+		ep   string
+		want error
+	}{
+		{"sent, never answered", silent.addr(), ErrUnknownOutcome},
+		{"refused", refusing.addr(), ErrNotApplied},
+		{"no leader", noLeader.addr(), ErrNotApplied},
+		{"nobody listening", deadAddr, ErrNotApplied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := New(tc.ep)
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			err := c.Put(ctx, "k", []byte("v"))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Put: %v; want %v", err, tc.want)
+			}
+			if tc.ep == deadAddr && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Put: %v; want it to say the deadline passed", err)
+			}
+		})
+	}
+}
+
+func TestNewChecksEndpoints(t *testing.T) {
+	if _, err := New(); err == nil {
+		t.Fatal("New() with no endpoints succeeded")
+	}
+	if _, err := New("no-port"); err == nil {
+		t.Fatal(`New("no-port") succeeded`)
+	}
+}

@@ -1,0 +1,285 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// testLogger sends warnings and errors to t.Log, so they show on failure.
+// Registered before the members' own cleanups, it outlives them; anything
+// logged after the test ends is dropped.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &tWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct {
+	mu   sync.Mutex
+	t    *testing.T
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func startLocal(t *testing.T, dir string) *Local {
+	t.Helper()
+	l, err := StartLocal(LocalConfig{Dir: dir, Template: Config{TickInterval: 10 * time.Millisecond, RequestTimeout: 2 * time.Second, Logger: testLogger(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return l
+}
+
+func newClient(t *testing.T, l *Local) *client.Client {
+	t.Helper()
+	c, err := client.NewWithConfig(client.Config{Endpoints: l.Endpoints(), Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestLocalClusterServesKV(t *testing.T) {
+	dir := t.TempDir()
+	l := startLocal(t, dir)
+	if !l.Bootstrapped() {
+		t.Fatal("a cluster in an empty directory was not bootstrapped")
+	}
+	c := newClient(t, l)
+	ctx := context.Background()
+	if err := c.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "a"); err != nil || string(v) != "1" {
+		t.Fatalf("Get(a) = %q, %v; want 1", v, err)
+	}
+	if _, err := c.Get(ctx, "missing"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Get(missing): %v, want ErrNotFound", err)
+	}
+	if ok, err := c.CompareAndSwap(ctx, "a", []byte("0"), []byte("2")); ok || err != nil {
+		t.Fatalf("CAS with the wrong old value: swapped %v, %v", ok, err)
+	}
+	if ok, err := c.CompareAndSwap(ctx, "a", []byte("1"), []byte("2")); !ok || err != nil {
+		t.Fatalf("CAS with the right old value: swapped %v, %v", ok, err)
+	}
+	if ok, err := c.PutIfAbsent(ctx, "a", []byte("3")); ok || err != nil {
+		t.Fatalf("PutIfAbsent on an existing key: swapped %v, %v", ok, err)
+	}
+	if ok, err := c.Delete(ctx, "a"); !ok || err != nil {
+		t.Fatalf("Delete(a) = %v, %v", ok, err)
+	}
+	if ok, err := c.Delete(ctx, "a"); ok || err != nil {
+		t.Fatalf("second Delete(a) = %v, %v; want false", ok, err)
+	}
+	if err := c.Put(ctx, "b", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), statemachine.MaxValueSize+1)
+	if err := c.Put(ctx, "big", big); !errors.Is(err, client.ErrNotApplied) {
+		t.Fatalf("Put of a value above the limit: %v, want ErrNotApplied", err)
+	}
+	// Every member converges on the same applied slot and hash.
+	waitConverged(t, c, l)
+
+	// A restart from the same directory keeps the data.
+	if err := l.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := startLocal(t, dir)
+	if l2.Bootstrapped() {
+		t.Fatal("restart bootstrapped again")
+	}
+	c2 := newClient(t, l2)
+	if v, err := c2.Get(ctx, "b"); err != nil || string(v) != "kept" {
+		t.Fatalf("after restart Get(b) = %q, %v; want kept", v, err)
+	}
+}
+
+// waitConverged waits until every running member applied the same slot with
+// the same hash, and returns that slot.
+func waitConverged(t *testing.T, c *client.Client, l *Local) paxos.Slot {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var sts []paxos.Status
+		var err error
+		for _, s := range l.Servers() {
+			var st paxos.Status
+			if st, err = c.Status(context.Background(), s.ClientAddr()); err != nil {
+				break
+			}
+			sts = append(sts, st)
+		}
+		same := err == nil && len(sts) > 0
+		for _, st := range sts {
+			if st.Applied != sts[0].Applied || st.AppliedHash != sts[0].AppliedHash || st.Applied == 0 {
+				same = false
+			}
+		}
+		if same {
+			return sts[0].Applied
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members did not converge: %+v, %v", sts, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaderOf(t *testing.T, c *client.Client, l *Local) paxos.NodeID {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range l.Servers() {
+			if st, err := c.Status(context.Background(), s.ClientAddr()); err == nil && st.IsLeader {
+				return st.ID
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader")
+	return 0
+}
+
+func TestLeaderFailoverAndCatchUp(t *testing.T) {
+	l := startLocal(t, t.TempDir())
+	c := newClient(t, l)
+	ctx := context.Background()
+	if err := c.Put(ctx, "k", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	old := leaderOf(t, c, l)
+	if err := l.StopMember(old); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := c.Put(ctx, "k", []byte{byte('a' + i)}); err != nil {
+			t.Fatalf("put %d after the leader stopped: %v", i, err)
+		}
+	}
+	if now := leaderOf(t, c, l); now == old {
+		t.Fatalf("stopped member %d still leads", old)
+	}
+	if err := l.StartMember(old); err != nil {
+		t.Fatal(err)
+	}
+	applied := waitConverged(t, c, l)
+	if applied < 21 {
+		t.Fatalf("converged at slot %d, but 21 commands were applied", applied)
+	}
+}
+
+// A command retried with the same (session, seq) is applied once: the KV
+// machine's revision shows it.
+func TestRetriedCommandAppliedOnce(t *testing.T) {
+	l := startLocal(t, t.TempDir())
+	c := newClient(t, l)
+	leader := leaderOf(t, c, l)
+	nc, err := net.Dial("tcp", l.Endpoints()[leader-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := paxos.ReadFrame(nc, 1024, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := paxos.NewDecoder()
+	put := func(id, seq uint64, val string) statemachine.KVResponse {
+		t.Helper()
+		cmd := statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte("x"), Value: []byte(val)}.Encode()
+		if _, err := nc.Write(paxos.EncodeClientRequest(nil, paxos.ClientRequest{ID: id, Kind: paxos.ReqCommand, Session: 4242, Seq: seq, Data: cmd})); err != nil {
+			t.Fatal(err)
+		}
+		body, err := paxos.ReadFrame(nc, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := d.ClientResponse(body)
+		if err != nil || resp.Code != paxos.CodeOK || resp.ID != id {
+			t.Fatalf("put seq %d: %+v, %v", seq, resp, err)
+		}
+		r, err := statemachine.DecodeKVResponse(resp.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := put(1, 1, "one")
+	retry := put(2, 1, "one")
+	next := put(3, 2, "two")
+	if retry.Rev != first.Rev || next.Rev != first.Rev+1 {
+		t.Fatalf("revisions: first %d, retry %d, next %d; the retry must not be applied again", first.Rev, retry.Rev, next.Rev)
+	}
+}
+
+func TestBootstrapRules(t *testing.T) {
+	members := paxos.Uniform(1)
+	dir := filepath.Join(t.TempDir(), "1")
+	start := func(id paxos.NodeID, token string, bootstrap bool) (*Server, error) {
+		pl, _ := net.Listen("tcp", "127.0.0.1:0")
+		cl, _ := net.Listen("tcp", "127.0.0.1:0")
+		return Start(Config{ID: id, Members: members, PeerAddrs: map[paxos.NodeID]string{1: pl.Addr().String()}, ClusterToken: token,
+			DataDir: dir, Bootstrap: bootstrap, PeerListener: pl, ClientListener: cl, Machine: statemachine.NewKV(), Logger: testLogger(t)})
+	}
+	if _, err := start(1, "t", false); !errors.Is(err, ErrNotBootstrapped) || !strings.Contains(err.Error(), "--bootstrap") {
+		t.Fatalf("empty dir without bootstrap: %v", err)
+	}
+	s, err := start(1, "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(1, "t", true); !errors.Is(err, ErrAlreadyBootstrapped) {
+		t.Fatalf("bootstrap on a restart: %v", err)
+	}
+	if _, err := start(1, "other", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "cluster") {
+		t.Fatalf("data dir of another cluster: %v", err)
+	}
+	members = paxos.MustConfig(paxos.Member{ID: 2, Roles: paxos.RoleAll})
+	if _, err := start(2, "t", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "node 1, not node 2") {
+		t.Fatalf("data dir of another node: %v", err)
+	}
+	members = paxos.Uniform(1)
+	s, err = start(1, "t", false)
+	if err != nil {
+		t.Fatalf("plain restart: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
