@@ -110,6 +110,15 @@ func TestFrameLimit(t *testing.T) {
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("truncated frame: got %v, want io.ErrUnexpectedEOF", err)
 	}
+	// A sender that declares 60 MiB and sends ten bytes costs one read
+	// chunk, not the declared size.
+	binary.BigEndian.PutUint32(hdr[:], 60<<20)
+	used := measureAlloc(func() {
+		ReadFrame(io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(make([]byte, 10))), 64<<20, nil)
+	})
+	if used > 4*frameChunk {
+		t.Fatalf("a declared 60 MiB frame with 10 bytes sent allocated %d bytes", used)
+	}
 	// Reading a frame that fits reuses the buffer.
 	buf := make([]byte, 0, 64)
 	body, err := ReadFrame(bytes.NewReader(AppendFrame(nil, sampleMessages()[0])), 1<<20, buf)

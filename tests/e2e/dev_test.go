@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"bytes"
+	"net"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startDev runs `paxosd dev` on its default ports, as the README says, and
+// waits until it prints what to type next.
+func startDev(t *testing.T, dir string) (*exec.Cmd, *syncBuffer, chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, "dev", "--data-dir", dir)
+	cmd.Env = childEnv()
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		if t.Failed() {
+			t.Logf("paxosd dev output:\n%s", out.String())
+		}
+	})
+	waitUntil(t, "paxosd dev to start", 15*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("paxosd dev exited: %v\n%s", err, out.String())
+		default:
+		}
+		return strings.Contains(out.String(), "Try, in another terminal")
+	})
+	return cmd, out, done
+}
+
+// The quick start, as a user types it, and each exit status of the client
+// contract (4, outcome unknown, is produced in TestServeClusterFailover).
+func TestDevQuickStartAndExitStatuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	for _, addr := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("the dev cluster's address %s is taken on this machine: %v", addr, err)
+		}
+		ln.Close()
+	}
+	dir := t.TempDir()
+	cmd, out, done := startDev(t, dir)
+	if !strings.Contains(out.String(), "new cluster") {
+		t.Fatalf("first start did not say it made a new cluster:\n%s", out.String())
+	}
+
+	// The quick start: no flags at all.
+	mustCLI(t, 0, "put", "a", "1")
+	if got := mustCLI(t, 0, "get", "a"); got != "1\n" {
+		t.Fatalf("paxosd get a printed %q, want \"1\\n\"", got)
+	}
+	if got := mustCLI(t, 0, "get", "a", "-o", "json"); !strings.Contains(got, `"value":"1"`) {
+		t.Fatalf("paxosd get a -o json printed %q", got)
+	}
+	if got := mustCLI(t, 0, "status", "-o", "json"); !strings.Contains(got, `"leader":true`) || !strings.Contains(got, `"applied_hash"`) {
+		t.Fatalf("status -o json printed %q", got)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		stdin  []byte
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"cas swaps", nil, []string{"cas", "a", "1", "2"}, 0, ""},
+		{"get of a missing key", nil, []string{"get", "nobody"}, 3, `key "nobody" not found`},
+		{"cas that does not swap", nil, []string{"cas", "a", "1", "3"}, 3, "nothing changed"},
+		{"cas --expect-absent on an existing key", nil, []string{"cas", "--expect-absent", "a", "9"}, 3, "exists"},
+		{"del", nil, []string{"del", "a"}, 0, ""},
+		{"no member reachable", nil, []string{"put", "--endpoints", "127.0.0.1:1", "--timeout", "1s", "k", "v"}, 1, "tried 127.0.0.1:1"},
+		{"value too large", bytes.Repeat([]byte("x"), 1<<20+1), []string{"put", "big", "-"}, 1, "above the limits"},
+		{"missing argument", nil, []string{"put", "k"}, 2, "put takes 2 argument(s)"},
+		{"bad output format", nil, []string{"get", "-o", "yaml", "a"}, 2, "use text or json"},
+		{"bad consistency", nil, []string{"get", "--consistency", "eventual", "a"}, 2, "linearizable or serializable"},
+		{"serve without --id", nil, []string{"serve", "--data-dir", dir}, 2, "--id is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := cli(t, tc.stdin, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.stderr) {
+				t.Fatalf("paxosd %s: exit %d, stdout %q, stderr %q; want exit %d, stderr with %q",
+					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stderr)
+			}
+		})
+	}
+	mustCLI(t, 0, "put", "kept", "yes")
+
+	// Ctrl-C stops it cleanly; starting it again keeps the data.
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := <-done; err != nil {
+		t.Fatalf("paxosd dev after SIGINT: %v\n%s", err, out.String())
+	}
+	done <- nil // for the cleanup
+	if !strings.Contains(out.String(), "paxosd dev: stopped") {
+		t.Fatalf("no stop message:\n%s", out.String())
+	}
+	_, out2, _ := startDev(t, dir)
+	if !strings.Contains(out2.String(), "data kept") {
+		t.Fatalf("restart did not say it kept the data:\n%s", out2.String())
+	}
+	if got := mustCLI(t, 0, "get", "kept"); got != "yes\n" {
+		t.Fatalf("after restart get kept printed %q", got)
+	}
+}
