@@ -71,7 +71,7 @@ which is cheaper and may be stale.`, 1,
 		clientCommand("del", "KEY", "delete a key", "", 1, nil, runDel),
 		clientCommand("cas", "KEY OLD NEW", "set KEY to NEW if its value is OLD", `Swaps atomically; exits 3 if the value was not OLD (nothing changed).
 With --expect-absent it takes KEY NEW and sets the key only if it does not exist.`, -1,
-			[]cli.Flag{&cli.BoolFlag{Name: "expect-absent", Usage: "swap only if KEY does not exist (then give KEY NEW)"}}, runCAS),
+			[]cli.Flag{&cli.BoolFlag{Name: "expect-absent", Usage: "swap only if KEY does not exist (then give KEY NEW)", EnvVars: env("EXPECT_ABSENT")}}, runCAS),
 		clientCommand("status", "", "show every member's view of the cluster", `Asks the members for their state: roles, addresses, whether it leads, the
 promised ballot, the highest chosen and the applied slot, and applied_hash, a
 hash chained over every value applied (members at the same applied slot must

@@ -119,7 +119,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 	}
 	out := append(append([]string{}, args[:2]...), flags...)
-	if dashes || slices.ContainsFunc(rest, func(a string) bool { return strings.HasPrefix(a, "-") }) {
+	if dashes || slices.ContainsFunc(rest, func(a string) bool { return len(a) > 1 && a[0] == '-' }) {
 		out = append(out, "--")
 	}
 	return append(out, rest...)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,4 +39,37 @@ func trim(s string) string {
 		return s[:300] + "…"
 	}
 	return s
+}
+
+// Every flag of every command can also be set from a PAXOSD_* variable.
+func TestEveryFlagReadsTheEnvironment(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	for _, cmd := range app.Commands {
+		for _, f := range cmd.Flags {
+			ef, ok := f.(interface{ GetEnvVars() []string })
+			if !ok {
+				t.Errorf("paxosd %s --%s: cannot tell its environment variable", cmd.Name, f.Names()[0])
+				continue
+			}
+			envs := ef.GetEnvVars()
+			if len(envs) == 0 || !strings.HasPrefix(envs[0], "PAXOSD_") {
+				t.Errorf("paxosd %s --%s reads no PAXOSD_* variable (has %v)", cmd.Name, f.Names()[0], envs)
+			}
+		}
+	}
+}
+
+func TestFlagsMayFollowArguments(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"paxosd", "get", "a", "-o", "json"}, []string{"paxosd", "get", "-o", "json", "a"}},
+		{[]string{"paxosd", "cas", "k", "--expect-absent", "v"}, []string{"paxosd", "cas", "--expect-absent", "k", "v"}},
+		{[]string{"paxosd", "get", "--timeout=1s", "a"}, []string{"paxosd", "get", "--timeout=1s", "a"}},
+		{[]string{"paxosd", "get", "--", "-a"}, []string{"paxosd", "get", "--", "-a"}},
+		{[]string{"paxosd", "put", "k", "-"}, []string{"paxosd", "put", "k", "-"}},
+	} {
+		if got := flagsFirst(app, tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
 }

@@ -90,7 +90,9 @@ func (cl *clientListener) close() {
 	cl.closed = true
 	cl.l.Close()
 	for c := range cl.conns {
-		c.nc.Close()
+		// shutdown, not just Close: it also frees a reader waiting for
+		// an in-flight slot and the writer waiting for answers.
+		c.shutdown()
 	}
 	cl.mu.Unlock()
 	cl.wg.Wait()

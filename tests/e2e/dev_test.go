@@ -100,6 +100,10 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 		})
 	}
 	mustCLI(t, 0, "put", "kept", "yes")
+	// Flags also come from PAXOSD_* variables.
+	if _, stderr, code := cliEnv(t, []string{"PAXOSD_ENDPOINTS=127.0.0.1:1", "PAXOSD_TIMEOUT=300ms"}, nil, "get", "kept"); code != 1 || !strings.Contains(stderr, "tried 127.0.0.1:1") {
+		t.Fatalf("get with PAXOSD_ENDPOINTS pointing nowhere: exit %d, stderr %q", code, stderr)
+	}
 
 	// Ctrl-C stops it cleanly; starting it again keeps the data.
 	cmd.Process.Signal(syscall.SIGINT)

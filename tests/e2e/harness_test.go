@@ -234,10 +234,16 @@ func (m *member) rssKB(t *testing.T) int {
 // cli runs the paxosd command line and returns its output and exit status.
 func cli(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return cliEnv(t, nil, stdin, args...)
+}
+
+// cliEnv is cli with extra environment variables.
+func cliEnv(t *testing.T, env []string, stdin []byte, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = childEnv()
+	cmd.Env = childEnv(env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {

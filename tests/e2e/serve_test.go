@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,14 +196,25 @@ func TestDataDirChecks(t *testing.T) {
 	if _, errOut, code := cli(t, nil, "serve", "--id", "1", "--data-dir", m.dir, "--cluster", "1=nohostport"); code != 2 || !strings.Contains(errOut, "not HOST:PORT") {
 		t.Fatalf("bad --cluster: exit %d, stderr %q", code, errOut)
 	}
-	// A clean stop on SIGTERM exits 0.
-	c.start(1, false)
+	// A clean stop on SIGTERM exits 0; --log-format json logs JSON lines.
+	c.start(1, false, "--log-format", "json")
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	<-m.exited
 	if m.exitErr != nil {
 		t.Fatalf("SIGTERM: %v\n%s", m.exitErr, m.log.String())
 	}
-	if !strings.Contains(m.log.String(), "msg=stopped") {
-		t.Fatalf("no 'stopped' log after SIGTERM:\n%s", m.log.String())
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(m.log.String()), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Node int    `json:"node"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		msgs = append(msgs, rec.Msg)
+	}
+	if !slices.Contains(msgs, "started") || msgs[len(msgs)-1] != "stopped" {
+		t.Fatalf("logs after SIGTERM: %q; want started ... stopped", msgs)
 	}
 }
