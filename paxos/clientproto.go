@@ -282,10 +282,8 @@ func (r *ClientResponse) decode(x *decoder) error {
 // Status is one member's view of itself and the cluster, as `paxosd status`
 // shows it.
 type Status struct {
-	ID         NodeID `msgpack:"i"`
-	Roles      Role   `msgpack:"r"`
-	PeerAddr   string `msgpack:"p"`
-	ClientAddr string `msgpack:"a"`
+	// MemberInfo is the member itself: ID, roles and addresses.
+	MemberInfo
 	// Leader is the leader this member knows of (0: none); IsLeader says
 	// whether it is this member.
 	Leader   NodeID `msgpack:"l"`
@@ -315,14 +313,7 @@ const minMemberInfoSize = 9 // {"i":0,"r":0,"p":"","a":""}
 
 func (s *Status) encode(e *msgpack.Encoder) error {
 	e.EncodeMapLen(11)
-	encodeKey(e, "i")
-	e.EncodeUint(uint64(s.ID))
-	encodeKey(e, "r")
-	e.EncodeUint(uint64(s.Roles))
-	encodeKey(e, "p")
-	e.EncodeString(s.PeerAddr)
-	encodeKey(e, "a")
-	e.EncodeString(s.ClientAddr)
+	s.MemberInfo.encodeFields(e)
 	encodeKey(e, "l")
 	e.EncodeUint(uint64(s.Leader))
 	encodeKey(e, "L")
@@ -339,37 +330,31 @@ func (s *Status) encode(e *msgpack.Encoder) error {
 	e.EncodeArrayLen(len(s.Members))
 	for _, m := range s.Members {
 		e.EncodeMapLen(4)
-		encodeKey(e, "i")
-		e.EncodeUint(uint64(m.ID))
-		encodeKey(e, "r")
-		e.EncodeUint(uint64(m.Roles))
-		encodeKey(e, "p")
-		e.EncodeString(m.PeerAddr)
-		encodeKey(e, "a")
-		e.EncodeString(m.ClientAddr)
+		m.encodeFields(e)
 	}
 	return nil
 }
 
+// encodeFields writes m's four keys, for a map of its own or a Status.
+func (m MemberInfo) encodeFields(e *msgpack.Encoder) {
+	encodeKey(e, "i")
+	e.EncodeUint(uint64(m.ID))
+	encodeKey(e, "r")
+	e.EncodeUint(uint64(m.Roles))
+	encodeKey(e, "p")
+	e.EncodeString(m.PeerAddr)
+	encodeKey(e, "a")
+	e.EncodeString(m.ClientAddr)
+}
+
 func (s *Status) decode(x *decoder) error {
 	return x.fields(1, func(k []byte) (uint32, error) {
+		if bit, err := s.MemberInfo.field(x, k); bit != 0 {
+			return bit, err
+		}
 		var err error
 		var u uint64
 		switch string(k) {
-		case "i":
-			u, err = x.uint()
-			s.ID = NodeID(u)
-			return 1, err
-		case "r":
-			u, err = x.uint()
-			s.Roles = Role(u) & RoleAll
-			return 2, err
-		case "p":
-			s.PeerAddr, err = x.string(maxAddr, "peer address")
-			return 4, err
-		case "a":
-			s.ClientAddr, err = x.string(maxAddr, "client address")
-			return 8, err
 		case "l":
 			u, err = x.uint()
 			s.Leader = NodeID(u)
@@ -397,7 +382,8 @@ func (s *Status) decode(x *decoder) error {
 			}
 			s.Members = make([]MemberInfo, n)
 			for i := range s.Members {
-				if err := s.Members[i].decode(x); err != nil {
+				m := &s.Members[i]
+				if err := x.fields(1, func(k []byte) (uint32, error) { return m.field(x, k) }); err != nil {
 					return 1024, err
 				}
 			}
@@ -407,32 +393,31 @@ func (s *Status) decode(x *decoder) error {
 	})
 }
 
-func (m *MemberInfo) decode(x *decoder) error {
-	return x.fields(1, func(k []byte) (uint32, error) {
-		var err error
-		var u uint64
-		switch string(k) {
-		case "i":
-			u, err = x.uint()
-			m.ID = NodeID(u)
-			return 1, err
-		case "r":
-			u, err = x.uint()
-			m.Roles = Role(u) & RoleAll
-			return 2, err
-		case "p":
-			m.PeerAddr, err = x.string(maxAddr, "peer address")
-			return 4, err
-		case "a":
-			m.ClientAddr, err = x.string(maxAddr, "client address")
-			return 8, err
-		}
-		return 0, nil
-	})
+// field decodes one of MemberInfo's keys (bits 1 to 8); bit 0 means k is
+// not one of them.
+func (m *MemberInfo) field(x *decoder, k []byte) (uint32, error) {
+	var err error
+	var u uint64
+	switch string(k) {
+	case "i":
+		u, err = x.uint()
+		m.ID = NodeID(u)
+		return 1, err
+	case "r":
+		u, err = x.uint()
+		m.Roles = Role(u) & RoleAll
+		return 2, err
+	case "p":
+		m.PeerAddr, err = x.string(maxAddr, "peer address")
+		return 4, err
+	case "a":
+		m.ClientAddr, err = x.string(maxAddr, "client address")
+		return 8, err
+	}
+	return 0, nil
 }
 
-// Conn-level helpers shared by the transport, the client server and the Go
-// client: a FrameConn reads and writes frames of one kind of body.
+// Frame encoders and decoders for the transport, the server and the client.
 
 // EncodeClientRequest appends a frame holding r to dst.
 func EncodeClientRequest(dst []byte, r ClientRequest) []byte { return appendFrame(dst, r) }

@@ -176,7 +176,7 @@ func TestClientFramesRoundTrip(t *testing.T) {
 		t.Fatalf("request round trip: got %+v, %v; want %+v", got, err, req)
 	}
 	resp := ClientResponse{ID: 5, Code: CodeNotLeader, Message: "m", Leader: 2, LeaderAddr: "x:1", Data: []byte("d"),
-		Status: &Status{ID: 1, Roles: RoleAll, PeerAddr: "p", ClientAddr: "c", Leader: 2, IsLeader: true, Promised: Ballot{7, 2},
+		Status: &Status{MemberInfo: MemberInfo{ID: 1, Roles: RoleAll, PeerAddr: "p", ClientAddr: "c"}, Leader: 2, IsLeader: true, Promised: Ballot{7, 2},
 			Chosen: 9, Applied: 8, AppliedHash: 1 << 63, Members: []MemberInfo{{ID: 1, Roles: RoleAcceptor, PeerAddr: "p1", ClientAddr: "c1"}}}}
 	if got, err := d.ClientResponse(EncodeClientResponse(nil, resp)[FrameHeaderSize:]); err != nil || !reflect.DeepEqual(got, resp) {
 		t.Fatalf("response round trip: got %+v, %v; want %+v", got, err, resp)

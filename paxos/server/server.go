@@ -495,7 +495,7 @@ func (s *Server) handle(c *clientConn, req paxos.ClientRequest) {
 
 // status reports this member's view; it runs on the node's goroutine.
 func (s *Server) status() paxos.Status {
-	st := paxos.Status{ID: s.cfg.ID, Roles: memberRoles(s.cfg.Members, s.cfg.ID), PeerAddr: s.PeerAddr(), ClientAddr: s.cfg.ClientAddr}
+	st := paxos.Status{MemberInfo: paxos.MemberInfo{ID: s.cfg.ID, Roles: memberRoles(s.cfg.Members, s.cfg.ID), PeerAddr: s.PeerAddr(), ClientAddr: s.cfg.ClientAddr}}
 	if s.acc != nil {
 		st.Promised = s.acc.Promised()
 	}
