@@ -429,13 +429,16 @@ func EncodeClientResponse(dst []byte, r ClientResponse) []byte { return appendFr
 func EncodeHello(dst []byte, h Hello) []byte { return appendFrame(dst, h) }
 
 func appendFrame(dst []byte, v wireEncoder) []byte {
-	e := newEncoder()
-	e.buf.Write(dst)
+	e := encoders.Get().(*encoder)
+	e.w.b = dst
 	if err := e.frame(v); err != nil {
-		// Only a write to the buffer could fail, and it cannot.
+		// The encoder's writer never fails, so neither does encoding.
 		panic(fmt.Sprintf("paxos: encode %T: %v", v, err))
 	}
-	return e.buf.Bytes()
+	out := e.w.b
+	e.w.b = nil
+	encoders.Put(e)
+	return out
 }
 
 // Decoder decodes frame bodies. It keeps no state between calls except

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -85,29 +86,45 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// encoder appends msgpack frames to a buffer. It is not safe for concurrent
-// use; each writer goroutine owns one.
+// encoder appends msgpack frames to a byte slice. It is not safe for
+// concurrent use; each writer goroutine owns one, and appendFrame borrows one
+// from a pool.
 type encoder struct {
-	buf bytes.Buffer
+	w   appendWriter
 	enc *msgpack.Encoder
+}
+
+// appendWriter is the encoder's output: writes append to b and never fail.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.b = append(w.b, c)
+	return nil
 }
 
 func newEncoder() *encoder {
 	e := &encoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
+	e.enc = msgpack.NewEncoder(&e.w)
 	return e
 }
 
+var encoders = sync.Pool{New: func() any { return newEncoder() }}
+
 // frame appends one frame holding v's encoding.
 func (e *encoder) frame(v wireEncoder) error {
-	start := e.buf.Len()
-	e.buf.Write([]byte{0, 0, 0, 0})
+	start := len(e.w.b)
+	e.w.b = append(e.w.b, 0, 0, 0, 0)
 	if err := v.encode(e.enc); err != nil {
-		e.buf.Truncate(start)
+		e.w.b = e.w.b[:start]
 		return err
 	}
-	n := e.buf.Len() - start - FrameHeaderSize
-	binary.BigEndian.PutUint32(e.buf.Bytes()[start:], uint32(n))
+	n := len(e.w.b) - start - FrameHeaderSize
+	binary.BigEndian.PutUint32(e.w.b[start:], uint32(n))
 	return nil
 }
 

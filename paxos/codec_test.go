@@ -250,3 +250,23 @@ func FuzzDecodeClientFrames(f *testing.F) {
 }
 
 func newEncoderTo(w io.Writer) *msgpack.Encoder { return msgpack.NewEncoder(w) }
+
+func BenchmarkAppendFrame(b *testing.B) {
+	m := sampleMessages()[2] // an Accept with a small value
+	b.ReportAllocs()
+	var buf []byte
+	for b.Loop() {
+		buf = AppendFrame(buf[:0], m)
+	}
+}
+
+func BenchmarkDecodeMessage(b *testing.B) {
+	body := AppendFrame(nil, sampleMessages()[1])[FrameHeaderSize:] // a Promise with two entries
+	d := NewDecoder()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Message(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -470,31 +470,31 @@ func (p *peer) run() {
 		if dropped > 0 {
 			log.Warn("peer queue full, messages dropped", "dropped", dropped)
 		}
-		enc.buf.Reset()
+		enc.w.b = enc.w.b[:0]
 		for _, m := range msgs {
-			start := enc.buf.Len()
+			start := len(enc.w.b)
 			if err := enc.frame(m); err != nil {
 				panic(fmt.Sprintf("paxos: encode %v: %v", m, err))
 			}
-			if size := enc.buf.Len() - start - FrameHeaderSize; size > cfg.MaxFrame {
+			if size := len(enc.w.b) - start - FrameHeaderSize; size > cfg.MaxFrame {
 				// The receiver would refuse it and drop the connection.
 				log.Error("message exceeds frame limit, dropped", "type", m.Type, "bytes", size, "limit", cfg.MaxFrame)
-				enc.buf.Truncate(start)
+				enc.w.b = enc.w.b[:start]
 			}
 		}
-		if enc.buf.Len() == 0 && time.Since(lastIO) >= cfg.IdleTimeout/3 {
-			enc.buf.Write([]byte{0, 0, 0, 0}) // keep-alive
+		if len(enc.w.b) == 0 && time.Since(lastIO) >= cfg.IdleTimeout/3 {
+			enc.w.b = append(enc.w.b, 0, 0, 0, 0) // keep-alive
 		}
-		if enc.buf.Len() == 0 {
+		if len(enc.w.b) == 0 {
 			continue
 		}
 		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if _, err := conn.Write(enc.buf.Bytes()); err != nil {
+		if _, err := conn.Write(enc.w.b); err != nil {
 			disconnect(err)
 			continue
 		}
 		lastIO = time.Now()
-		if enc.buf.Cap() > 4*frameChunk {
+		if cap(enc.w.b) > 4*frameChunk {
 			enc = newEncoder() // let a burst's buffer go
 		}
 	}

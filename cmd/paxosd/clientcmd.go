@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -145,6 +146,10 @@ func (o *output) fail(err error) error {
 	case errors.Is(err, client.ErrUnknownOutcome):
 		ee = exitError{code: exitUnknown, err: fmt.Errorf("%w; check with get before retrying", err)}
 	default:
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			err = fmt.Errorf("%w; is the cluster running? check --endpoints (or PAXOSD_ENDPOINTS)", err)
+		}
 		ee = exitError{code: exitFailed, err: err}
 	}
 	if o.json && !ee.quiet {

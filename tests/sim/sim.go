@@ -141,25 +141,28 @@ type envelope struct {
 }
 
 type sim struct {
-	opts    Options
-	shape   Shape
-	rng     *rand.Rand
-	f       faults
-	pcfg    proposer.Config
-	lcfg    learner.Config
-	now     int64
-	step    int64
-	ids     []paxos.NodeID
-	nodes   map[paxos.NodeID]*simNode
-	net     []envelope
-	cut     map[[2]paxos.NodeID]bool // directed links that drop everything
-	clients []*client
-	history []porcupine.Operation
-	ck      checker
-	events  []string // ring of recent events
-	evNext  int
-	stats   Stats
-	logger  *slog.Logger
+	opts  Options
+	shape Shape
+	rng   *rand.Rand
+	f     faults
+	pcfg  proposer.Config
+	lcfg  learner.Config
+	now   int64
+	step  int64
+	ids   []paxos.NodeID
+	nodes map[paxos.NodeID]*simNode
+	net   []envelope
+	cut   map[[2]paxos.NodeID]bool // directed links that drop everything
+	// frameBuf and wireDec carry messages through the wire codec.
+	frameBuf []byte
+	wireDec  *paxos.Decoder
+	clients  []*client
+	history  []porcupine.Operation
+	ck       checker
+	events   []string // ring of recent events
+	evNext   int
+	stats    Stats
+	logger   *slog.Logger
 }
 
 const eventRing = 120
@@ -172,7 +175,7 @@ func Run(opts Options) (st Stats, err error) {
 	if opts.LivenessTicks == 0 {
 		opts.LivenessTicks = 600
 	}
-	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x9a05d))}
+	s := &sim{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x9a05d)), wireDec: paxos.NewDecoder()}
 	defer func() {
 		if r := recover(); r != nil {
 			fl, ok := r.(failed)
@@ -662,6 +665,23 @@ type transport struct {
 	id paxos.NodeID
 }
 
+// wire encodes m into a frame and decodes it again, as the TCP transport
+// would. A message that does not fit in a frame, or does not survive the
+// trip, fails the run.
+func (t transport) wire(m paxos.Message) paxos.Message {
+	s := t.s
+	frame := paxos.AppendFrame(s.frameBuf[:0], m)
+	s.frameBuf = frame
+	if n := len(frame) - paxos.FrameHeaderSize; n > paxos.DefaultMaxFrame {
+		s.fail("node %d sent %v of %d bytes, above the frame limit %d", t.id, m, n, paxos.DefaultMaxFrame)
+	}
+	got, err := s.wireDec.Message(frame[paxos.FrameHeaderSize:])
+	if err != nil {
+		s.fail("node %d sent %v, which does not decode: %v", t.id, m, err)
+	}
+	return got
+}
+
 func (t transport) Send(msgs []paxos.Message) {
 	s := t.s
 	for _, m := range msgs {
@@ -669,6 +689,9 @@ func (t transport) Send(msgs []paxos.Message) {
 			s.fail("node %d sent %v with the wrong sender", t.id, m)
 		}
 		s.ck.onSend(s.nodes[t.id], m)
+		// Every message crosses the wire codec, as it does between
+		// daemons, so a field the codec loses breaks the run.
+		m = t.wire(m)
 		if s.cut[[2]paxos.NodeID{m.From, m.To}] || (s.opts.Drop != nil && s.opts.Drop(m)) {
 			s.tracef("cut %v", m)
 			continue
