@@ -173,18 +173,24 @@ func (t *TCPTransport) Serve(l net.Listener) error {
 	}
 	t.listeners = append(t.listeners, l)
 	t.mu.Unlock()
+	var pause time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if t.ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("paxos: accept peer connections: %w", err)
 			}
-			return fmt.Errorf("paxos: accept peer connections: %w", err)
+			// Out of file descriptors and the like: wait and retry
+			// rather than stop listening for good.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			t.logger.Warn("accepting a peer connection failed", "err", err, "retry_in", pause)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		select {
 		case t.conns <- struct{}{}:
 		default:

@@ -263,6 +263,7 @@ func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
 	var tried []string
 	var last error
 	backoff := 20 * time.Millisecond
+	redirects := 0 // followed since the last pause
 	ep := c.firstEndpoint()
 	for round := 0; ; round++ {
 		if !slices.Contains(tried, ep) {
@@ -283,9 +284,14 @@ func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
 				if resp.LeaderAddr != "" && resp.LeaderAddr != ep {
 					c.learn(resp.LeaderAddr)
 					ep = resp.LeaderAddr
-					continue // a redirect needs no pause
+					// Follow a redirect at once, unless members keep
+					// pointing at each other (their news is stale).
+					if redirects++; redirects <= 3 {
+						continue
+					}
+				} else {
+					ep = c.nextEndpoint(ep)
 				}
-				ep = c.nextEndpoint(ep)
 			case paxos.CodeTimeout:
 				maybe = true
 				last = fmt.Errorf("%s: %s", ep, resp.Message)
@@ -310,6 +316,7 @@ func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
+		redirects = 0
 	}
 }
 

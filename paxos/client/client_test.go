@@ -170,3 +170,32 @@ func TestNewChecksEndpoints(t *testing.T) {
 		t.Fatal(`New("no-port") succeeded`)
 	}
 }
+
+// Two members that name each other as leader do not make the client spin:
+// it pauses between rounds of redirects.
+func TestRedirectLoopPauses(t *testing.T) {
+	var a, b *fakeMember
+	var addrA, addrB string
+	var ready sync.WaitGroup
+	ready.Add(1)
+	a = newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		ready.Wait()
+		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, LeaderAddr: addrB}
+	})
+	b = newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+		ready.Wait()
+		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, LeaderAddr: addrA}
+	})
+	addrA, addrB = a.addr(), b.addr()
+	ready.Done()
+	c, _ := New(addrA)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.Put(ctx, "k", []byte("v")); !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("Put between two stale members: %v, want ErrNotApplied", err)
+	}
+	if n := len(a.requests()) + len(b.requests()); n > 60 {
+		t.Fatalf("%d requests in 500ms: the client spins between redirects", n)
+	}
+}

@@ -41,6 +41,7 @@ func newClientListener(s *Server, l net.Listener) *clientListener {
 
 func (cl *clientListener) serve() {
 	log := cl.s.logger
+	var pause time.Duration
 	for {
 		nc, err := cl.l.Accept()
 		if err != nil {
@@ -50,13 +51,17 @@ func (cl *clientListener) serve() {
 			if closed {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				log.Error("client listener failed", "err", err)
+				return
 			}
-			log.Error("client listener failed", "err", err)
-			return
+			// Out of file descriptors and the like: wait and retry.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			log.Warn("accepting a client connection failed", "err", err, "retry_in", pause)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		select {
 		case cl.slots <- struct{}{}:
 		default:
