@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/paxosd/paxosd/paxos"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -70,6 +72,30 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 	} {
 		if got := flagsFirst(app, tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseCluster(t *testing.T) {
+	cfg, addrs, err := parseCluster("1=a:1,2=b:2/acceptor,3=c:3/proposer+learner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs[2] != "b:2" || !cfg.Has(1, paxos.RoleAll) || !cfg.Has(2, paxos.RoleAcceptor) || cfg.Has(2, paxos.RoleLearner) ||
+		!cfg.Has(3, paxos.RoleProposer|paxos.RoleLearner) || cfg.Has(3, paxos.RoleAcceptor) {
+		t.Fatalf("parsed %+v, %v", cfg.Members(), addrs)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"", "--cluster is required"},
+		{"1:a:1", "is not ID=HOST:PORT"},
+		{"0=a:1", "positive integer"},
+		{"1=a", "is not HOST:PORT"},
+		{"1=a:1,1=b:2", "twice"},
+		{"1=a:1/boss", `unknown role "boss"`},
+		{"1=a:1/acceptor", "paxos: invalid cluster configuration"},
+	} {
+		if _, _, err := parseCluster(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseCluster(%q): %v; want an error with %q", tc.in, err, tc.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -281,5 +282,82 @@ func TestBootstrapRules(t *testing.T) {
 	}
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A split cluster: three acceptor-only members and two proposer-learners.
+// Clients talk to the proposers; the acceptors answer status and refuse
+// reads they cannot serve.
+func TestSplitRoles(t *testing.T) {
+	members := paxos.MustConfig(
+		paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleAcceptor},
+		paxos.Member{ID: 3, Roles: paxos.RoleAcceptor},
+		paxos.Member{ID: 4, Roles: paxos.RoleProposer | paxos.RoleLearner}, paxos.Member{ID: 5, Roles: paxos.RoleProposer | paxos.RoleLearner})
+	peers := map[paxos.NodeID]string{}
+	var pls, cls []net.Listener
+	for i := 1; i <= 5; i++ {
+		pl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pls, cls = append(pls, pl), append(cls, cl)
+		peers[paxos.NodeID(i)] = pl.Addr().String()
+	}
+	root := t.TempDir()
+	logger := testLogger(t)
+	var servers []*Server
+	for i := 1; i <= 5; i++ {
+		s, err := Start(Config{ID: paxos.NodeID(i), Members: members, PeerAddrs: peers, ClusterToken: "split",
+			DataDir: filepath.Join(root, fmt.Sprint(i)), Bootstrap: true, PeerListener: pls[i-1], ClientListener: cls[i-1],
+			Machine: statemachine.NewKV(), TickInterval: 10 * time.Millisecond, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, s)
+		t.Cleanup(func() { s.Stop() })
+	}
+	// Start with an acceptor: it redirects nothing (it has no proposer),
+	// so the client moves on to the others.
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.ClientAddr())
+	}
+	c, err := client.NewWithConfig(client.Config{Endpoints: eps, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "a"); err != nil || string(v) != "1" {
+		t.Fatalf("Get(a) = %q, %v", v, err)
+	}
+	if v, err := c.GetSerializable(ctx, "a"); err != nil {
+		t.Fatalf("GetSerializable(a) = %q, %v (acceptors cannot answer; the learners can)", v, err)
+	}
+	st, err := c.Status(ctx, servers[0].ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Roles != paxos.RoleAcceptor || st.Promised.IsZero() || st.Applied != 0 || len(st.Members) != 5 {
+		t.Fatalf("acceptor status %+v: want acceptor role, a promise, nothing applied, five members", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st4, err4 := c.Status(ctx, servers[3].ClientAddr())
+		st5, err5 := c.Status(ctx, servers[4].ClientAddr())
+		if err4 == nil && err5 == nil && st4.Applied == st5.Applied && st4.AppliedHash == st5.AppliedHash && st4.Applied >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("learners did not converge: %+v %v / %+v %v", st4, err4, st5, err5)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
