@@ -545,17 +545,29 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 	cn.pending[req.ID] = ch
 	cn.mu.Unlock()
 
+	forget := func() {
+		cn.mu.Lock()
+		delete(cn.pending, req.ID)
+		cn.mu.Unlock()
+	}
 	cn.wmu.Lock()
+	if err := ctx.Err(); err != nil {
+		cn.wmu.Unlock()
+		forget()
+		return paxos.ClientResponse{}, false, err
+	}
 	cn.buf = paxos.EncodeClientRequest(cn.buf[:0], req)
 	if d, ok := ctx.Deadline(); ok {
 		cn.nc.SetWriteDeadline(d)
 	}
-	_, err := cn.nc.Write(cn.buf)
+	n, err := cn.nc.Write(cn.buf)
 	cn.wmu.Unlock()
 	if err != nil {
+		// A failed write left at most part of the frame with the
+		// kernel (n < len), and a member acts only on whole frames:
+		// the request was not sent. The stream is broken; drop it.
 		cn.close(err)
-		// Part of the request may have gone out.
-		return paxos.ClientResponse{}, true, err
+		return paxos.ClientResponse{}, n == len(cn.buf), err
 	}
 	select {
 	case resp, ok := <-ch:
@@ -567,9 +579,7 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 		}
 		return resp, true, nil
 	case <-ctx.Done():
-		cn.mu.Lock()
-		delete(cn.pending, req.ID)
-		cn.mu.Unlock()
+		forget()
 		return paxos.ClientResponse{}, true, ctx.Err()
 	}
 }
