@@ -561,13 +561,14 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 		cn.nc.SetWriteDeadline(d)
 	}
 	n, err := cn.nc.Write(cn.buf)
+	whole := n == len(cn.buf)
 	cn.wmu.Unlock()
 	if err != nil {
 		// A failed write left at most part of the frame with the
 		// kernel (n < len), and a member acts only on whole frames:
 		// the request was not sent. The stream is broken; drop it.
 		cn.close(err)
-		return paxos.ClientResponse{}, n == len(cn.buf), err
+		return paxos.ClientResponse{}, whole, err
 	}
 	select {
 	case resp, ok := <-ch:
