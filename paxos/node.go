@@ -165,6 +165,11 @@ var ErrNotRunning = errors.New("paxos: node is not running")
 // It is safe for concurrent use.
 func (n *Node) Receive(ctx context.Context, m Message) error {
 	select {
+	case <-n.done:
+		return ErrNotRunning
+	default:
+	}
+	select {
 	case n.inbox <- m:
 		return nil
 	case <-n.done:
@@ -179,6 +184,11 @@ func (n *Node) Receive(ctx context.Context, m Message) error {
 // the queue is full, until ctx is done or Run returns. It is safe for
 // concurrent use.
 func (n *Node) Do(ctx context.Context, f func()) error {
+	select {
+	case <-n.done:
+		return ErrNotRunning
+	default:
+	}
 	select {
 	case n.calls <- f:
 		return nil

@@ -2,11 +2,14 @@ package paxos
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestBallotOrder(t *testing.T) {
@@ -275,5 +278,57 @@ func TestDeliverRouting(t *testing.T) {
 	var nl *NotLeaderError
 	if err := n.Propose([]Command{{Data: []byte("x")}}); !errors.As(err, &nl) {
 		t.Fatalf("Propose without a proposer: %v, want NotLeaderError", err)
+	}
+}
+
+// writingCore is a scripted core whose every Step asks for one write.
+type writingCore struct{ scripted }
+
+func (c *writingCore) Step(m Message) error {
+	c.next.Writes = append(c.next.Writes, Record{Type: RecPromise, Ballot: m.Ballot})
+	return c.scripted.Step(m)
+}
+
+// Run hands every queued input to the cores before it flushes, so their
+// writes share one synced batch; it stops on cancel and on a storage error.
+func TestRunGroupCommits(t *testing.T) {
+	for _, storageErr := range []error{nil, errors.New("disk on fire")} {
+		log := &[]string{}
+		acc := &writingCore{scripted{name: "acceptor", log: log}}
+		st := &logStorage{log: log, err: storageErr}
+		n, err := NewNode(NodeConfig{ID: 1, Acceptor: acc, Storage: st, Transport: &logTransport{log: log}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		for i := range 10 {
+			if err := n.Receive(ctx, Message{Type: MsgPrepare, From: 2, To: 1, Ballot: Ballot{Round: uint64(i + 1), Node: 2}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ran := make(chan struct{})
+		if err := n.Do(ctx, func() { close(ran) }); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx, time.Hour) }()
+		<-ran
+		if storageErr == nil {
+			cancel()
+		}
+		err = <-done
+		cancel()
+		if storageErr == nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+		if storageErr != nil && !errors.Is(err, ErrStopped) {
+			t.Fatalf("Run after a storage failure: %v, want ErrStopped", err)
+		}
+		if saves := slices.DeleteFunc(slices.Clone(*log), func(s string) bool { return !strings.HasPrefix(s, "save") }); !slices.Equal(saves, []string{"save 10"}) {
+			t.Fatalf("saves %q: want the ten inputs' writes in one batch", saves)
+		}
+		if err := n.Receive(context.Background(), Message{}); !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("Receive after Run returned: %v, want ErrNotRunning", err)
+		}
 	}
 }
