@@ -109,6 +109,12 @@ const (
 	ReqQuery
 	// ReqStatus asks the member for its view of the cluster.
 	ReqStatus
+	// ReqRead proposes Data, a read-only command, through the log: it is
+	// applied at its place in the order, like a write, so the answer is
+	// linearizable. Unlike ReqCommand it takes no session: the member
+	// tags it itself, and the session table does not keep its answer (a
+	// read may be repeated; it changes nothing).
+	ReqRead
 )
 
 // ClientRequest is a frame from a client. A client may have many requests
@@ -145,7 +151,7 @@ func (r *ClientRequest) decode(x *decoder) error {
 			return 1, err
 		case "k":
 			u, err = x.uint()
-			if err == nil && (u < uint64(ReqCommand) || u > uint64(ReqStatus)) {
+			if err == nil && (u < uint64(ReqCommand) || u > uint64(ReqRead)) {
 				err = fmt.Errorf("%w: unknown request kind %d", ErrBadFrame, u)
 			}
 			r.Kind = RequestKind(u)

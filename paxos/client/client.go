@@ -215,11 +215,15 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // kv runs one KV command through the log and decodes the machine's answer.
 func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) (statemachine.KVResponse, error) {
+	kind := paxos.ReqCommand
+	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
+		kind = paxos.ReqRead
+	}
 	if len(req.Key) > statemachine.MaxKeySize || len(req.Value) > statemachine.MaxValueSize || len(req.Old) > statemachine.MaxValueSize {
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: key of %d bytes or value of %d bytes is above the limits (%d-byte keys, %d-byte values)",
 			ErrNotApplied, op, len(req.Key), max(len(req.Value), len(req.Old)), statemachine.MaxKeySize, statemachine.MaxValueSize)
 	}
-	data, err := c.Do(ctx, req.Encode())
+	data, err := c.do(ctx, kind, req.Encode())
 	if err != nil {
 		return statemachine.KVResponse{}, fmt.Errorf("%s %q: %w", op, req.Key, err)
 	}
@@ -238,12 +242,26 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 // redirects and retries with the same session and sequence number until ctx
 // ends (or the client's Timeout, if ctx has no deadline).
 func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
+	return c.do(ctx, paxos.ReqCommand, cmd)
+}
+
+// Read is Do for a command that changes nothing: it is applied through the
+// log, so its answer is linearizable, but the cluster keeps no record of it
+// in the session table.
+func (c *Client) Read(ctx context.Context, query []byte) ([]byte, error) {
+	return c.do(ctx, paxos.ReqRead, query)
+}
+
+func (c *Client) do(ctx context.Context, kind paxos.RequestKind, cmd []byte) ([]byte, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	s := c.takeSession()
-	defer c.putSession(s)
-	s.seq++
-	req := paxos.ClientRequest{Kind: paxos.ReqCommand, Session: s.id, Seq: s.seq, Data: cmd}
+	req := paxos.ClientRequest{Kind: kind, Data: cmd}
+	if kind == paxos.ReqCommand {
+		s := c.takeSession()
+		defer c.putSession(s)
+		s.seq++
+		req.Session, req.Seq = s.id, s.seq
+	}
 
 	maybe := false // whether some attempt may have been applied
 	var tried []string

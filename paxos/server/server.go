@@ -111,8 +111,13 @@ type Server struct {
 	lrn     *learner.Learner
 
 	// Owned by the node's goroutine (touched only inside node.Do and
-	// Apply): clients waiting for their commands.
-	waiters map[sessionSeq][]waiter
+	// Apply): clients waiting for their commands, and the tag of the last
+	// read proposed. Reads go through the log as session 0, numbered by
+	// this member; no other member waits for them. NB: the numbering
+	// starts at random, so that a read proposed before a restart and
+	// chosen after it cannot answer a new read that reused its number.
+	waiters  map[sessionSeq][]waiter
+	lastRead uint64
 
 	cancel  context.CancelFunc
 	runErr  chan error // Run's result
@@ -183,7 +188,8 @@ func Start(cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("%w: %s already holds this member's data; drop --bootstrap (it is for the first start only)", ErrAlreadyBootstrapped, cfg.DataDir)
 	}
 
-	s = &Server{cfg: cfg, logger: logger, cluster: cluster, store: store, waiters: map[sessionSeq][]waiter{}, runErr: make(chan error, 1)}
+	s = &Server{cfg: cfg, logger: logger, cluster: cluster, store: store, waiters: map[sessionSeq][]waiter{}, runErr: make(chan error, 1),
+		lastRead: seededRand().Uint64()}
 	roles := memberRoles(cfg.Members, cfg.ID)
 	// The cores, the node and the transport add the node ID themselves.
 	raw := cfg.Logger
@@ -450,13 +456,16 @@ func (s *Server) handle(c *clientConn, req paxos.ClientRequest) {
 			break
 		}
 		resp.Data = data
-	case paxos.ReqCommand:
-		if req.Session == 0 || req.Seq == 0 {
-			resp.Code, resp.Message = paxos.CodeBadRequest, "a command needs a non-zero session and sequence number"
-			break
-		}
+	case paxos.ReqCommand, paxos.ReqRead:
 		if len(req.Data) > MaxCommand {
 			resp.Code, resp.Message = paxos.CodeBadRequest, fmt.Sprintf("command of %d bytes is larger than the limit of %d", len(req.Data), MaxCommand)
+			break
+		}
+		if req.Kind == paxos.ReqRead {
+			s.lastRead++
+			req.Session, req.Seq = 0, s.lastRead
+		} else if req.Session == 0 || req.Seq == 0 {
+			resp.Code, resp.Message = paxos.CodeBadRequest, "a command needs a non-zero session and sequence number"
 			break
 		}
 		err := s.node.Propose([]paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data}})
