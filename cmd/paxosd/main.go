@@ -69,7 +69,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), simCommand())...),
+		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), benchCommand(), simCommand())...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unknown command %q", c.Args().First())}

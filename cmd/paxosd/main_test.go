@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"slices"
 	"strings"
@@ -97,5 +98,40 @@ func TestParseCluster(t *testing.T) {
 		if _, _, err := parseCluster(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parseCluster(%q): %v; want an error with %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+func TestBenchLocal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	for _, workload := range []string{"put", "mixed"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"paxosd", "bench", workload, "--local", "3", "--clients", "8", "--total", "300", "--key-space", "50", "-o", "json"}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("bench %s: exit %d, stderr %s", workload, code, stderr.String())
+		}
+		var res struct {
+			Requests  int                `json:"requests"`
+			Errors    int                `json:"errors"`
+			OpsPerSec float64            `json:"ops_per_sec"`
+			Members   int                `json:"members"`
+			Fsync     bool               `json:"fsync"`
+			LatencyMS map[string]float64 `json:"latency_ms"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatalf("bench -o json printed %q: %v", stdout.String(), err)
+		}
+		if res.Requests != 300 || res.Errors != 0 || res.OpsPerSec <= 0 || res.Members != 3 || !res.Fsync {
+			t.Fatalf("bench %s result %+v", workload, res)
+		}
+		l := res.LatencyMS
+		if !(0 < l["min"] && l["min"] <= l["p50"] && l["p50"] <= l["p90"] && l["p90"] <= l["p99"] && l["p99"] <= l["p999"] && l["p999"] <= l["max"]) {
+			t.Fatalf("bench %s latencies out of order: %v", workload, l)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"paxosd", "bench", "scan"}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("bench scan: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/server"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "bench",
+		Usage:     "load a cluster and report throughput and latency",
+		ArgsUsage: "put|get|mixed",
+		Description: `Runs --clients concurrent clients, each sending one request at a time,
+over --conns connections, until --total requests are done or --duration has
+passed. put writes --val-size-byte values; get reads linearizably through the
+log (--consistency serializable reads one member's state); mixed does both,
+--read-ratio of them reads. Keys are --key-size bytes, drawn at random from
+--key-space distinct keys, or numbered in order with --sequential-keys.
+
+--local N starts an N-member cluster on loopback in temporary directories
+(fsync on, as always) in this process and loads it; otherwise --endpoints
+names a running cluster. At the end it prints the setup, throughput, latency
+percentiles and a histogram; -o json prints one object instead.`,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
+			&cli.IntFlag{Name: "local", Usage: "start a cluster of this many members in this process and load it", EnvVars: env("BENCH_LOCAL")},
+			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each with one request in flight", EnvVars: env("BENCH_CLIENTS")},
+			&cli.IntFlag{Name: "conns", Value: 8, Usage: "connections the clients share (per member)", EnvVars: env("BENCH_CONNS")},
+			&cli.IntFlag{Name: "total", Value: 20000, Usage: "requests to send (ignored with --duration)", EnvVars: env("BENCH_TOTAL")},
+			&cli.DurationFlag{Name: "duration", Usage: "send for this long instead of --total requests", EnvVars: env("BENCH_DURATION")},
+			&cli.IntFlag{Name: "key-size", Value: 8, Usage: "key length in bytes", EnvVars: env("BENCH_KEY_SIZE")},
+			&cli.IntFlag{Name: "val-size", Value: 256, Usage: "value length in bytes", EnvVars: env("BENCH_VAL_SIZE")},
+			&cli.IntFlag{Name: "key-space", Value: 100000, Usage: "distinct keys, drawn at random", EnvVars: env("BENCH_KEY_SPACE")},
+			&cli.BoolFlag{Name: "sequential-keys", Usage: "number keys 0, 1, 2, … instead of drawing them", EnvVars: env("BENCH_SEQUENTIAL_KEYS")},
+			&cli.Float64Flag{Name: "read-ratio", Value: 0.5, Usage: "share of reads in the mixed workload", EnvVars: env("BENCH_READ_RATIO")},
+			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "reads: linearizable or serializable", EnvVars: env("CONSISTENCY")},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "per request", EnvVars: env("TIMEOUT")},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
+		},
+		Action: runBench,
+	}
+}
+
+// benchSetup is what a run measured, for the report.
+type benchSetup struct {
+	Workload    string  `json:"workload"`
+	Members     int     `json:"members"`
+	Local       bool    `json:"local"`
+	Fsync       bool    `json:"fsync"`
+	Clients     int     `json:"clients"`
+	Conns       int     `json:"conns"`
+	KeySize     int     `json:"key_size"`
+	ValSize     int     `json:"val_size"`
+	KeySpace    int     `json:"key_space"`
+	Sequential  bool    `json:"sequential_keys"`
+	ReadRatio   float64 `json:"read_ratio,omitempty"`
+	Consistency string  `json:"consistency,omitempty"`
+	Version     string  `json:"version"`
+	GoVersion   string  `json:"go_version"`
+	CPUs        int     `json:"cpus"`
+}
+
+type benchResult struct {
+	benchSetup
+	Requests  int                `json:"requests"`
+	Errors    int                `json:"errors"`
+	ErrorKind map[string]int     `json:"error_kinds,omitempty"`
+	Seconds   float64            `json:"seconds"`
+	OpsPerSec float64            `json:"ops_per_sec"`
+	LatencyMS map[string]float64 `json:"latency_ms"`
+}
+
+func runBench(c *cli.Context) error {
+	o, err := newOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() != 1 {
+		return o.fail(usageError{errors.New("bench takes one workload: put, get or mixed")})
+	}
+	workload := c.Args().First()
+	if workload != "put" && workload != "get" && workload != "mixed" {
+		return o.fail(usageError{fmt.Errorf("unknown workload %q: use put, get or mixed", workload)})
+	}
+	clients, conns := c.Int("clients"), c.Int("conns")
+	keySize, valSize, keySpace := c.Int("key-size"), c.Int("val-size"), c.Int("key-space")
+	switch {
+	case clients < 1 || conns < 1:
+		return o.fail(usageError{errors.New("--clients and --conns must be at least 1")})
+	case keySize < 1 || keySize > 4096 || valSize < 0 || valSize > 1<<20:
+		return o.fail(usageError{errors.New("--key-size must be 1 to 4096 and --val-size 0 to 1048576")})
+	case keySpace < 1:
+		return o.fail(usageError{errors.New("--key-space must be at least 1")})
+	case c.Int("total") < 1 && c.Duration("duration") <= 0:
+		return o.fail(usageError{errors.New("give --total above 0 or a --duration")})
+	case c.Float64("read-ratio") < 0 || c.Float64("read-ratio") > 1:
+		return o.fail(usageError{errors.New("--read-ratio must be between 0 and 1")})
+	case c.String("consistency") != "linearizable" && c.String("consistency") != "serializable":
+		return o.fail(usageError{errors.New("--consistency: use linearizable or serializable")})
+	}
+	conns = min(conns, clients)
+	setup := benchSetup{Workload: workload, Clients: clients, Conns: conns, KeySize: keySize, ValSize: valSize,
+		KeySpace: keySpace, Sequential: c.Bool("sequential-keys"), Fsync: true, Version: version,
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
+	if workload != "put" {
+		setup.Consistency = c.String("consistency")
+	}
+	if workload == "mixed" {
+		setup.ReadRatio = c.Float64("read-ratio")
+	}
+
+	endpoints := strings.Split(c.String("endpoints"), ",")
+	if n := c.Int("local"); n > 0 {
+		dir, err := os.MkdirTemp("", "paxosd-bench")
+		if err != nil {
+			return o.fail(err)
+		}
+		defer os.RemoveAll(dir)
+		l, err := server.StartLocal(server.LocalConfig{Dir: dir, Members: n})
+		if err != nil {
+			return o.fail(err)
+		}
+		defer l.Stop()
+		endpoints = l.Endpoints()
+		setup.Local = true
+	}
+	setup.Members = len(endpoints)
+
+	pool := make([]*client.Client, conns)
+	for i := range pool {
+		cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: c.Duration("timeout")})
+		if err != nil {
+			return o.fail(usageError{fmt.Errorf("--endpoints: %w", err)})
+		}
+		defer cl.Close()
+		pool[i] = cl
+	}
+	// Warm up: find the leader (and, for reads, write something to read).
+	ctx := c.Context
+	if err := pool[0].Put(ctx, keyName(0, keySize), make([]byte, valSize)); err != nil {
+		return o.fail(fmt.Errorf("first write: %w", err))
+	}
+
+	total, duration := c.Int("total"), c.Duration("duration")
+	var issued, done atomic.Int64
+	lat := make([][]time.Duration, clients)
+	errs := make([]map[string]int, clients)
+	start := time.Now()
+	deadline := time.Time{}
+	if duration > 0 {
+		deadline = start.Add(duration)
+	}
+	stopBar := startProgress(c.App.ErrWriter, o.json, &done, total, duration, start)
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := pool[i%conns]
+			rng := rand.New(rand.NewPCG(uint64(i), 42))
+			val := make([]byte, valSize)
+			errs[i] = map[string]int{}
+			for {
+				if duration > 0 {
+					if time.Now().After(deadline) {
+						return
+					}
+				} else if issued.Add(1) > int64(total) {
+					return
+				}
+				k := rng.IntN(keySpace)
+				if setup.Sequential {
+					k = int(seq.Add(1)-1) % keySpace
+				}
+				key := keyName(k, keySize)
+				read := workload == "get" || (workload == "mixed" && rng.Float64() < setup.ReadRatio)
+				t0 := time.Now()
+				var err error
+				switch {
+				case !read:
+					err = cl.Put(ctx, key, val)
+				case setup.Consistency == "serializable":
+					_, err = cl.GetSerializable(ctx, key)
+				default:
+					_, err = cl.Get(ctx, key)
+				}
+				if errors.Is(err, client.ErrNotFound) {
+					err = nil // a read of a key not written yet is an answer
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+				if err != nil {
+					errs[i][errorKind(err)]++
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopBar()
+
+	var all []time.Duration
+	kinds := map[string]int{}
+	nerr := 0
+	for i := range lat {
+		all = append(all, lat[i]...)
+		for k, n := range errs[i] {
+			kinds[k] += n
+			nerr += n
+		}
+	}
+	slices.Sort(all)
+	res := benchResult{benchSetup: setup, Requests: len(all), Errors: nerr, Seconds: elapsed.Seconds(),
+		OpsPerSec: float64(len(all)-nerr) / elapsed.Seconds(), LatencyMS: map[string]float64{}}
+	if len(kinds) > 0 {
+		res.ErrorKind = kinds
+	}
+	for _, p := range []struct {
+		name string
+		q    float64
+	}{{"min", 0}, {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}, {"max", 1}} {
+		res.LatencyMS[p.name] = ms(percentile(all, p.q))
+	}
+	res.LatencyMS["mean"] = ms(mean(all))
+	if o.json {
+		o.printJSON(res)
+	} else {
+		printBench(o.w, res, all)
+	}
+	if nerr == len(all) {
+		return o.fail(fmt.Errorf("every request failed: %v", kinds))
+	}
+	return nil
+}
+
+// keyName returns key number k, zero-padded or cut to size bytes.
+func keyName(k, size int) string {
+	s := fmt.Sprintf("%0*d", size, k)
+	return s[len(s)-size:]
+}
+
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, client.ErrUnknownOutcome):
+		return "unknown_outcome"
+	case errors.Is(err, client.ErrNotApplied):
+		return "not_applied"
+	}
+	return "other"
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
+
+func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
+	where := "--endpoints"
+	if r.Local {
+		where = "--local, in this process"
+	}
+	fmt.Fprintf(w, "setup: %s, %d members (%s), fsync on, %d clients over %d connections, %d-byte keys from %d, %d-byte values",
+		r.Workload, r.Members, where, r.Clients, r.Conns, r.KeySize, r.KeySpace, r.ValSize)
+	if r.Consistency != "" {
+		fmt.Fprintf(w, ", %s reads", r.Consistency)
+	}
+	fmt.Fprintf(w, "; paxosd %s, %s, %d CPUs\n\n", r.Version, r.GoVersion, r.CPUs)
+	fmt.Fprintf(w, "requests    %d in %.2fs (%d errors)\n", r.Requests, r.Seconds, r.Errors)
+	fmt.Fprintf(w, "throughput  %.0f ops/s\n", r.OpsPerSec)
+	fmt.Fprintf(w, "latency ms  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n\n",
+		r.LatencyMS["min"], r.LatencyMS["p50"], r.LatencyMS["p90"], r.LatencyMS["p99"], r.LatencyMS["p999"], r.LatencyMS["max"], r.LatencyMS["mean"])
+	if len(sorted) == 0 {
+		return
+	}
+	// A histogram of ten buckets on a log scale between min and max.
+	lo, hi := math.Log(float64(max(sorted[0], time.Microsecond))), math.Log(float64(max(sorted[len(sorted)-1], time.Microsecond)))
+	const buckets = 10
+	counts := make([]int, buckets)
+	for _, d := range sorted {
+		b := 0
+		if hi > lo {
+			b = int((math.Log(float64(max(d, time.Microsecond))) - lo) / (hi - lo) * buckets)
+		}
+		counts[min(b, buckets-1)]++
+	}
+	top := slices.Max(counts)
+	fmt.Fprintln(w, "histogram (ms, up to)")
+	for i, n := range counts {
+		edge := time.Duration(math.Exp(lo + (hi-lo)*float64(i+1)/buckets))
+		bar := strings.Repeat("∎", int(math.Round(40*float64(n)/float64(max(top, 1)))))
+		fmt.Fprintf(w, "  %9.3f [%7d] %s\n", ms(edge), n, bar)
+	}
+	for k, n := range r.ErrorKind {
+		fmt.Fprintf(w, "errors: %s %d\n", k, n)
+	}
+}
+
+// startProgress draws a progress bar on w while it is a terminal; it
+// returns a function that clears it.
+func startProgress(w io.Writer, quiet bool, done *atomic.Int64, total int, duration time.Duration, start time.Time) func() {
+	f, ok := w.(*os.File)
+	if quiet || !ok {
+		return func() {}
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprint(f, "\r\033[K")
+				return
+			case <-t.C:
+			}
+			frac := float64(done.Load()) / float64(max(total, 1))
+			if duration > 0 {
+				frac = float64(time.Since(start)) / float64(duration)
+			}
+			frac = min(frac, 1)
+			n := int(frac * 40)
+			fmt.Fprintf(f, "\r[%s%s] %3.0f%%  %d requests", strings.Repeat("=", n), strings.Repeat(" ", 40-n), 100*frac, done.Load())
+		}
+	}()
+	return func() {
+		close(stop)
+		wg.Wait()
+	}
+}
