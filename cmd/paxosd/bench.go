@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ percentiles and a histogram; -o json prints one object instead.`,
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "reads: linearizable or serializable", EnvVars: env("CONSISTENCY")},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "per request", EnvVars: env("TIMEOUT")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run (with --local, of the members too) to this file", EnvVars: env("BENCH_CPUPROFILE")},
 		},
 		Action: runBench,
 	}
@@ -157,6 +159,17 @@ func runBench(c *cli.Context) error {
 		return o.fail(fmt.Errorf("first write: %w", err))
 	}
 
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return o.fail(fmt.Errorf("--cpuprofile: %w", err))
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return o.fail(fmt.Errorf("--cpuprofile: %w", err))
+		}
+		defer pprof.StopCPUProfile()
+	}
 	total, duration := c.Int("total"), c.Duration("duration")
 	var issued, done atomic.Int64
 	lat := make([][]time.Duration, clients)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -610,6 +611,15 @@ func (s *sim) close() {
 
 func (s *sim) onApply(n *simNode, ds []paxos.Decision) {
 	for _, d := range ds {
+		// Clients hear of a slot only once it is chosen by durable votes
+		// and this learner's record of it is durable: a crash cannot
+		// take back an answer.
+		if v, ok := s.ck.chosen[d.Slot]; !ok || !bytes.Equal(v, d.Value) {
+			s.fail("node %d applied slot %d before it was durably chosen", n.id, d.Slot)
+		}
+		if v, ok := n.store.chosen[d.Slot]; !ok || !bytes.Equal(v, d.Value) {
+			s.fail("node %d applied slot %d before its own record of it was durable", n.id, d.Slot)
+		}
 		for _, r := range d.Results {
 			if r.Duplicate {
 				s.stats.DuplicateApply++
