@@ -1,6 +1,7 @@
 package paxos
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -69,6 +70,9 @@ func (c *TransportConfig) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
+
+// readBufferSize is the read buffer of an established connection.
+const readBufferSize = 32 << 10
 
 // ErrHandshake reports a connection refused during the handshake: another
 // cluster, an unknown node, a wrong protocol version.
@@ -262,9 +266,13 @@ func (t *TCPTransport) serveConn(c net.Conn) error {
 	}
 	c.SetWriteDeadline(time.Time{})
 	t.logger.Debug("peer connected", "peer", h.From, "remote", c.RemoteAddr().String())
+	// Buffered from here on, so that one read system call brings in many
+	// frames; the handshake was read unbuffered, so nothing is lost, and
+	// a stranger never got a buffer.
+	br := bufio.NewReaderSize(c, readBufferSize)
 	for {
 		c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
-		body, err := ReadFrame(c, t.cfg.MaxFrame, buf)
+		body, err := ReadFrame(br, t.cfg.MaxFrame, buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil

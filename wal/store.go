@@ -95,14 +95,20 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 		logger.Warn("slow disk", "path", info.Path, "op", info.OpType.String(), "took", info.Duration)
 	})
 	po := &pebble.Options{
-		FS:     fs,
-		Logger: pebbleLogger{logger},
+		// A larger memtable than the 4 MiB default flushes and compacts
+		// less often; compactions competing with the WAL's fsyncs were
+		// what p99 latency showed. Values are mostly client data that
+		// compresses little, so compression only costs CPU.
+		MemTableSize: 32 << 20,
+		FS:           fs,
+		Logger:       pebbleLogger{logger},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
 				logger.Error("pebble background error", "err", err)
 			},
 		},
 	}
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		_ = health.Close() // NB: the open error is the one worth reporting

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -498,8 +499,9 @@ func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) 
 func (cn *conn) reader() {
 	d := paxos.NewDecoder()
 	var buf []byte
+	br := bufio.NewReaderSize(cn.nc, 32<<10)
 	for {
-		body, err := paxos.ReadFrame(cn.nc, maxResponseFrame, buf)
+		body, err := paxos.ReadFrame(br, maxResponseFrame, buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("member closed the connection")
@@ -511,6 +513,9 @@ func (cn *conn) reader() {
 		if err != nil {
 			cn.close(err)
 			return
+		}
+		if cap(body) <= 64<<10 {
+			buf = body[:0] // the response does not share it
 		}
 		cn.mu.Lock()
 		ch := cn.pending[resp.ID]

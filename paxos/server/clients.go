@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -149,9 +150,12 @@ func (c *clientConn) run() {
 	go c.writer()
 	d := paxos.NewDecoder()
 	var buf []byte
+	// Buffered after the handshake (read unbuffered), so that pipelined
+	// requests come in with few system calls.
+	br := bufio.NewReaderSize(c.nc, 16<<10)
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
-		body, err := paxos.ReadFrame(c.nc, maxClientFrame, buf)
+		body, err := paxos.ReadFrame(br, maxClientFrame, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				log.Warn("client connection closed", "err", err)
