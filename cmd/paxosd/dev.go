@@ -61,6 +61,9 @@ func runDev(c *cli.Context) error {
 	if cp < 1 || cp+devMembers > 65536 || pp < 1 || pp+devMembers > 65536 || (pp < cp+devMembers && cp < pp+devMembers) {
 		return usageError{errors.New("--client-port and --peer-port need three free ports each, not overlapping")}
 	}
+	if err := startPprof(c, logger); err != nil {
+		return err
+	}
 	root := c.String("data-dir")
 	tmpl, err := memberConfig(c, logger)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"slices"
@@ -26,6 +28,7 @@ func env(name string) []string { return []string{"PAXOSD_" + name} }
 // logFlags are shared by serve and dev.
 func logFlags(level string) []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060", EnvVars: env("PPROF")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: env("LOG_FORMAT")},
 		&cli.StringFlag{Name: "log-level", Value: level, Usage: "least important logs shown: debug, info, warn or error", EnvVars: env("LOG_LEVEL")},
 	}
@@ -136,6 +139,33 @@ func parseRoles(s string) (paxos.Role, error) {
 	return r, nil
 }
 
+// startPprof serves net/http/pprof on --pprof, if given. The server lives
+// as long as the process.
+func startPprof(c *cli.Context, logger *slog.Logger) error {
+	addr := c.String("pprof")
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	go func() {
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		logger.Info("serving pprof", "addr", ln.Addr().String())
+		if err := srv.Serve(ln); err != nil {
+			logger.Warn("pprof server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
 func newLogger(c *cli.Context, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
@@ -220,6 +250,11 @@ func runServe(c *cli.Context) error {
 	if cfg.ClientListener, err = net.Listen("tcp", c.String("listen-client")); err != nil {
 		cfg.PeerListener.Close()
 		return fmt.Errorf("listen for clients on %s: %w (see --listen-client)", c.String("listen-client"), err)
+	}
+	if err := startPprof(c, logger); err != nil {
+		cfg.PeerListener.Close()
+		cfg.ClientListener.Close()
+		return err
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
