@@ -77,7 +77,9 @@ func freePort(t *testing.T, host string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		t.Fatalf("listen on %s: %v", host, err)
+		// Linux routes all of 127.0.0.0/8 to loopback; other systems
+		// may only have 127.0.0.1.
+		t.Skipf("these tests give each member its own loopback address, and %s is not usable here: %v", host, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
