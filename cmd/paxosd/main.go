@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -31,7 +32,22 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func main() {
+	setMaxProcs()
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// setMaxProcs gives the Go scheduler more Ps than CPUs, unless GOMAXPROCS
+// is set. A member spends much of its time in fdatasync, and a goroutine in
+// a long system call keeps its P until the runtime's monitor takes it back;
+// with one P per CPU, the goroutines that should run meanwhile (network
+// readers, writers, clients) wait in the run queue. An execution trace of
+// paxosd bench at 64 clients on 2 CPUs showed ~0.5 ms of run-queue wait per
+// answer; with 8 Ps, throughput rose from ~16,100 to ~19,200 ops/s.
+func setMaxProcs() {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	runtime.GOMAXPROCS(max(8, runtime.NumCPU()+4))
 }
 
 // run executes the command line args and returns the exit status.
