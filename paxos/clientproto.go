@@ -7,8 +7,9 @@ import (
 )
 
 // ProtocolVersion is the version of the wire format. Both sides of a
-// connection must speak the same one; the handshake checks it.
-const ProtocolVersion = 1
+// connection must speak the same one; the handshake checks it. Version 2
+// left Message.To off the wire.
+const ProtocolVersion = 2
 
 // HelloKind says what a connection is for.
 type HelloKind uint8

@@ -138,7 +138,7 @@ type wireDecoder interface{ decode(d *decoder) error }
 func AppendFrame(dst []byte, m Message) []byte { return appendFrame(dst, m) }
 
 // DecodeMessage decodes a frame body holding a Message. The Message does not
-// share memory with body.
+// share memory with body. Its To is zero: the receiver is not on the wire.
 func DecodeMessage(body []byte) (Message, error) {
 	var m Message
 	err := newDecoder().body(body, &m)
@@ -403,8 +403,12 @@ func nonNil(b []byte) []byte {
 
 const maxInt = int(^uint(0) >> 1)
 
+// NB: Message.To is not on the wire: a message travels on a connection to
+// its receiver, which the handshake named, so the receiver fills it in. That
+// makes the frames of a broadcast identical, so the transport encodes them
+// once.
 func (m Message) encode(e *msgpack.Encoder) error {
-	n := 4
+	n := 3
 	for _, present := range []bool{m.Slot != 0, m.Commit != 0, len(m.Value) > 0, len(m.Entries) > 0, len(m.Cmds) > 0} {
 		if present {
 			n++
@@ -415,8 +419,6 @@ func (m Message) encode(e *msgpack.Encoder) error {
 	e.EncodeUint(uint64(m.Type))
 	encodeKey(e, "f")
 	e.EncodeUint(uint64(m.From))
-	encodeKey(e, "o")
-	e.EncodeUint(uint64(m.To))
 	encodeKey(e, "b")
 	m.Ballot.encode(e)
 	if m.Slot != 0 {
@@ -451,7 +453,7 @@ func (m Message) encode(e *msgpack.Encoder) error {
 }
 
 func (m *Message) decode(x *decoder) error {
-	err := x.fields(15, func(k []byte) (uint32, error) {
+	err := x.fields(1|2|8, func(k []byte) (uint32, error) {
 		var err error
 		var u uint64
 		switch string(k) {
@@ -466,10 +468,6 @@ func (m *Message) decode(x *decoder) error {
 			u, err = x.uint()
 			m.From = NodeID(u)
 			return 2, err
-		case "o":
-			u, err = x.uint()
-			m.To = NodeID(u)
-			return 4, err
 		case "b":
 			return 8, m.Ballot.decode(x)
 		case "s":

@@ -66,6 +66,10 @@ func TestMessageRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decode %v: %v", m, err)
 		}
+		if got.To != 0 {
+			t.Fatalf("decoded To %d: the receiver is not on the wire", got.To)
+		}
+		got.To = m.To
 		if !messagesEqual(got, m) {
 			t.Fatalf("round trip of %+v: got %+v", m, got)
 		}
@@ -137,12 +141,13 @@ func TestDecodeRejects(t *testing.T) {
 		{"not a map", []byte{0x93, 1, 2, 3}},
 		{"truncated", good[:len(good)-3]},
 		{"trailing bytes", append(append([]byte{}, good...), 0xc0)},
-		{"unknown type", mustBody(t, map[string]any{"t": 99, "f": 1, "o": 2, "b": map[string]any{"r": 1, "n": 1}})},
-		{"unknown key", mustBody(t, map[string]any{"t": 1, "f": 1, "o": 2, "b": map[string]any{"r": 1, "n": 1}, "zz": 1})},
-		{"missing ballot", mustBody(t, map[string]any{"t": 1, "f": 1, "o": 2})},
-		{"wrong value type", mustBody(t, map[string]any{"t": "x", "f": 1, "o": 2, "b": map[string]any{"r": 1, "n": 1}})},
+		{"unknown type", mustBody(t, map[string]any{"t": 99, "f": 1, "b": map[string]any{"r": 1, "n": 1}})},
+		{"unknown key", mustBody(t, map[string]any{"t": 1, "f": 1, "b": map[string]any{"r": 1, "n": 1}, "zz": 1})},
+		{"receiver on the wire", mustBody(t, map[string]any{"t": 1, "f": 1, "o": 2, "b": map[string]any{"r": 1, "n": 1}})},
+		{"missing ballot", mustBody(t, map[string]any{"t": 1, "f": 1})},
+		{"wrong value type", mustBody(t, map[string]any{"t": "x", "f": 1, "b": map[string]any{"r": 1, "n": 1}})},
 		// A bin32 that claims 4 GiB in a 20-byte body.
-		{"length bomb bytes", []byte{0x85, 0xa1, 't', 3, 0xa1, 'f', 1, 0xa1, 'o', 2, 0xa1, 'v', 0xc6, 0xff, 0xff, 0xff, 0xff, 0}},
+		{"length bomb bytes", []byte{0x84, 0xa1, 't', 3, 0xa1, 'f', 1, 0xa1, 's', 2, 0xa1, 'v', 0xc6, 0xff, 0xff, 0xff, 0xff, 0}},
 		// An array that claims 4 billion entries.
 		{"length bomb array", []byte{0x81, 0xa1, 'e', 0xdd, 0xff, 0xff, 0xff, 0xff}},
 		{"length bomb map", []byte{0xdf, 0xff, 0xff, 0xff, 0xff}},

@@ -78,7 +78,7 @@ func (t MsgType) Valid() bool { return int(t) < len(msgTypeNames) && msgTypeName
 type Message struct {
 	Type    MsgType   `msgpack:"t"`
 	From    NodeID    `msgpack:"f"`
-	To      NodeID    `msgpack:"o"`
+	To      NodeID    `msgpack:"-"` // not on the wire; the receiver fills it in
 	Ballot  Ballot    `msgpack:"b"`
 	Slot    Slot      `msgpack:"s,omitempty"`
 	Commit  Slot      `msgpack:"c,omitempty"`

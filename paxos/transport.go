@@ -140,16 +140,59 @@ func NewTCPTransport(cfg TransportConfig) (*TCPTransport, error) {
 }
 
 // Send queues msgs for their destinations and returns at once. A message for
-// an unknown node or a full queue is dropped.
+// an unknown node or a full queue is dropped. Consecutive messages that
+// differ only in their receiver (a broadcast) share one frame, encoded once
+// by whichever writer needs it first.
 func (t *TCPTransport) Send(msgs []Message) {
-	for _, m := range msgs {
-		p := t.peers[m.To]
-		if p == nil {
-			t.logger.Warn("message for unknown node dropped", "peer", m.To, "type", m.Type)
-			continue
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && sameContent(msgs[i], msgs[j]) {
+			j++
 		}
-		p.enqueue(m)
+		var shared *sharedFrame
+		if j-i > 1 {
+			shared = &sharedFrame{}
+		}
+		for _, m := range msgs[i:j] {
+			p := t.peers[m.To]
+			if p == nil {
+				t.logger.Warn("message for unknown node dropped", "peer", m.To, "type", m.Type)
+				continue
+			}
+			p.enqueue(outgoing{m: m, shared: shared})
+		}
+		i = j
 	}
+}
+
+// outgoing is a queued message and, for one of a broadcast, the frame it
+// shares with the others.
+type outgoing struct {
+	m      Message
+	shared *sharedFrame
+}
+
+// sharedFrame is a frame encoded once for several receivers. The receiver
+// is not on the wire, so their frames are the same bytes.
+type sharedFrame struct {
+	once sync.Once
+	b    []byte
+}
+
+func (f *sharedFrame) bytes(m Message) []byte {
+	f.once.Do(func() { f.b = AppendFrame(nil, m) })
+	return f.b
+}
+
+// sameContent reports whether a and b encode alike: equal but for the
+// receiver, with the very same slices (as the cores' broadcasts have).
+func sameContent(a, b Message) bool {
+	return a.Type == b.Type && a.From == b.From && a.Ballot == b.Ballot && a.Slot == b.Slot && a.Commit == b.Commit &&
+		sameSlice(a.Value, b.Value) && sameSlice(a.Entries, b.Entries) && sameSlice(a.Cmds, b.Cmds)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // ClientAddr returns the client address member id advertised in its last
@@ -287,9 +330,10 @@ func (t *TCPTransport) serveConn(c net.Conn) error {
 		if err != nil {
 			return fmt.Errorf("from node %d: %w", h.From, err)
 		}
-		if m.From != h.From || m.To != t.cfg.ID {
+		if m.From != h.From {
 			return fmt.Errorf("%w: node %d sent %v", ErrBadFrame, h.From, m)
 		}
+		m.To = t.cfg.ID // the handshake named the receiver
 		if m.Type == MsgPropose || m.Type == MsgLearned {
 			return fmt.Errorf("%w: node %d sent a local-only %s", ErrBadFrame, h.From, m.Type)
 		}
@@ -354,13 +398,13 @@ type peer struct {
 	wake chan struct{} // capacity 1: "the queue has something"
 
 	mu         sync.Mutex
-	queue      []Message
+	queue      []outgoing
 	clientAddr string
 	conn       net.Conn // set while connected, so close can interrupt a write
 	dropped    int      // messages dropped since the last report
 }
 
-func (p *peer) enqueue(m Message) {
+func (p *peer) enqueue(m outgoing) {
 	p.mu.Lock()
 	if len(p.queue) >= p.t.cfg.MaxQueue {
 		p.dropped++
@@ -381,7 +425,7 @@ func (p *peer) setClientAddr(a string) {
 	p.mu.Unlock()
 }
 
-func (p *peer) take() ([]Message, int) {
+func (p *peer) take() ([]outgoing, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q, d := p.queue, p.dropped
@@ -485,14 +529,16 @@ func (p *peer) run() {
 			log.Warn("peer queue full, messages dropped", "dropped", dropped)
 		}
 		enc.w.b = enc.w.b[:0]
-		for _, m := range msgs {
+		for _, o := range msgs {
 			start := len(enc.w.b)
-			if err := enc.frame(m); err != nil {
-				panic(fmt.Sprintf("paxos: encode %v: %v", m, err))
+			if o.shared != nil {
+				enc.w.b = append(enc.w.b, o.shared.bytes(o.m)...)
+			} else if err := enc.frame(o.m); err != nil {
+				panic(fmt.Sprintf("paxos: encode %v: %v", o.m, err))
 			}
 			if size := len(enc.w.b) - start - FrameHeaderSize; size > cfg.MaxFrame {
 				// The receiver would refuse it and drop the connection.
-				log.Error("message exceeds frame limit, dropped", "type", m.Type, "bytes", size, "limit", cfg.MaxFrame)
+				log.Error("message exceeds frame limit, dropped", "type", o.m.Type, "bytes", size, "limit", cfg.MaxFrame)
 				enc.w.b = enc.w.b[:start]
 			}
 		}

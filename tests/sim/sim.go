@@ -689,6 +689,7 @@ func (t transport) wire(m paxos.Message) paxos.Message {
 	if err != nil {
 		s.fail("node %d sent %v, which does not decode: %v", t.id, m, err)
 	}
+	got.To = m.To // the connection names the receiver, as in the transport
 	return got
 }
 
