@@ -12,7 +12,8 @@ FUZZ_TARGETS := \
 	./statemachine:FuzzDecodeKVRequest \
 	./statemachine:FuzzDecodeKVResponse \
 	./statemachine:FuzzRestore \
-	./wal:FuzzDecodeKV
+	./wal:FuzzDecodeKV \
+	./wal:FuzzReadSnapshot
 
 .PHONY: check fmt vet lint tidy test sim sim-wal fuzz bench
 
