@@ -85,7 +85,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), benchCommand(), simCommand())...),
+		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), benchCommand(), snapshotCommand(), simCommand())...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unknown command %q", c.Args().First())}
@@ -107,6 +107,10 @@ func flagsFirst(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	head := 2 // the words that name the command
+	if sub := cmd.Command(args[2]); sub != nil {
+		cmd, head = sub, 3
+	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
@@ -116,7 +120,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 	}
 	var flags, rest []string
 	dashes := false
-	for i := 2; i < len(args); i++ {
+	for i := head; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
@@ -134,7 +138,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 			rest = append(rest, a)
 		}
 	}
-	out := append(append([]string{}, args[:2]...), flags...)
+	out := append(append([]string{}, args[:head]...), flags...)
 	if dashes || slices.ContainsFunc(rest, func(a string) bool { return len(a) > 1 && a[0] == '-' }) {
 		out = append(out, "--")
 	}

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/wal"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -47,7 +52,16 @@ func trim(s string) string {
 // Every flag of every command can also be set from a PAXOSD_* variable.
 func TestEveryFlagReadsTheEnvironment(t *testing.T) {
 	app := newApp(io.Discard, io.Discard)
-	for _, cmd := range app.Commands {
+	var cmds []*cli.Command
+	var walk func([]*cli.Command)
+	walk = func(cs []*cli.Command) {
+		for _, c := range cs {
+			cmds = append(cmds, c)
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+	for _, cmd := range cmds {
 		for _, f := range cmd.Flags {
 			ef, ok := f.(interface{ GetEnvVars() []string })
 			if !ok {
@@ -133,5 +147,44 @@ func TestBenchLocal(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"paxosd", "bench", "scan"}, &stdout, &stderr); code != exitUsage {
 		t.Fatalf("bench scan: exit %d, want %d", code, exitUsage)
+	}
+}
+
+func TestSnapshotInspect(t *testing.T) {
+	dir := t.TempDir()
+	s, err := wal.OpenSnapshots(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := wal.SnapshotMeta{Slot: 42, Hash: 0xabc, Cluster: 0x99, Members: paxos.Uniform(3).Members(), Machine: "kv"}
+	path, err := s.Write(meta, func(w io.Writer) error { _, err := w.Write([]byte("some state")); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"paxosd", "snapshot", "inspect", path, "-o", "json"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("inspect: exit %d, stderr %s", code, stderr.String())
+	}
+	for _, want := range []string{`"slot":42`, `"applied_hash":"0000000000000abc"`, `"state_bytes":10`, `"checksum":"ok"`, `"1/proposer,acceptor,learner"`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("inspect printed %s; want %s in it", stdout.String(), want)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	bad := filepath.Join(dir, "bad.pxsnap")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"paxosd", "snapshot", "inspect", bad}, &stdout, &stderr); code != exitFailed || !strings.Contains(stderr.String(), "checksum") {
+		t.Fatalf("inspect of a damaged file: exit %d, stderr %s", code, stderr.String())
+	}
+	if code := run([]string{"paxosd", "snapshot", "inspect"}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("inspect without a file: exit %d", code)
 	}
 }
