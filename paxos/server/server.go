@@ -160,7 +160,7 @@ func Start(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	if fresh && !cfg.Bootstrap {
-		return nil, fmt.Errorf("%w: %s is empty. If this is the first start of a new cluster, start every member once with --bootstrap. If this member lost its data, do not bootstrap it alone: its promises are gone, and it must rejoin as a new member", ErrNotBootstrapped, cfg.DataDir)
+		return nil, fmt.Errorf("%w: %s is empty. If this is the first start of a new cluster, start every member once with --bootstrap. If this member lost its data, do not bootstrap it alone: an acceptor that forgot its promises can break agreement, and paxosd cannot replace a member yet", ErrNotBootstrapped, cfg.DataDir)
 	}
 	store, st, err := wal.Open(cfg.DataDir, wal.Options{Logger: logger})
 	if err != nil {
