@@ -65,10 +65,10 @@ func (h Hello) encode(e *msgpack.Encoder) error {
 }
 
 func (h *Hello) decode(x *decoder) error {
-	return x.fields(3, func(k []byte) (uint32, error) {
+	return x.fields(3, func(k key) (uint32, error) {
 		var err error
 		var u uint64
-		switch string(k) {
+		switch k.name() {
 		case "k":
 			u, err = x.uint()
 			h.Kind = HelloKind(u)
@@ -143,10 +143,10 @@ func (r ClientRequest) encode(e *msgpack.Encoder) error {
 }
 
 func (r *ClientRequest) decode(x *decoder) error {
-	return x.fields(3, func(k []byte) (uint32, error) {
+	return x.fields(3, func(k key) (uint32, error) {
 		var err error
 		var u uint64
-		switch string(k) {
+		switch k.name() {
 		case "i":
 			r.ID, err = x.uint()
 			return 1, err
@@ -251,10 +251,10 @@ func (r ClientResponse) encode(e *msgpack.Encoder) error {
 }
 
 func (r *ClientResponse) decode(x *decoder) error {
-	return x.fields(3, func(k []byte) (uint32, error) {
+	return x.fields(3, func(k key) (uint32, error) {
 		var err error
 		var u uint64
-		switch string(k) {
+		switch k.name() {
 		case "i":
 			r.ID, err = x.uint()
 			return 1, err
@@ -355,13 +355,13 @@ func (m MemberInfo) encodeFields(e *msgpack.Encoder) {
 }
 
 func (s *Status) decode(x *decoder) error {
-	return x.fields(1, func(k []byte) (uint32, error) {
+	return x.fields(1, func(k key) (uint32, error) {
 		if bit, err := s.MemberInfo.field(x, k); bit != 0 {
 			return bit, err
 		}
 		var err error
 		var u uint64
-		switch string(k) {
+		switch k.name() {
 		case "l":
 			u, err = x.uint()
 			s.Leader = NodeID(u)
@@ -390,7 +390,7 @@ func (s *Status) decode(x *decoder) error {
 			s.Members = make([]MemberInfo, n)
 			for i := range s.Members {
 				m := &s.Members[i]
-				if err := x.fields(1, func(k []byte) (uint32, error) { return m.field(x, k) }); err != nil {
+				if err := x.fields(1, func(k key) (uint32, error) { return m.field(x, k) }); err != nil {
 					return 1024, err
 				}
 			}
@@ -402,10 +402,10 @@ func (s *Status) decode(x *decoder) error {
 
 // field decodes one of MemberInfo's keys (bits 1 to 8); bit 0 means k is
 // not one of them.
-func (m *MemberInfo) field(x *decoder, k []byte) (uint32, error) {
+func (m *MemberInfo) field(x *decoder, k key) (uint32, error) {
 	var err error
 	var u uint64
-	switch string(k) {
+	switch k.name() {
 	case "i":
 		u, err = x.uint()
 		m.ID = NodeID(u)

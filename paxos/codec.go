@@ -159,8 +159,9 @@ func DecodeFrame(r io.Reader) (Message, error) {
 // straight from the bytes.Reader (it needs no buffering of its own), so
 // r.Len() is exactly what is left of the body.
 type decoder struct {
-	r bytes.Reader
-	d *msgpack.Decoder
+	r  bytes.Reader
+	d  *msgpack.Decoder
+	kb [8]byte // see key
 }
 
 func newDecoder() *decoder {
@@ -221,20 +222,29 @@ func (x *decoder) arrayLen(minElem int) (int, error) {
 	return n, nil
 }
 
-// key reads a map key: a string of at most 8 bytes. The returned slice is
-// only valid until the next read.
-func (x *decoder) key(buf *[8]byte) ([]byte, error) {
+// key is a map key: a string of at most 8 bytes, held by value so that
+// decoding one costs no allocation.
+type key struct {
+	b [8]byte
+	n uint8
+}
+
+func (k key) name() string { return string(k.b[:k.n]) }
+
+// key reads a map key. The bytes are read through x.kb, which lives as long
+// as the decoder (a buffer handed to the msgpack reader escapes).
+func (x *decoder) key() (key, error) {
 	n, err := x.d.DecodeBytesLen()
 	if err != nil {
-		return nil, err
+		return key{}, err
 	}
-	if n < 0 || n > len(buf) {
-		return nil, fmt.Errorf("%w: bad key length %d", ErrBadFrame, n)
+	if n < 0 || n > len(x.kb) {
+		return key{}, fmt.Errorf("%w: bad key length %d", ErrBadFrame, n)
 	}
-	if err := x.d.ReadFull(buf[:n]); err != nil {
-		return nil, err
+	if err := x.d.ReadFull(x.kb[:n]); err != nil {
+		return key{}, err
 	}
-	return buf[:n], nil
+	return key{b: x.kb, n: uint8(n)}, nil
 }
 
 // bytes reads a byte or text string of at most max bytes. An empty or nil
@@ -269,15 +279,14 @@ func (x *decoder) bool() (bool, error) { return x.d.DecodeBool() }
 // fields decodes a map, calling field for each key. Keys must be distinct;
 // the bit each key returns from field marks it seen, and want lists the bits
 // that must be present.
-func (x *decoder) fields(want uint32, field func(k []byte) (bit uint32, err error)) error {
+func (x *decoder) fields(want uint32, field func(k key) (bit uint32, err error)) error {
 	n, err := x.mapLen()
 	if err != nil {
 		return err
 	}
 	var seen uint32
-	var kb [8]byte
 	for range n {
-		k, err := x.key(&kb)
+		k, err := x.key()
 		if err != nil {
 			return err
 		}
@@ -286,10 +295,10 @@ func (x *decoder) fields(want uint32, field func(k []byte) (bit uint32, err erro
 			return err
 		}
 		if bit == 0 {
-			return fmt.Errorf("%w: unknown key %q", ErrBadFrame, k)
+			return fmt.Errorf("%w: unknown key %q", ErrBadFrame, k.name())
 		}
 		if seen&bit != 0 {
-			return fmt.Errorf("%w: repeated key %q", ErrBadFrame, k)
+			return fmt.Errorf("%w: repeated key %q", ErrBadFrame, k.name())
 		}
 		seen |= bit
 	}
@@ -320,9 +329,9 @@ func (b Ballot) encode(e *msgpack.Encoder) error {
 }
 
 func (b *Ballot) decode(x *decoder) error {
-	return x.fields(3, func(k []byte) (uint32, error) {
+	return x.fields(3, func(k key) (uint32, error) {
 		var err error
-		switch string(k) {
+		switch k.name() {
 		case "r":
 			b.Round, err = x.uint()
 			return 1, err
@@ -347,9 +356,9 @@ func (en Entry) encode(e *msgpack.Encoder) error {
 }
 
 func (en *Entry) decode(x *decoder) error {
-	return x.fields(7, func(k []byte) (uint32, error) {
+	return x.fields(7, func(k key) (uint32, error) {
 		var err error
-		switch string(k) {
+		switch k.name() {
 		case "s":
 			var s uint64
 			s, err = x.uint()
@@ -376,9 +385,9 @@ func (c Command) encode(e *msgpack.Encoder) error {
 }
 
 func (c *Command) decode(x *decoder) error {
-	return x.fields(7, func(k []byte) (uint32, error) {
+	return x.fields(7, func(k key) (uint32, error) {
 		var err error
-		switch string(k) {
+		switch k.name() {
 		case "s":
 			c.Session, err = x.uint()
 			return 1, err
@@ -453,10 +462,10 @@ func (m Message) encode(e *msgpack.Encoder) error {
 }
 
 func (m *Message) decode(x *decoder) error {
-	err := x.fields(1|2|8, func(k []byte) (uint32, error) {
+	err := x.fields(1|2|8, func(k key) (uint32, error) {
 		var err error
 		var u uint64
-		switch string(k) {
+		switch k.name() {
 		case "t":
 			u, err = x.uint()
 			if err == nil && (u > 255 || !MsgType(u).Valid()) {
