@@ -37,6 +37,13 @@ type Acceptor struct {
 	top      paxos.Slot // highest slot in accepted
 	// maxAccepted is the highest ballot in accepted, kept for checks.
 	maxAccepted paxos.Ballot
+	// floor: every slot <= floor is chosen, and this acceptor dropped what
+	// it accepted there (see maybeTruncate). Invariant: never decreases;
+	// accepted holds no slot <= floor.
+	floor paxos.Slot
+	// snapshots is the highest snapshot slot each learner reported. It is
+	// not durable: after a restart the acceptor waits for new reports.
+	snapshots map[paxos.NodeID]paxos.Slot
 
 	rd paxos.Ready
 }
@@ -48,17 +55,22 @@ func New(cfg Config, st paxos.AcceptorState) (*Acceptor, error) {
 		return nil, err
 	}
 	a := &Acceptor{
-		id:       cfg.ID,
-		cluster:  cfg.Cluster,
-		logger:   cfg.Logger,
-		promised: st.Promised,
-		accepted: make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
+		id:        cfg.ID,
+		cluster:   cfg.Cluster,
+		logger:    cfg.Logger,
+		promised:  st.Promised,
+		accepted:  make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
+		floor:     st.Floor,
+		snapshots: map[paxos.NodeID]paxos.Slot{},
 	}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
 	a.logger = a.logger.With("node", cfg.ID, "role", "acceptor")
 	for _, e := range st.Accepted {
+		if e.Slot <= a.floor {
+			return nil, fmt.Errorf("acceptor: recovered slot %d at or below the floor %d", e.Slot, a.floor)
+		}
 		if a.promised.Less(e.Ballot) {
 			return nil, fmt.Errorf("acceptor: recovered slot %d accepted at %v above promised %v", e.Slot, e.Ballot, a.promised)
 		}
@@ -75,14 +87,27 @@ func (a *Acceptor) Promised() paxos.Ballot { return a.promised }
 // MaxAccepted returns the highest ballot of any accepted value.
 func (a *Acceptor) MaxAccepted() paxos.Ballot { return a.maxAccepted }
 
+// Floor returns the slot up to which this acceptor forgot what it accepted.
+func (a *Acceptor) Floor() paxos.Slot { return a.floor }
+
+// Len returns the number of slots the acceptor holds a value for.
+func (a *Acceptor) Len() int { return len(a.accepted) }
+
 // Accepted returns the entry accepted in slot s, if any.
 func (a *Acceptor) Accepted(s paxos.Slot) (paxos.Entry, bool) {
 	e, ok := a.accepted[s]
 	return e, ok
 }
 
-// Step handles MsgPrepare and MsgAccept.
+// Step handles MsgPrepare, MsgAccept and MsgSnapshotted.
 func (a *Acceptor) Step(m paxos.Message) error {
+	if m.Type == paxos.MsgSnapshotted {
+		if !a.cluster.Has(m.From, paxos.RoleLearner) {
+			return fmt.Errorf("acceptor: %s from %d, which is not a learner of the cluster", m.Type, m.From)
+		}
+		a.handleSnapshotted(m)
+		return nil
+	}
 	if !a.cluster.Has(m.From, paxos.RoleProposer) {
 		return fmt.Errorf("acceptor: %s from %d, which is not a proposer of the cluster", m.Type, m.From)
 	}
@@ -117,7 +142,7 @@ func (a *Acceptor) handlePrepare(m paxos.Message) {
 	var entries []paxos.Entry
 	if a.top >= m.Slot {
 		for s, e := range a.accepted {
-			if s >= m.Slot {
+			if s >= m.Slot { // NB: every slot in accepted is above the floor
 				entries = append(entries, e)
 			}
 		}
@@ -126,7 +151,10 @@ func (a *Acceptor) handlePrepare(m paxos.Message) {
 		// a cut-off list could overwrite a chosen value.
 		slices.SortFunc(entries, func(x, y paxos.Entry) int { return cmp.Compare(x.Slot, y.Slot) })
 	}
-	a.send(paxos.Message{Type: paxos.MsgPromise, To: m.From, Ballot: m.Ballot, Slot: m.Slot, Entries: entries})
+	// Commit carries the floor: the proposer must not propose, not even a
+	// no-op, in a slot at or below it, because what was chosen there is no
+	// longer reported.
+	a.send(paxos.Message{Type: paxos.MsgPromise, To: m.From, Ballot: m.Ballot, Slot: m.Slot, Commit: a.floor, Entries: entries})
 }
 
 // handleAccept answers phase 2a with an accepted or a nack (§2.2): it accepts
@@ -134,6 +162,14 @@ func (a *Acceptor) handlePrepare(m paxos.Message) {
 func (a *Acceptor) handleAccept(m paxos.Message) {
 	if m.Ballot.Less(a.promised) {
 		a.sendNack(m.From, m.Slot)
+		return
+	}
+	if m.Slot <= a.floor {
+		// NB: the slot is chosen and its vote forgotten. Accepting again
+		// could count toward another value if m.Ballot is older than the
+		// one that chose it, so refuse, and tell the proposer the slot is
+		// chosen.
+		a.send(paxos.Message{Type: paxos.MsgNack, To: m.From, Ballot: a.promised, Slot: m.Slot, Commit: a.floor})
 		return
 	}
 	if a.promised.Less(m.Ballot) {
@@ -164,6 +200,52 @@ func (a *Acceptor) persistAccept(e paxos.Entry) {
 	a.top = max(a.top, e.Slot)
 	a.maxAccepted = a.maxAccepted.Max(e.Ballot)
 	a.rd.Writes = append(a.rd.Writes, paxos.Record{Type: paxos.RecAccept, Slot: e.Slot, Ballot: e.Ballot, Value: e.Value})
+}
+
+// handleSnapshotted notes a learner's durable snapshot and truncates if it
+// raised the safe floor.
+func (a *Acceptor) handleSnapshotted(m paxos.Message) {
+	if m.Slot > a.snapshots[m.From] {
+		a.snapshots[m.From] = m.Slot
+		a.maybeTruncate()
+	}
+}
+
+// maybeTruncate drops accepted values that nobody will ask this acceptor for.
+//
+// The rule: an acceptor may forget slot s once a majority of the learners
+// reported a durable snapshot covering s. That makes s safe to forget in
+// two ways:
+//
+//   - Agreement. A learner only snapshots chosen slots, so s is chosen. A
+//     Promise carries the floor, and a proposer proposes nothing at or
+//     below the highest floor of its quorum. Any phase-1 quorum meets the
+//     quorum that chose s in some acceptor, which either still reports the
+//     chosen value or reports a floor at or above s: a new leader never
+//     fills s with a no-op. An Accept at or below the floor is refused.
+//   - Availability. A learner that still needs s gets it from a peer's log
+//     or, once the peers truncated theirs, as a snapshot; a majority of
+//     learners hold one, so it survives a minority of them failing.
+//
+// The simulator checks both (tests/sim checker.onRecord).
+func (a *Acceptor) maybeTruncate() {
+	learners := a.cluster.Learners()
+	reports := make([]paxos.Slot, 0, len(learners))
+	for _, id := range learners {
+		reports = append(reports, a.snapshots[id])
+	}
+	slices.SortFunc(reports, func(x, y paxos.Slot) int { return cmp.Compare(y, x) })
+	f := reports[len(learners)/2] // the highest slot a majority covers
+	if f <= a.floor {
+		return
+	}
+	a.floor = f
+	for s := range a.accepted {
+		if s <= f {
+			delete(a.accepted, s)
+		}
+	}
+	a.rd.Writes = append(a.rd.Writes, paxos.Record{Type: paxos.RecTruncate, Slot: f})
 }
 
 func (a *Acceptor) sendNack(to paxos.NodeID, s paxos.Slot) {

@@ -190,3 +190,46 @@ func BenchmarkAcceptorStep(b *testing.B) {
 		a.Advance()
 	}
 }
+
+// The truncation rule: an acceptor forgets slots once a majority of the
+// learners reported a durable snapshot covering them; it then reports its
+// floor in every Promise and refuses Accepts at or below it.
+func TestTruncate(t *testing.T) {
+	var accepted []paxos.Entry
+	for s := paxos.Slot(1); s <= 10; s++ {
+		accepted = append(accepted, paxos.Entry{Slot: s, Ballot: b(1, 2), Value: paxos.Value{byte(s)}})
+	}
+	a := newTestAcceptor(t, paxos.AcceptorState{Promised: b(1, 2), Accepted: accepted})
+	// Five learners: the floor is the third-highest report.
+	for _, r := range []struct {
+		from  paxos.NodeID
+		slot  paxos.Slot
+		floor paxos.Slot
+	}{{1, 9, 0}, {2, 4, 0}, {1, 10, 0}, {3, 6, 4}, {4, 8, 6}, {4, 7, 6}, {5, 2, 6}} {
+		rd := step(t, a, paxos.Message{Type: paxos.MsgSnapshotted, From: r.from, Slot: r.slot})
+		if a.Floor() != r.floor {
+			t.Fatalf("after learner %d reported %d: floor %d, want %d", r.from, r.slot, a.Floor(), r.floor)
+		}
+		if len(rd.Writes) > 0 && (rd.Writes[0].Type != paxos.RecTruncate || rd.Writes[0].Slot != r.floor) {
+			t.Fatalf("truncation wrote %v, want Truncate %d", rd.Writes, r.floor)
+		}
+	}
+	if _, ok := a.Accepted(6); ok || a.Len() != 4 {
+		t.Fatalf("slots up to the floor are still held (%d held)", a.Len())
+	}
+	rd := step(t, a, paxos.Message{Type: paxos.MsgPrepare, From: 3, Ballot: b(2, 3), Slot: 1})
+	m := rd.Messages[0]
+	if m.Type != paxos.MsgPromise || m.Commit != 6 || len(m.Entries) != 4 || m.Entries[0].Slot != 7 {
+		t.Fatalf("promise after truncation to 6: %v, want floor 6 and slots 7..10", m)
+	}
+	rd = step(t, a, paxos.Message{Type: paxos.MsgAccept, From: 3, Ballot: b(2, 3), Slot: 5, Value: paxos.Value("x")})
+	if m := rd.Messages[0]; m.Type != paxos.MsgNack || m.Commit != 6 || len(rd.Writes) != 0 {
+		t.Fatalf("Accept below the floor: %v with %d writes, want a Nack with floor 6 and nothing written", m, len(rd.Writes))
+	}
+	if err := a.Step(paxos.Message{Type: paxos.MsgSnapshotted, From: 9, To: 1, Slot: 3}); err == nil {
+		t.Fatal("a report from a stranger was taken")
+	}
+	if _, err := New(Config{ID: 1, Cluster: paxos.Uniform(5)}, paxos.AcceptorState{Promised: b(1, 2), Floor: 3, Accepted: accepted[:4]}); err == nil {
+		t.Fatal("recovered an accepted slot below the floor")
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/statemachine"
@@ -26,6 +28,22 @@ type Config struct {
 	// Defaults 256 and 1 MiB.
 	MaxCatchUpEntries int
 	MaxCatchUpBytes   int
+	// SnapshotEvery is how many applied slots, and SnapshotBytes how many
+	// bytes of applied values, lead to a snapshot, whichever comes first.
+	// Zero turns that trigger off; with both zero the learner never
+	// snapshots on its own (it still installs snapshots peers send).
+	SnapshotEvery int
+	SnapshotBytes int
+	// LogRetain is how many slots below its snapshot the learner keeps in
+	// memory to serve peers that lag a little. Default 0.
+	LogRetain int
+	// SnapshotTimeoutTicks is how long a snapshot transfer may wait for the
+	// next chunk before it asks again. Each further wait doubles, and after
+	// five the transfer is given up and the learner backs off. Default 10.
+	SnapshotTimeoutTicks int
+	// SnapshotReportTicks is how often the learner repeats MsgSnapshotted
+	// to the acceptors. Default 20.
+	SnapshotReportTicks int
 	// Rand picks which peer to ask. Required.
 	Rand   *rand.Rand
 	Logger *slog.Logger
@@ -41,6 +59,12 @@ func (c *Config) setDefaults() {
 	if c.MaxCatchUpBytes == 0 {
 		c.MaxCatchUpBytes = 1 << 20
 	}
+	if c.SnapshotTimeoutTicks == 0 {
+		c.SnapshotTimeoutTicks = 10
+	}
+	if c.SnapshotReportTicks == 0 {
+		c.SnapshotReportTicks = 20
+	}
 }
 
 // Validate reports what is wrong with c after defaults are applied.
@@ -55,6 +79,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("learner: Config.Rand is required")
 	case c.CatchUpTicks < 1 || c.MaxCatchUpEntries < 1 || c.MaxCatchUpBytes < 1:
 		return fmt.Errorf("learner: CatchUpTicks, MaxCatchUpEntries and MaxCatchUpBytes must be positive")
+	case c.SnapshotEvery < 0 || c.SnapshotBytes < 0 || c.LogRetain < 0:
+		return fmt.Errorf("learner: SnapshotEvery, SnapshotBytes and LogRetain must not be negative")
+	case c.SnapshotTimeoutTicks < 1 || c.SnapshotReportTicks < 1:
+		return fmt.Errorf("learner: SnapshotTimeoutTicks and SnapshotReportTicks must be positive")
 	}
 	return nil
 }
@@ -74,15 +102,46 @@ type Learner struct {
 	sessions *statemachine.Sessions
 	applied  paxos.Slot // Invariant: every slot <= applied was applied once, in order.
 	hash     uint64     // chained over every applied value
-	// log[i] is the value of slot i+1, for every slot <= applied; it answers
-	// peers' catch-up requests.
-	log     []paxos.Value
-	pending map[paxos.Slot]paxos.Value // chosen slots above applied
-	known   paxos.Slot                 // highest slot known to be chosen
-	gap     int                        // ticks the current gap has stood
+	// log[i] is the value of slot logStart+i, for every slot from logStart
+	// to applied; it answers peers' catch-up requests. Slots below
+	// logStart are covered by snap. Invariant: logStart <= applied+1.
+	log      []paxos.Value
+	logStart paxos.Slot
+	pending  map[paxos.Slot]paxos.Value // chosen slots above applied
+	known    paxos.Slot                 // highest slot known to be chosen
+	gap      int                        // ticks the current gap has stood
+
+	// Snapshots taken here. snap is the newest durable snapshot (slot 0:
+	// none); saving is the slot of the one being written, 0 if none.
+	snap       paxos.SnapshotMeta
+	saving     paxos.SnapshotMeta
+	sinceSlots int // applied since the last snapshot was taken
+	sinceBytes int
+	reportAge  int // ticks since MsgSnapshotted was last sent
+
+	// Snapshot received from a peer: at most one at a time.
+	xfer      *transfer
+	backoff   int // ticks before another transfer may start
+	xferFails int // transfers given up in a row
 
 	rd paxos.Ready
 }
+
+// transfer is a snapshot being received.
+type transfer struct {
+	peer       paxos.NodeID
+	slot       paxos.Slot
+	size       uint64 // 0 until the first chunk
+	offset     uint64 // bytes received and handed to the driver
+	idle       int    // ticks since the last chunk
+	timeout    int    // ticks to wait for the next chunk
+	retries    int    // pulls repeated since the last chunk
+	installing bool   // received whole; the driver is installing it
+}
+
+// maxPullRetries is how many times a transfer asks again for a chunk before
+// it is given up.
+const maxPullRetries = 5
 
 // New returns a learner that resumes from st: it replays the recovered
 // chosen log into cfg.Machine, which must be fresh. Replayed slots are not
@@ -98,7 +157,10 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 		proposer: cfg.Cluster.Has(cfg.ID, paxos.RoleProposer),
 		sessions: statemachine.NewSessions(cfg.Machine),
 		hash:     hashSeed,
+		logStart: 1,
 		pending:  map[paxos.Slot]paxos.Value{},
+		// the first tick reports a snapshot recovered at start
+		reportAge: cfg.SnapshotReportTicks,
 	}
 	if l.logger == nil {
 		l.logger = slog.New(slog.DiscardHandler)
@@ -109,9 +171,26 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 			l.peers = append(l.peers, id)
 		}
 	}
+	if st.Base > st.Snapshot.Slot {
+		return nil, fmt.Errorf("learner: the log was truncated up to slot %d, but the newest snapshot covers only slot %d", st.Base, st.Snapshot.Slot)
+	}
+	if st.Snapshot.Slot > 0 {
+		if st.SnapshotData == nil {
+			return nil, fmt.Errorf("learner: snapshot of slot %d has no data", st.Snapshot.Slot)
+		}
+		if err := l.sessions.Restore(st.SnapshotData); err != nil {
+			return nil, fmt.Errorf("learner: restore snapshot of slot %d: %w", st.Snapshot.Slot, err)
+		}
+		l.applied, l.hash, l.known = st.Snapshot.Slot, st.Snapshot.Hash, st.Snapshot.Slot
+		l.logStart = l.applied + 1
+		l.snap = st.Snapshot
+	}
 	for _, e := range st.Chosen {
 		if e.Slot == 0 {
 			return nil, fmt.Errorf("learner: recovered a value for slot 0")
+		}
+		if e.Slot <= st.Snapshot.Slot {
+			continue // covered by the snapshot; RecSnapshot drops it later
 		}
 		if _, dup := l.pending[e.Slot]; dup || e.Slot <= l.applied {
 			return nil, fmt.Errorf("learner: recovered slot %d twice", e.Slot)
@@ -135,6 +214,13 @@ func (l *Learner) Known() paxos.Slot { return l.known }
 
 // Hash returns the running hash over every applied value.
 func (l *Learner) Hash() uint64 { return l.hash }
+
+// SnapshotSlot returns the slot of the newest durable snapshot here, 0 if
+// none.
+func (l *Learner) SnapshotSlot() paxos.Slot { return l.snap.Slot }
+
+// LogLen returns how many applied slots the learner keeps in its log.
+func (l *Learner) LogLen() int { return len(l.log) }
 
 // Snapshot writes the replicated state (session table and machine) as of
 // the applied slot.
@@ -161,9 +247,13 @@ func (l *Learner) Step(m paxos.Message) error {
 		if !l.cfg.Cluster.Has(m.From, paxos.RoleProposer) {
 			return fmt.Errorf("learner: %s from %d, which is not a proposer", m.Type, m.From)
 		}
-	case paxos.MsgCatchUp, paxos.MsgCatchUpReply:
+	case paxos.MsgCatchUp, paxos.MsgCatchUpReply, paxos.MsgSnapshotOffer, paxos.MsgSnapshotChunk:
 		if m.From == l.cfg.ID || !l.cfg.Cluster.Has(m.From, paxos.RoleLearner) {
 			return fmt.Errorf("learner: %s from %d, which is not a peer learner", m.Type, m.From)
+		}
+	case paxos.MsgSnapshotSaved:
+		if m.From != l.cfg.ID {
+			return fmt.Errorf("learner: %s from %d, which is not this node", m.Type, m.From)
 		}
 	default:
 		return fmt.Errorf("learner: unexpected %s from %d", m.Type, m.From)
@@ -186,9 +276,16 @@ func (l *Learner) Step(m paxos.Message) error {
 		// the speed of the network, not one reply per CatchUpTicks. A reply
 		// that made no progress (a duplicate, or a peer as far behind) waits
 		// for the tick timeout, which asks a random peer.
-		if l.applied > before && l.known > l.applied {
+		if l.applied > before && l.known > l.applied && l.xfer == nil {
 			l.askCatchUp(m.From)
 		}
+	case paxos.MsgSnapshotOffer:
+		l.known = max(l.known, m.Commit)
+		l.handleOffer(m)
+	case paxos.MsgSnapshotChunk:
+		return l.handleChunk(m)
+	case paxos.MsgSnapshotSaved:
+		l.handleSaved(m.Slot)
 	}
 	return nil
 }
@@ -200,13 +297,19 @@ func (l *Learner) learn(from paxos.NodeID, entries []paxos.Entry) error {
 		if e.Slot == 0 {
 			return fmt.Errorf("learner: value for slot 0 from %d", from)
 		}
+		if e.Slot < l.logStart {
+			continue // covered by a snapshot; nothing left to compare with
+		}
 		if old, ok := l.value(e.Slot); ok && !bytes.Equal(old, e.Value) {
 			l.logger.Error("conflicting value for a chosen slot", "slot", e.Slot, "peer", from)
 			return fmt.Errorf("%w: slot %d from %d", ErrConflict, e.Slot, from)
 		}
 	}
 	for _, e := range entries {
-		if _, ok := l.value(e.Slot); ok {
+		if e.Slot <= l.applied {
+			continue
+		}
+		if _, ok := l.pending[e.Slot]; ok {
 			continue
 		}
 		l.pending[e.Slot] = e.Value
@@ -220,10 +323,14 @@ func (l *Learner) learn(from paxos.NodeID, entries []paxos.Entry) error {
 	return nil
 }
 
-// value returns the value learned for slot s, if any.
+// value returns the value learned for slot s, if any. Slots below logStart
+// are applied but no longer kept.
 func (l *Learner) value(s paxos.Slot) (paxos.Value, bool) {
 	if s <= l.applied {
-		return l.log[s-1], true
+		if s < l.logStart {
+			return nil, false
+		}
+		return l.log[s-l.logStart], true
 	}
 	v, ok := l.pending[s]
 	return v, ok
@@ -243,8 +350,11 @@ func (l *Learner) applyReady(report bool) bool {
 		l.applied++
 		d := l.apply(l.applied, v)
 		l.log = append(l.log, v)
+		l.sinceSlots++
+		l.sinceBytes += len(v)
 		if report {
 			l.rd.Decided = append(l.rd.Decided, d)
+			l.maybeSnapshot()
 		}
 	}
 	if l.applied > start {
@@ -288,10 +398,15 @@ func (l *Learner) handleCatchUp(m paxos.Message) {
 	if m.Slot == 0 {
 		return
 	}
+	if m.Slot < l.logStart {
+		// NB: logStart > 1 only once a snapshot covers the slots below it.
+		l.send(paxos.Message{Type: paxos.MsgSnapshotOffer, To: m.From, Slot: l.snap.Slot, Commit: l.known})
+		return
+	}
 	var entries []paxos.Entry
 	size := 0
 	for s := m.Slot; s <= l.applied && len(entries) < l.cfg.MaxCatchUpEntries; s++ {
-		v := l.log[s-1]
+		v := l.log[s-l.logStart]
 		if size += len(v); len(entries) > 0 && size > l.cfg.MaxCatchUpBytes {
 			break
 		}
@@ -300,8 +415,22 @@ func (l *Learner) handleCatchUp(m paxos.Message) {
 	l.send(paxos.Message{Type: paxos.MsgCatchUpReply, To: m.From, Slot: m.Slot, Commit: l.known, Entries: entries})
 }
 
-// Tick asks a random peer to fill a gap that has stood CatchUpTicks.
+// Tick asks a random peer to fill a gap that has stood CatchUpTicks, keeps a
+// snapshot transfer going, and repeats the snapshot report to the
+// acceptors.
 func (l *Learner) Tick() {
+	if l.snap.Slot > 0 {
+		if l.reportAge++; l.reportAge >= l.cfg.SnapshotReportTicks {
+			l.reportSnapshot()
+		}
+	}
+	if l.backoff > 0 {
+		l.backoff--
+	}
+	if l.xfer != nil {
+		l.tickTransfer()
+		return
+	}
 	if l.known <= l.applied || len(l.peers) == 0 {
 		l.gap = 0
 		return
@@ -317,6 +446,191 @@ func (l *Learner) Tick() {
 func (l *Learner) askCatchUp(peer paxos.NodeID) {
 	l.gap = 0
 	l.send(paxos.Message{Type: paxos.MsgCatchUp, To: peer, Slot: l.applied + 1})
+}
+
+// maybeSnapshot captures a snapshot at the applied slot when enough was
+// applied since the last one and none is being written.
+func (l *Learner) maybeSnapshot() {
+	if l.saving.Slot != 0 {
+		return
+	}
+	due := (l.cfg.SnapshotEvery > 0 && l.sinceSlots >= l.cfg.SnapshotEvery) ||
+		(l.cfg.SnapshotBytes > 0 && l.sinceBytes >= l.cfg.SnapshotBytes)
+	if !due {
+		return
+	}
+	l.saving = paxos.SnapshotMeta{Slot: l.applied, Hash: l.hash}
+	l.sinceSlots, l.sinceBytes = 0, 0
+	l.rd.Snapshot = &paxos.SnapshotJob{Meta: l.saving, Write: l.sessions.Freeze()}
+}
+
+// handleSaved learns that the snapshot being written is durable (slot 0:
+// that it failed). The log up to it is then dropped, in memory down to
+// LogRetain slots below it and in storage entirely.
+func (l *Learner) handleSaved(s paxos.Slot) {
+	meta := l.saving
+	if s == 0 || s != meta.Slot {
+		if s == 0 {
+			l.saving = paxos.SnapshotMeta{}
+		}
+		return
+	}
+	l.saving = paxos.SnapshotMeta{}
+	if s <= l.snap.Slot {
+		return // a newer snapshot was installed meanwhile
+	}
+	l.snap = meta
+	l.truncateLog()
+	l.rd.Writes = append(l.rd.Writes, paxos.Record{Type: paxos.RecSnapshot, Slot: s})
+	l.reportSnapshot()
+}
+
+// truncateLog drops log entries more than LogRetain slots below the
+// snapshot.
+func (l *Learner) truncateLog() {
+	keepFrom := l.snap.Slot + 1
+	if paxos.Slot(l.cfg.LogRetain) < keepFrom {
+		keepFrom -= paxos.Slot(l.cfg.LogRetain)
+	} else {
+		keepFrom = 1
+	}
+	if keepFrom <= l.logStart {
+		return
+	}
+	// NB: copy, so that the dropped values can be collected.
+	l.log = slices.Clone(l.log[keepFrom-l.logStart:])
+	l.logStart = keepFrom
+}
+
+// reportSnapshot tells the acceptors which slots this learner's snapshot
+// covers, so that they may forget them (acceptor.maybeTruncate).
+func (l *Learner) reportSnapshot() {
+	l.reportAge = 0
+	for _, to := range l.cfg.Cluster.Acceptors() {
+		l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
+	}
+}
+
+// handleOffer starts receiving a peer's snapshot, if it would move this
+// learner forward and no other transfer runs.
+func (l *Learner) handleOffer(m paxos.Message) {
+	if m.Slot <= l.applied || l.xfer != nil || l.backoff > 0 {
+		return
+	}
+	l.xfer = &transfer{peer: m.From, slot: m.Slot, timeout: l.cfg.SnapshotTimeoutTicks}
+	l.logger.Info("receiving snapshot", "peer", m.From, "slot", m.Slot, "applied", l.applied)
+	l.pull()
+}
+
+func (l *Learner) pull() {
+	l.send(paxos.Message{Type: paxos.MsgSnapshotPull, To: l.xfer.peer, Slot: l.xfer.slot, Offset: l.xfer.offset})
+}
+
+// handleChunk takes the next chunk of the snapshot being received. A chunk
+// that is not the next one is ignored: the transfer asks again on its
+// timeout, from where it stands, so a broken connection costs one chunk.
+func (l *Learner) handleChunk(m paxos.Message) error {
+	t := l.xfer
+	if t == nil || t.installing || m.From != t.peer || m.Slot != t.slot {
+		return nil
+	}
+	if m.Size == 0 {
+		// The peer no longer has that snapshot; ask anew.
+		l.logger.Info("snapshot gone from peer", "peer", m.From, "slot", m.Slot)
+		l.xfer = nil
+		return nil
+	}
+	if m.Offset != t.offset {
+		return nil
+	}
+	end := m.Offset + uint64(len(m.Value))
+	switch {
+	case len(m.Value) == 0 || end > m.Size || (t.size != 0 && m.Size != t.size):
+		return fmt.Errorf("learner: chunk of snapshot %d from %d at %d+%d does not fit size %d", m.Slot, m.From, m.Offset, len(m.Value), m.Size)
+	case crc32.Checksum(m.Value, castagnoli) != m.Sum:
+		return fmt.Errorf("learner: chunk of snapshot %d from %d at %d fails its checksum", m.Slot, m.From, m.Offset)
+	}
+	t.size, t.offset = m.Size, end
+	t.idle, t.retries, t.timeout = 0, 0, l.cfg.SnapshotTimeoutTicks
+	l.rd.Chunks = append(l.rd.Chunks, paxos.SnapshotChunk{Slot: t.slot, Offset: m.Offset, Size: m.Size, Data: m.Value})
+	if end < t.size {
+		l.pull()
+		return nil
+	}
+	t.installing = true
+	l.rd.Install = t.slot
+	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// tickTransfer asks again for a chunk that is late, waiting twice as long
+// each time, and gives the transfer up after maxPullRetries.
+func (l *Learner) tickTransfer() {
+	t := l.xfer
+	if t.installing {
+		return
+	}
+	if t.idle++; t.idle < t.timeout {
+		return
+	}
+	if t.retries++; t.retries > maxPullRetries {
+		l.logger.Warn("snapshot transfer given up", "peer", t.peer, "slot", t.slot, "received", t.offset)
+		l.AbortSnapshot(t.slot)
+		return
+	}
+	t.idle = 0
+	t.timeout = min(2*t.timeout, 64*l.cfg.SnapshotTimeoutTicks)
+	l.pull()
+}
+
+// AbortSnapshot gives up the transfer of snapshot slot and backs off before
+// the next one: 2, 4, 8… times CatchUpTicks, at most 64 times.
+func (l *Learner) AbortSnapshot(slot paxos.Slot) {
+	if l.xfer == nil || l.xfer.slot != slot {
+		return
+	}
+	l.xfer = nil
+	l.xferFails = min(l.xferFails+1, 6)
+	l.backoff = l.cfg.CatchUpTicks << l.xferFails
+}
+
+// RestoreSnapshot replaces the state with the received snapshot r holds, now
+// durable in the snapshot store, and goes on from its slot.
+func (l *Learner) RestoreSnapshot(meta paxos.SnapshotMeta, r io.Reader) error {
+	t := l.xfer
+	if t == nil || !t.installing || meta.Slot != t.slot {
+		return fmt.Errorf("learner: snapshot of slot %d was not being received", meta.Slot)
+	}
+	l.xfer = nil
+	if meta.Slot <= l.applied {
+		return nil // the log got here first
+	}
+	if err := l.sessions.Restore(r); err != nil {
+		l.AbortSnapshot(meta.Slot)
+		return fmt.Errorf("learner: restore snapshot of slot %d: %w", meta.Slot, err)
+	}
+	l.xferFails = 0
+	l.applied, l.hash = meta.Slot, meta.Hash
+	l.known = max(l.known, meta.Slot)
+	l.log, l.logStart = nil, meta.Slot+1
+	for s := range l.pending {
+		if s <= meta.Slot {
+			delete(l.pending, s)
+		}
+	}
+	l.snap = meta
+	l.sinceSlots, l.sinceBytes = 0, 0
+	l.rd.Writes = append(l.rd.Writes,
+		paxos.Record{Type: paxos.RecSnapshot, Slot: meta.Slot},
+		paxos.Record{Type: paxos.RecApplied, Slot: meta.Slot})
+	l.logger.Info("restored snapshot", "slot", meta.Slot)
+	if l.applyReady(true) {
+		l.rd.Writes = append(l.rd.Writes, paxos.Record{Type: paxos.RecApplied, Slot: l.applied})
+	}
+	l.reportLearned()
+	l.reportSnapshot()
+	return nil
 }
 
 // Ready returns the work produced since the last Advance.

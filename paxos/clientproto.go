@@ -8,8 +8,9 @@ import (
 
 // ProtocolVersion is the version of the wire format. Both sides of a
 // connection must speak the same one; the handshake checks it. Version 2
-// left Message.To off the wire.
-const ProtocolVersion = 2
+// left Message.To off the wire; version 3 added snapshot transfer (the
+// Snapshot* message types and the Offset, Size and Sum fields).
+const ProtocolVersion = 3
 
 // HelloKind says what a connection is for.
 type HelloKind uint8

@@ -418,7 +418,7 @@ const maxInt = int(^uint(0) >> 1)
 // once.
 func (m Message) encode(e *msgpack.Encoder) error {
 	n := 3
-	for _, present := range []bool{m.Slot != 0, m.Commit != 0, len(m.Value) > 0, len(m.Entries) > 0, len(m.Cmds) > 0} {
+	for _, present := range []bool{m.Slot != 0, m.Commit != 0, len(m.Value) > 0, len(m.Entries) > 0, len(m.Cmds) > 0, m.Offset != 0, m.Size != 0, m.Sum != 0} {
 		if present {
 			n++
 		}
@@ -455,6 +455,18 @@ func (m Message) encode(e *msgpack.Encoder) error {
 		for _, c := range m.Cmds {
 			c.encode(e)
 		}
+	}
+	if m.Offset != 0 {
+		encodeKey(e, "p")
+		e.EncodeUint(m.Offset)
+	}
+	if m.Size != 0 {
+		encodeKey(e, "z")
+		e.EncodeUint(m.Size)
+	}
+	if m.Sum != 0 {
+		encodeKey(e, "k")
+		e.EncodeUint(uint64(m.Sum))
 	}
 	// The encoder writes to a bytes.Buffer, which cannot fail; the errors of
 	// the calls above are all nil.
@@ -514,6 +526,19 @@ func (m *Message) decode(x *decoder) error {
 				}
 			}
 			return 256, nil
+		case "p":
+			m.Offset, err = x.uint()
+			return 512, err
+		case "z":
+			m.Size, err = x.uint()
+			return 1024, err
+		case "k":
+			u, err = x.uint()
+			if err == nil && u > 1<<32-1 {
+				err = fmt.Errorf("%w: checksum %d does not fit 32 bits", ErrBadFrame, u)
+			}
+			m.Sum = uint32(u)
+			return 2048, err
 		}
 		return 0, nil
 	})

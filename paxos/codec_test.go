@@ -28,6 +28,11 @@ func sampleMessages() []Message {
 		{Type: MsgCatchUp, From: 1, To: 3, Slot: 4},
 		{Type: MsgCatchUpReply, From: 3, To: 1, Commit: 10, Entries: []Entry{{Slot: 4}, {Slot: 5, Value: v}}},
 		{Type: MsgPropose, From: 1, To: 1, Cmds: []Command{{Session: 1, Seq: 2, Data: []byte("x")}, {}}},
+		{Type: MsgSnapshotted, From: 1, To: 2, Slot: 1 << 33},
+		{Type: MsgSnapshotOffer, From: 3, To: 1, Slot: 700, Commit: 812},
+		{Type: MsgSnapshotPull, From: 1, To: 3, Slot: 700, Offset: 1 << 20},
+		{Type: MsgSnapshotChunk, From: 3, To: 1, Slot: 700, Offset: 1 << 20, Size: 5 << 20, Sum: 0xfedcba98, Value: v},
+		{Type: MsgSnapshotChunk, From: 3, To: 1, Slot: 700},
 	}
 }
 

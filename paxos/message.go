@@ -44,20 +44,43 @@ const (
 	// MsgLearned tells the proposer on the same node that every slot up to
 	// Commit is chosen and durable in the local learner.
 	MsgLearned
+	// MsgSnapshotted tells an acceptor that the sending learner holds a
+	// durable snapshot covering every slot up to Slot. Acceptors use it to
+	// decide what they may forget. Learner to acceptors.
+	MsgSnapshotted
+	// MsgSnapshotOffer answers a MsgCatchUp for slots the learner no longer
+	// keeps: Slot is the snapshot it can send instead, Commit the highest
+	// slot it knows to be chosen. Learner to learner.
+	MsgSnapshotOffer
+	// MsgSnapshotPull asks for the bytes of snapshot Slot from Offset on.
+	// Learner to learner.
+	MsgSnapshotPull
+	// MsgSnapshotChunk carries bytes of snapshot Slot: Value from Offset,
+	// Size the whole snapshot's size and Sum the CRC-32C (Castagnoli) of
+	// Value. Size 0 says the sender no longer has that snapshot.
+	MsgSnapshotChunk
+	// MsgSnapshotSaved tells the learner on the same node that its snapshot
+	// of Slot is durable. Driver to learner.
+	MsgSnapshotSaved
 )
 
 var msgTypeNames = [...]string{
-	MsgPrepare:      "Prepare",
-	MsgPromise:      "Promise",
-	MsgAccept:       "Accept",
-	MsgAccepted:     "Accepted",
-	MsgNack:         "Nack",
-	MsgDecide:       "Decide",
-	MsgHeartbeat:    "Heartbeat",
-	MsgCatchUp:      "CatchUp",
-	MsgCatchUpReply: "CatchUpReply",
-	MsgPropose:      "Propose",
-	MsgLearned:      "Learned",
+	MsgPrepare:       "Prepare",
+	MsgPromise:       "Promise",
+	MsgAccept:        "Accept",
+	MsgAccepted:      "Accepted",
+	MsgNack:          "Nack",
+	MsgDecide:        "Decide",
+	MsgHeartbeat:     "Heartbeat",
+	MsgCatchUp:       "CatchUp",
+	MsgCatchUpReply:  "CatchUpReply",
+	MsgPropose:       "Propose",
+	MsgLearned:       "Learned",
+	MsgSnapshotted:   "Snapshotted",
+	MsgSnapshotOffer: "SnapshotOffer",
+	MsgSnapshotPull:  "SnapshotPull",
+	MsgSnapshotChunk: "SnapshotChunk",
+	MsgSnapshotSaved: "SnapshotSaved",
 }
 
 // String returns the type's name, for example "Promise".
@@ -85,6 +108,15 @@ type Message struct {
 	Value   Value     `msgpack:"v,omitempty"`
 	Entries []Entry   `msgpack:"e,omitempty"`
 	Cmds    []Command `msgpack:"x,omitempty"`
+	Offset  uint64    `msgpack:"p,omitempty"`
+	Size    uint64    `msgpack:"z,omitempty"`
+	Sum     uint32    `msgpack:"k,omitempty"`
+}
+
+// IsLocal reports whether t only ever passes between the parts of one node,
+// never over the network.
+func (t MsgType) IsLocal() bool {
+	return t == MsgPropose || t == MsgLearned || t == MsgSnapshotSaved
 }
 
 // String gives a compact description for logs and simulator traces.
@@ -104,6 +136,9 @@ func (m Message) String() string {
 	}
 	if len(m.Cmds) > 0 {
 		s += fmt.Sprintf(" cmds=%d", len(m.Cmds))
+	}
+	if m.Offset != 0 || m.Size != 0 {
+		s += fmt.Sprintf(" off=%d size=%d", m.Offset, m.Size)
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 )
@@ -53,8 +54,25 @@ type NodeConfig struct {
 	// messages of the same flush were sent, in slot order. It routes
 	// results to waiting clients. It may be nil.
 	Apply func([]Decision)
+	// Snapshots keeps the learner's snapshots and serves them to peers. It
+	// is required with a learner that takes or receives snapshots (one
+	// that implements SnapshotLearner); nil means snapshot work is dropped
+	// with a warning.
+	Snapshots SnapshotStore
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// SnapshotLearner is a learner core that restores received snapshots. Node
+// calls it from Flush, after the snapshot is durable.
+type SnapshotLearner interface {
+	Core
+	// RestoreSnapshot replaces the learner's state with the snapshot r
+	// holds, which meta describes.
+	RestoreSnapshot(meta SnapshotMeta, r io.Reader) error
+	// AbortSnapshot gives up the transfer of snapshot slot, which could not
+	// be kept or installed.
+	AbortSnapshot(slot Slot)
 }
 
 // ErrStopped is returned by a Node whose storage failed: after a failed sync
@@ -218,8 +236,17 @@ func (n *Node) Deliver(m Message) error {
 		targets[0] = n.cfg.Acceptor
 	case MsgPromise, MsgAccepted, MsgNack, MsgPropose, MsgLearned:
 		targets[0] = n.cfg.Proposer
-	case MsgCatchUp, MsgCatchUpReply:
+	case MsgCatchUp, MsgCatchUpReply, MsgSnapshotOffer, MsgSnapshotChunk, MsgSnapshotSaved:
 		targets[0] = n.cfg.Learner
+	case MsgSnapshotted:
+		targets[0] = n.cfg.Acceptor
+	case MsgSnapshotPull:
+		// Serving snapshot bytes is I/O, not protocol: the store does it.
+		if n.cfg.Learner == nil || n.cfg.Snapshots == nil {
+			return fmt.Errorf("%w: %s from %d to %d", ErrNoRole, m.Type, m.From, n.cfg.ID)
+		}
+		n.cfg.Snapshots.Serve(m)
+		return nil
 	case MsgDecide, MsgHeartbeat:
 		targets = [2]Core{n.cfg.Proposer, n.cfg.Learner}
 	default:
@@ -279,8 +306,10 @@ func (n *Node) Flush() error {
 		var writes []Record
 		var remote, local []Message
 		var decided []Decision
+		var snap snapWork
 		for _, c := range n.cores {
 			rd := c.Ready()
+			snap.add(rd)
 			writes = append(writes, rd.Writes...)
 			for _, m := range rd.Messages {
 				if m.To == n.cfg.ID {
@@ -307,7 +336,8 @@ func (n *Node) Flush() error {
 		for _, c := range n.cores {
 			c.Advance()
 		}
-		if len(local) == 0 {
+		installed := n.doSnapshotWork(snap)
+		if len(local) == 0 && !installed {
 			return nil
 		}
 		for _, m := range local {
@@ -318,6 +348,76 @@ func (n *Node) Flush() error {
 		}
 	}
 	panic(fmt.Sprintf("paxos: node %d still has local work after %d rounds", n.cfg.ID, maxLocalRounds))
+}
+
+// snapWork is the snapshot work of one Ready.
+type snapWork struct {
+	job     *SnapshotJob
+	chunks  []SnapshotChunk
+	install Slot
+}
+
+func (w *snapWork) add(rd Ready) {
+	if rd.Snapshot != nil {
+		w.job = rd.Snapshot
+	}
+	w.chunks = append(w.chunks, rd.Chunks...)
+	if rd.Install != 0 {
+		w.install = rd.Install
+	}
+}
+
+// doSnapshotWork hands the learner's snapshot work to the store, after the
+// Ready that produced it was advanced: a snapshot is captured after the
+// writes it covers are durable, and restoring one makes new work for the
+// next round. It reports whether it restored a snapshot.
+func (n *Node) doSnapshotWork(w snapWork) bool {
+	if w.job == nil && len(w.chunks) == 0 && w.install == 0 {
+		return false
+	}
+	lrn, _ := n.cfg.Learner.(SnapshotLearner)
+	if n.cfg.Snapshots == nil || lrn == nil {
+		n.logger.Warn("snapshot work dropped: the node has no snapshot store", "node", n.cfg.ID)
+		return false
+	}
+	if w.job != nil {
+		n.cfg.Snapshots.Save(*w.job)
+	}
+	for _, c := range w.chunks {
+		if err := n.cfg.Snapshots.Receive(c); err != nil {
+			n.logger.Warn("snapshot transfer abandoned", "node", n.cfg.ID, "slot", c.Slot, "err", err)
+			lrn.AbortSnapshot(c.Slot)
+			return false
+		}
+	}
+	if w.install == 0 {
+		return false
+	}
+	meta, rc, err := n.cfg.Snapshots.Install(w.install)
+	if err == nil {
+		err = lrn.RestoreSnapshot(meta, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		n.logger.Warn("received snapshot not installed", "node", n.cfg.ID, "slot", w.install, "err", err)
+		lrn.AbortSnapshot(w.install)
+		return false
+	}
+	n.logger.Info("installed snapshot", "node", n.cfg.ID, "slot", meta.Slot)
+	return true
+}
+
+// SnapshotSaved tells the learner that its snapshot of slot is durable. The
+// daemon calls it through Do; the simulator directly.
+func (n *Node) SnapshotSaved(slot Slot) {
+	if n.failed != nil || n.cfg.Learner == nil {
+		return
+	}
+	if err := n.cfg.Learner.Step(Message{Type: MsgSnapshotSaved, From: n.cfg.ID, To: n.cfg.ID, Slot: slot}); err != nil {
+		n.logger.Warn("snapshot saved report refused", "node", n.cfg.ID, "slot", slot, "err", err)
+	}
 }
 
 // maxLocalRounds bounds Flush's loop. A chain of local messages is short:

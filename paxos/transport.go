@@ -334,7 +334,7 @@ func (t *TCPTransport) serveConn(c net.Conn) error {
 			return fmt.Errorf("%w: node %d sent %v", ErrBadFrame, h.From, m)
 		}
 		m.To = t.cfg.ID // the handshake named the receiver
-		if m.Type == MsgPropose || m.Type == MsgLearned {
+		if m.Type.IsLocal() {
 			return fmt.Errorf("%w: node %d sent a local-only %s", ErrBadFrame, h.From, m.Type)
 		}
 		if cap(buf) > frameChunk {

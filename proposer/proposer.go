@@ -124,6 +124,9 @@ type Proposer struct {
 	from     paxos.Slot
 	promised []paxos.NodeID
 	found    map[paxos.Slot]paxos.Entry
+	// floor is the highest acceptor floor the promises reported: every
+	// slot <= floor is chosen and must not be proposed again.
+	floor paxos.Slot
 
 	// Leader state.
 	next       paxos.Slot // next free slot
@@ -291,7 +294,7 @@ func (p *Proposer) handlePromise(m paxos.Message) error {
 		return nil
 	}
 	for _, e := range m.Entries {
-		if e.Slot < p.from || !e.Ballot.Less(p.ballot) {
+		if e.Slot < p.from || e.Slot <= m.Commit || !e.Ballot.Less(p.ballot) {
 			return fmt.Errorf("proposer: promise from %d for %v holds slot %d at ballot %v", m.From, m.Ballot, e.Slot, e.Ballot)
 		}
 	}
@@ -300,6 +303,7 @@ func (p *Proposer) handlePromise(m paxos.Message) error {
 			p.found[e.Slot] = e
 		}
 	}
+	p.floor = max(p.floor, m.Commit)
 	p.promised = append(p.promised, m.From)
 	if p.cfg.Cluster.IsQuorum(p.promised) {
 		p.becomeLeader()
@@ -310,22 +314,27 @@ func (p *Proposer) handlePromise(m paxos.Message) error {
 // becomeLeader ends phase 1: it re-proposes, with its own ballot, the
 // highest-ballot value reported for every slot from the phase-1 start up to
 // the highest slot any promise mentioned, filling holes with no-ops (§3).
+// Slots at or below an acceptor's floor are chosen already and skipped: the
+// acceptor no longer reports their values, so a no-op there could overwrite
+// a chosen value.
 func (p *Proposer) becomeLeader() {
 	p.state = stateLeader
 	p.leader, p.leaderBallot = p.cfg.ID, p.ballot
-	top := p.from - 1
+	p.advanceDecided(p.floor)
+	start := max(p.from, p.floor+1)
+	top := start - 1
 	for s := range p.found {
 		top = max(top, s)
 	}
 	// NB: the range can be long when this proposer's learner lags far
 	// behind the acceptors; size the map for a normal window, not for it.
-	p.inflight = make(map[paxos.Slot]*proposal, min(uint64(top-p.from+1), uint64(4*p.cfg.Window)))
-	for s := p.from; s <= top; s++ {
+	p.inflight = make(map[paxos.Slot]*proposal, min(uint64(top-start+1), uint64(4*p.cfg.Window)))
+	for s := start; s <= top; s++ {
 		p.propose(s, p.found[s].Value) // a hole reads as the nil Value: the no-op
 	}
 	p.next = top + 1
 	p.found = nil
-	p.logger.Info("became leader", "ballot", p.ballot, "slot", p.from, "recovered", int(top-p.from+1))
+	p.logger.Info("became leader", "ballot", p.ballot, "slot", start, "recovered", int(top-start+1))
 	p.bcastHeartbeat()
 	p.maybePropose()
 }
@@ -398,8 +407,24 @@ func (p *Proposer) handleAccepted(m paxos.Message) {
 	p.maybePropose()
 }
 
-// handleNack steps down when an acceptor has promised a higher ballot.
+// handleNack steps down when an acceptor has promised a higher ballot, and
+// learns from a refused Accept that slots up to the acceptor's floor
+// (Commit) are chosen.
 func (p *Proposer) handleNack(m paxos.Message) {
+	if m.Commit > 0 {
+		p.advanceDecided(m.Commit)
+		if p.state == stateLeader {
+			// The slots are chosen; what this leader proposed there was
+			// a re-proposal, and the learners get them from each other.
+			for s := range p.inflight {
+				if s <= m.Commit {
+					delete(p.inflight, s)
+				}
+			}
+			p.next = max(p.next, m.Commit+1)
+			p.maybePropose()
+		}
+	}
 	if p.state != stateFollower && p.ballot.Less(m.Ballot) {
 		p.logger.Info("stepping down", "ballot", p.ballot, "peer", m.From, "promised", m.Ballot)
 		p.becomeFollower(0, paxos.Ballot{})
@@ -440,6 +465,7 @@ func (p *Proposer) dropLeaderState() {
 	p.inflight = nil
 	p.queue = nil
 	p.found = nil
+	p.floor = 0
 	p.promised = p.promised[:0]
 }
 

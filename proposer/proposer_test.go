@@ -367,3 +367,54 @@ func BenchmarkProposerBatching(b *testing.B) {
 		p.Advance()
 	}
 }
+
+// A promise's floor (Commit) says every slot up to it is chosen and its
+// vote forgotten: the new leader proposes nothing there, not even a no-op,
+// and takes the floor as decided.
+func TestBecomeLeaderSkipsTheFloor(t *testing.T) {
+	p := newTestProposer(t, func(c *Config) { c.Window = 100 })
+	ps := campaign(t, p)
+	ballot := ps[0].Ballot
+	step(t, p, paxos.Message{Type: paxos.MsgPromise, From: 2, Ballot: ballot, Slot: 1, Commit: 6,
+		Entries: []paxos.Entry{{Slot: 8, Ballot: b(0, 3), Value: paxos.Value("eight")}}})
+	step(t, p, paxos.Message{Type: paxos.MsgPromise, From: 3, Ballot: ballot, Slot: 1,
+		Entries: []paxos.Entry{{Slot: 3, Ballot: b(0, 3), Value: paxos.Value("three")}}})
+	if !p.IsLeader() {
+		t.Fatal("not leader after a quorum of promises")
+	}
+	got := map[paxos.Slot]string{}
+	for _, m := range ofType(take(p), paxos.MsgAccept) {
+		got[m.Slot] = string(m.Value)
+	}
+	want := map[paxos.Slot]string{7: "", 8: "eight"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("leader proposed %v after a promise with floor 6; want %v", got, want)
+	}
+	if p.Decided() != 6 {
+		t.Fatalf("decided %d after a floor of 6", p.Decided())
+	}
+	// A promise may not report a slot at or below its own floor.
+	q := newTestProposer(t, nil)
+	ps = campaign(t, q)
+	if err := q.Step(paxos.Message{Type: paxos.MsgPromise, From: 2, To: 1, Ballot: ps[0].Ballot, Slot: 1, Commit: 5,
+		Entries: []paxos.Entry{{Slot: 5, Ballot: b(0, 3)}}}); err == nil {
+		t.Fatal("a promise holding a slot at its floor was accepted")
+	}
+}
+
+// An Accept refused at an acceptor's floor tells the leader those slots are
+// chosen: it stops proposing them and frees the window.
+func TestNackWithFloor(t *testing.T) {
+	p := newTestProposer(t, func(c *Config) { c.Window, c.MaxBatch = 2, 1 })
+	lead(t, p, []paxos.Entry{{Slot: 1, Ballot: b(0, 2), Value: paxos.Value("one")}}, nil)
+	step(t, p, paxos.Message{Type: paxos.MsgPropose, From: 1, Cmds: []paxos.Command{cmd(1), cmd(2)}})
+	take(p)
+	step(t, p, paxos.Message{Type: paxos.MsgNack, From: 3, Ballot: b(0, 0), Slot: 1, Commit: 1})
+	if p.Decided() != 1 || !p.IsLeader() {
+		t.Fatalf("after a nack with floor 1: decided %d, leader %v; want 1 and still leading", p.Decided(), p.IsLeader())
+	}
+	acc := ofType(take(p), paxos.MsgAccept)
+	if len(acc) != 3 || acc[0].Slot != 3 {
+		t.Fatalf("window freed by the floor was not reused: %v", acc)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -243,26 +244,66 @@ func DecodeKVResponse(b []byte) (KVResponse, error) {
 // range over byte-string keys. A global revision counts every write; each
 // key carries the revision of its last write.
 //
+// Keys are spread over kvShards maps so that Freeze is cheap: a frozen shard
+// is shared with the snapshot being written and copied on its next write,
+// which costs one shard, not the whole state.
+//
 // TODO: range sorts the matching keys on every call, O(n log n) in the keys
-// that match; an ordered index can replace the map when ranges get hot.
+// that match; an ordered index can replace the maps when ranges get hot.
 type KV struct {
-	data map[string]kvEntry
-	rev  uint64
+	shards [kvShards]map[string]kvEntry
+	// frozen[i]: shards[i] is shared with a snapshot being written and must
+	// be copied before it changes.
+	frozen [kvShards]bool
+	rev    uint64
+	n      int // keys in all shards
 }
 
+const kvShards = 256
+
 type kvEntry struct {
-	value []byte
+	value []byte // Invariant: never modified in place (a snapshot may share it)
 	rev   uint64
 }
 
 // NewKV returns an empty KV machine.
-func NewKV() *KV { return &KV{data: map[string]kvEntry{}} }
+func NewKV() *KV {
+	kv := &KV{}
+	for i := range kv.shards {
+		kv.shards[i] = map[string]kvEntry{}
+	}
+	return kv
+}
+
+// shard returns the shard key k lives in (FNV-1a).
+func shard(k string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint32(k[i])) * 16777619
+	}
+	return int(h % kvShards)
+}
+
+func (kv *KV) lookup(k []byte) (kvEntry, bool) {
+	e, ok := kv.shards[shard(string(k))][string(k)]
+	return e, ok
+}
+
+// writable returns key k's shard, copied first if a snapshot shares it.
+func (kv *KV) writable(k string) map[string]kvEntry {
+	i := shard(k)
+	if kv.frozen[i] {
+		kv.shards[i] = maps.Clone(kv.shards[i])
+		kv.frozen[i] = false
+	}
+	return kv.shards[i]
+}
 
 // Rev returns the global revision: the number of writes applied.
 func (kv *KV) Rev() uint64 { return kv.rev }
 
 // Len returns the number of keys.
-func (kv *KV) Len() int { return len(kv.data) }
+func (kv *KV) Len() int { return kv.n }
 
 // Apply executes an encoded KVRequest and returns an encoded KVResponse.
 func (kv *KV) Apply(_ uint64, cmd []byte) []byte {
@@ -280,15 +321,16 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 	case KVGet:
 		return kv.get(r.Key)
 	case KVDelete:
-		e, ok := kv.data[string(r.Key)]
+		e, ok := kv.lookup(r.Key)
 		if !ok {
 			return KVResponse{Status: KVNotFound}
 		}
 		kv.rev++
-		delete(kv.data, string(r.Key))
+		delete(kv.writable(string(r.Key)), string(r.Key))
+		kv.n--
 		return KVResponse{Status: KVOK, Rev: kv.rev, Value: e.value}
 	case KVCompareAndSwap:
-		e, ok := kv.data[string(r.Key)]
+		e, ok := kv.lookup(r.Key)
 		if r.ExpectAbsent != !ok || (ok && !bytes.Equal(e.value, r.Old)) {
 			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev}
 		}
@@ -301,12 +343,16 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 
 func (kv *KV) put(key, value []byte) KVResponse {
 	kv.rev++
-	kv.data[string(key)] = kvEntry{value: bytes.Clone(value), rev: kv.rev}
+	m := kv.writable(string(key))
+	if _, ok := m[string(key)]; !ok {
+		kv.n++
+	}
+	m[string(key)] = kvEntry{value: bytes.Clone(value), rev: kv.rev}
 	return KVResponse{Status: KVOK, Rev: kv.rev}
 }
 
 func (kv *KV) get(key []byte) KVResponse {
-	e, ok := kv.data[string(key)]
+	e, ok := kv.lookup(key)
 	if !ok {
 		return KVResponse{Status: KVNotFound}
 	}
@@ -318,9 +364,11 @@ func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
 		limit = MaxRangeLimit
 	}
 	var keys []string
-	for k := range kv.data {
-		if strings.HasPrefix(k, string(prefix)) {
-			keys = append(keys, k)
+	for _, m := range kv.shards {
+		for k := range m {
+			if strings.HasPrefix(k, string(prefix)) {
+				keys = append(keys, k)
+			}
 		}
 	}
 	slices.Sort(keys)
@@ -329,7 +377,7 @@ func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
 		keys, resp.More = keys[:limit], true
 	}
 	for _, k := range keys {
-		e := kv.data[k]
+		e := kv.shards[shard(k)][k]
 		resp.Pairs = append(resp.Pairs, KVPair{Key: []byte(k), Value: e.value, Rev: e.rev})
 	}
 	return resp
@@ -354,24 +402,41 @@ const (
 
 // Snapshot writes the revision and every key in key order.
 func (kv *KV) Snapshot(w io.Writer) error {
+	return writeKV(w, kv.rev, kv.n, kv.shards)
+}
+
+// Freeze captures the state for a snapshot written later, from another
+// goroutine, while Apply goes on (Freezer). It costs nothing now; each shard
+// is copied on its first write after it.
+func (kv *KV) Freeze() func(w io.Writer) error {
+	shards, rev, n := kv.shards, kv.rev, kv.n
+	for i := range kv.frozen {
+		kv.frozen[i] = true
+	}
+	return func(w io.Writer) error { return writeKV(w, rev, n, shards) }
+}
+
+func writeKV(w io.Writer, rev uint64, n int, shards [kvShards]map[string]kvEntry) error {
 	bw := bufio.NewWriter(w)
 	err := writeHeader(bw, kvMagic, kvVersion)
 	if err == nil {
-		err = putUvarint(bw, kv.rev)
+		err = putUvarint(bw, rev)
 	}
 	if err == nil {
-		err = putUvarint(bw, uint64(len(kv.data)))
+		err = putUvarint(bw, uint64(n))
 	}
-	keys := make([]string, 0, len(kv.data))
-	for k := range kv.data {
-		keys = append(keys, k)
+	keys := make([]string, 0, n)
+	for _, m := range shards {
+		for k := range m {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
 		if err != nil {
 			break
 		}
-		e := kv.data[k]
+		e := shards[shard(k)][k]
 		if err = putBytes(bw, []byte(k)); err == nil {
 			if err = putBytes(bw, e.value); err == nil {
 				err = putUvarint(bw, e.rev)
@@ -402,7 +467,10 @@ func (kv *KV) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	data := map[string]kvEntry{}
+	var shards [kvShards]map[string]kvEntry
+	for i := range shards {
+		shards[i] = map[string]kvEntry{}
+	}
 	var prev []byte
 	for i := uint64(0); i < n; i++ {
 		k, err := readBytes(br, MaxKeySize, "key")
@@ -424,9 +492,10 @@ func (kv *KV) Restore(r io.Reader) error {
 		if kr == 0 || kr > rev {
 			return fmt.Errorf("%w: key %q at revision %d, snapshot at %d", ErrBadSnapshot, k, kr, rev)
 		}
-		data[string(k)] = kvEntry{value: v, rev: kr}
+		shards[shard(string(k))][string(k)] = kvEntry{value: v, rev: kr}
 	}
-	kv.data, kv.rev = data, rev
+	kv.shards, kv.rev, kv.n = shards, rev, int(n)
+	kv.frozen = [kvShards]bool{}
 	return nil
 }
 

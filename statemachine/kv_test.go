@@ -3,6 +3,7 @@ package statemachine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -253,4 +254,39 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("snapshot not stable across restore: %v", err)
 		}
 	})
+}
+
+// A frozen KV writes the state as of Freeze, whatever is applied after it,
+// and the writes after it do not see the snapshot's shards change.
+func TestKVFreeze(t *testing.T) {
+	kv := NewKV()
+	put := func(k, v string) {
+		kv.Apply(0, KVRequest{Op: KVPut, Key: []byte(k), Value: []byte(v)}.Encode())
+	}
+	for i := range 2000 {
+		put(fmt.Sprintf("k%d", i), "old")
+	}
+	var want bytes.Buffer
+	if err := kv.Snapshot(&want); err != nil {
+		t.Fatal(err)
+	}
+	write := kv.Freeze()
+	for i := range 3000 {
+		put(fmt.Sprintf("k%d", i), "new")
+	}
+	kv.Apply(0, KVRequest{Op: KVDelete, Key: []byte("k7")}.Encode())
+	var got bytes.Buffer
+	if err := write(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("the frozen snapshot changed with writes applied after Freeze")
+	}
+	if kv.Len() != 2999 {
+		t.Fatalf("Len after the writes = %d, want 2999", kv.Len())
+	}
+	r := NewKV()
+	if err := r.Restore(&got); err != nil || r.Len() != 2000 {
+		t.Fatalf("restored %d keys (%v), want 2000", r.Len(), err)
+	}
 }

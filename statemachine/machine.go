@@ -21,6 +21,16 @@ type Machine interface {
 	Restore(r io.Reader) error
 }
 
+// Freezer is implemented by machines that can write a snapshot while they go
+// on applying commands, so that a large state does not stall the node. Freeze
+// captures the state as of the last applied command and returns a function
+// that writes it as Snapshot would. The function is called at most once, from
+// another goroutine, while Apply goes on; Freeze and Apply are never called
+// concurrently with each other.
+type Freezer interface {
+	Freeze() func(w io.Writer) error
+}
+
 // Querier is implemented by machines that answer read-only queries without
 // a slot, for reads that the read rules allow to skip the log.
 type Querier interface {

@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"maps"
@@ -71,16 +72,43 @@ const (
 
 // Snapshot writes the session table, then the machine's snapshot.
 func (s *Sessions) Snapshot(w io.Writer) error {
+	return writeSessions(w, s.table, s.m.Snapshot)
+}
+
+// Freeze captures the table and the machine for a snapshot written later,
+// possibly from another goroutine, while Apply goes on. The table is copied;
+// the machine is frozen if it is a Freezer, and otherwise written to memory
+// now.
+func (s *Sessions) Freeze() func(w io.Writer) error {
+	table := maps.Clone(s.table)
+	var machine func(io.Writer) error
+	if f, ok := s.m.(Freezer); ok {
+		machine = f.Freeze()
+	} else {
+		var buf bytes.Buffer
+		err := s.m.Snapshot(&buf)
+		machine = func(w io.Writer) error {
+			if err != nil {
+				return err
+			}
+			_, err := w.Write(buf.Bytes())
+			return err
+		}
+	}
+	return func(w io.Writer) error { return writeSessions(w, table, machine) }
+}
+
+func writeSessions(w io.Writer, table map[uint64]session, machine func(io.Writer) error) error {
 	bw := bufio.NewWriter(w)
 	err := writeHeader(bw, sessionsMagic, sessionsVersion)
 	if err == nil {
-		err = putUvarint(bw, uint64(len(s.table)))
+		err = putUvarint(bw, uint64(len(table)))
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.table)) {
+	for _, id := range slices.Sorted(maps.Keys(table)) {
 		if err != nil {
 			break
 		}
-		e := s.table[id]
+		e := table[id]
 		if err = putUvarint(bw, id); err == nil {
 			if err = putUvarint(bw, e.seq); err == nil {
 				err = putBytes(bw, e.result)
@@ -88,7 +116,7 @@ func (s *Sessions) Snapshot(w io.Writer) error {
 		}
 	}
 	if err == nil {
-		err = s.m.Snapshot(bw)
+		err = machine(bw)
 	}
 	if err == nil {
 		err = bw.Flush()

@@ -24,6 +24,8 @@ const (
 	prefixChosen   = 'c'
 	prefixApplied  = 'l'
 	prefixIdentity = 'i'
+	prefixBase     = 'b' // the learner's snapshot base (RecSnapshot)
+	prefixFloor    = 'o' // the acceptor's floor (RecTruncate)
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -56,6 +58,10 @@ func keyName(k []byte) string {
 			return "applied"
 		case prefixIdentity:
 			return "identity"
+		case prefixBase:
+			return "base"
+		case prefixFloor:
+			return "floor"
 		}
 	}
 	return fmt.Sprintf("%q", k)
@@ -117,6 +123,10 @@ func encodeRecord(rec paxos.Record) (key, value []byte, err error) {
 		return slotKey(prefixChosen, rec.Slot), seal(rec.Value), nil
 	case paxos.RecApplied:
 		return []byte{prefixApplied}, seal(binary.AppendUvarint(nil, uint64(rec.Slot))), nil
+	case paxos.RecSnapshot:
+		return []byte{prefixBase}, seal(binary.AppendUvarint(nil, uint64(rec.Slot))), nil
+	case paxos.RecTruncate:
+		return []byte{prefixFloor}, seal(binary.AppendUvarint(nil, uint64(rec.Slot))), nil
 	}
 	return nil, nil, fmt.Errorf("wal: unknown record type %v", rec.Type)
 }
@@ -149,7 +159,7 @@ func decodeKV(k, v []byte) (decoded, error) {
 		if d.slot == 0 {
 			return d, errors.New("slot 0 is never used")
 		}
-	case prefixFormat, prefixPromised, prefixApplied, prefixIdentity:
+	case prefixFormat, prefixPromised, prefixApplied, prefixIdentity, prefixBase, prefixFloor:
 		if len(k) != 1 {
 			return d, fmt.Errorf("unexpected key of %d bytes", len(k))
 		}
@@ -179,10 +189,10 @@ func decodeKV(k, v []byte) (decoded, error) {
 		if len(p) > 0 {
 			d.value = p
 		}
-	case prefixApplied:
+	case prefixApplied, prefixBase, prefixFloor:
 		x, n := binary.Uvarint(p)
 		if n <= 0 {
-			return d, errors.New("bad applied slot")
+			return d, errors.New("bad slot")
 		}
 		d.applied, rest = paxos.Slot(x), p[n:]
 	case prefixIdentity:

@@ -157,6 +157,20 @@ func (s *Store) Save(recs []paxos.Record) (err error) {
 		if err != nil {
 			return err
 		}
+		// A snapshot base or a floor drops the slots it covers, in the
+		// same atomic batch that records it.
+		var drop byte
+		switch rec.Type {
+		case paxos.RecSnapshot:
+			drop = prefixChosen
+		case paxos.RecTruncate:
+			drop = prefixAccepted
+		}
+		if drop != 0 {
+			if err := b.DeleteRange(slotKey(drop, 1), slotKey(drop, rec.Slot+1), nil); err != nil {
+				return fmt.Errorf("wal: stage drop of %s up to %d: %w", keyName(slotKey(drop, 1)), rec.Slot, err)
+			}
+		}
 		if err := b.Set(k, v, nil); err != nil {
 			return fmt.Errorf("wal: stage %s: %w", keyName(k), err)
 		}
@@ -222,6 +236,10 @@ func (s *Store) load() (paxos.State, error) {
 			st.Learner.Chosen = append(st.Learner.Chosen, paxos.Entry{Slot: d.slot, Value: bytes.Clone(d.value)})
 		case prefixApplied:
 			applied = d.applied
+		case prefixBase:
+			st.Learner.Base = d.applied
+		case prefixFloor:
+			st.Acceptor.Floor = d.applied
 		case prefixIdentity:
 			s.ident = d.ident
 		}
@@ -246,11 +264,22 @@ func (s *Store) load() (paxos.State, error) {
 		if st.Acceptor.Promised.Less(e.Ballot) {
 			return st, corrupt(slotKey(prefixAccepted, e.Slot), "accepted at ballot %v, above promised %v", e.Ballot, st.Acceptor.Promised)
 		}
+		if e.Slot <= st.Acceptor.Floor {
+			return st, corrupt(slotKey(prefixAccepted, e.Slot), "at or below the floor %d", st.Acceptor.Floor)
+		}
 	}
-	// The applied prefix must be in the chosen log, without gaps.
+	// The applied prefix above the snapshot base must be in the chosen
+	// log, without gaps.
+	base := st.Learner.Base
+	if applied < base {
+		return st, corrupt([]byte{prefixApplied}, "applied slot %d is below the snapshot base %d", applied, base)
+	}
 	chosen := st.Learner.Chosen
-	for i := paxos.Slot(1); i <= applied; i++ {
-		if int(i) > len(chosen) || chosen[i-1].Slot != i {
+	if len(chosen) > 0 && chosen[0].Slot <= base {
+		return st, corrupt(slotKey(prefixChosen, chosen[0].Slot), "at or below the snapshot base %d", base)
+	}
+	for i := base + 1; i <= applied; i++ {
+		if j := int(i - base - 1); j >= len(chosen) || chosen[j].Slot != i {
 			return st, corrupt([]byte{prefixApplied}, "applied slot %d, but chosen/%d is missing", applied, i)
 		}
 	}

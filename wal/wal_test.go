@@ -340,3 +340,43 @@ func TestIdentity(t *testing.T) {
 		t.Fatal("SetIdentity changed a store's node ID")
 	}
 }
+
+// RecSnapshot and RecTruncate drop the slots they cover in the same batch,
+// and a restart recovers the base and the floor.
+func TestSnapshotBaseAndFloor(t *testing.T) {
+	fs := vfs.NewMem()
+	s, _ := open(t, fs)
+	var recs []paxos.Record
+	for sl := paxos.Slot(1); sl <= 6; sl++ {
+		recs = append(recs,
+			paxos.Record{Type: paxos.RecAccept, Slot: sl, Ballot: b(1, 2), Value: paxos.Value{byte(sl)}},
+			paxos.Record{Type: paxos.RecChosen, Slot: sl, Value: paxos.Value{byte(sl)}})
+	}
+	recs = append(recs, paxos.Record{Type: paxos.RecPromise, Ballot: b(1, 2)}, paxos.Record{Type: paxos.RecApplied, Slot: 5})
+	for _, batch := range [][]paxos.Record{recs,
+		{{Type: paxos.RecSnapshot, Slot: 4}},
+		{{Type: paxos.RecTruncate, Slot: 3}}} {
+		if err := s.Save(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, st := open(t, fs)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Learner.Base != 4 || st.Learner.Applied != 5 || len(st.Learner.Chosen) != 2 || st.Learner.Chosen[0].Slot != 5 {
+		t.Fatalf("learner recovered %+v, want base 4, applied 5, chosen 5 and 6", st.Learner)
+	}
+	if st.Acceptor.Floor != 3 || len(st.Acceptor.Accepted) != 3 || st.Acceptor.Accepted[0].Slot != 4 {
+		t.Fatalf("acceptor recovered %+v, want floor 3 and slots 4..6", st.Acceptor)
+	}
+	// An applied slot below the base means the store is damaged.
+	fs = vfs.NewMem()
+	rawDB(t, fs, map[string][]byte{"f": seal(appendUvarint(formatVersion)), "b": seal(appendUvarint(9)), "l": seal(appendUvarint(3))})
+	if _, _, err := Open("db", Options{FS: fs}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("applied below the base: %v, want ErrCorrupt", err)
+	}
+}

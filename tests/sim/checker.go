@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 
 	"github.com/paxosd/paxosd/paxos"
@@ -33,6 +34,9 @@ type checker struct {
 	// Promise or Accepted: it may never promise less after a restart.
 	externalized map[paxos.NodeID]paxos.Ballot
 	maxProposed  paxos.Slot
+	// dropped is set when a store dropped slots, so that the next check
+	// runs checkAvailable.
+	dropped bool
 }
 
 type vote struct {
@@ -68,6 +72,14 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 			}
 		case paxos.RecAccept:
 			c.vote(n.id, r.Slot, r.Ballot, r.Value)
+		case paxos.RecTruncate:
+			c.checkTruncate(n, r.Slot)
+			s.stats.Truncations++
+		case paxos.RecSnapshot:
+			if f, ok := n.snaps.newest(); !ok || f.meta.Slot < r.Slot {
+				s.fail("learner %d dropped its log up to slot %d without a durable snapshot covering it", n.id, r.Slot)
+			}
+			c.dropped = true
 		case paxos.RecChosen:
 			v, ok := c.chosen[r.Slot]
 			if !ok {
@@ -78,6 +90,74 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 			}
 		}
 	}
+}
+
+// checkTruncate checks the acceptor truncation rule (acceptor.maybeTruncate)
+// as acceptor n durably forgets every slot up to f: each is chosen, and a
+// majority of the learners hold a durable snapshot covering it.
+func (c *checker) checkTruncate(n *simNode, f paxos.Slot) {
+	s := c.s
+	for sl := n.store.floor + 1; sl <= f; sl++ {
+		if _, ok := c.chosen[sl]; !ok {
+			s.fail("acceptor %d truncated up to slot %d, but slot %d is not chosen", n.id, f, sl)
+		}
+	}
+	learners := s.shape.Config.Learners()
+	covered := 0
+	for _, id := range learners {
+		if snap, ok := s.nodes[id].snaps.newest(); ok && snap.meta.Slot >= f {
+			covered++
+		}
+	}
+	if covered <= len(learners)/2 {
+		s.fail("acceptor %d truncated up to slot %d, which only %d of %d learners hold in a durable snapshot", n.id, f, covered, len(learners))
+	}
+	c.dropped = true
+}
+
+// checkAvailable checks, after something was dropped, that no slot a
+// learner may still need was dropped by everyone who held it: every slot
+// above the lowest durable applied slot of any learner is still in some
+// learner's durable log or covered by some learner's durable snapshot.
+func (c *checker) checkAvailable() {
+	s := c.s
+	c.dropped = false
+	need := c.maxChosen
+	best := paxos.Slot(0) // the newest durable snapshot of any learner
+	for _, id := range s.shape.Config.Learners() {
+		n := s.nodes[id]
+		need = min(need, max(n.store.applied, n.store.base))
+		if f, ok := n.snaps.newest(); ok {
+			best = max(best, f.meta.Slot)
+		}
+	}
+	for sl := max(need, best) + 1; sl <= c.maxChosen; sl++ {
+		if _, ok := c.chosen[sl]; !ok {
+			continue // not chosen yet: nothing to lose
+		}
+		held := false
+		for _, id := range s.shape.Config.Learners() {
+			if _, ok := s.nodes[id].store.chosen[sl]; ok {
+				held = true
+				break
+			}
+		}
+		if !held && !c.heldByAcceptors(sl) {
+			s.fail("slot %d is chosen and a learner still needs it, but no learner or acceptor holds it durably", sl)
+		}
+	}
+}
+
+// heldByAcceptors reports whether a quorum's worth of acceptors still holds a
+// vote for slot sl, so a new leader would find it in phase 1.
+func (c *checker) heldByAcceptors(sl paxos.Slot) bool {
+	var ids []paxos.NodeID
+	for _, id := range c.s.shape.Config.Acceptors() {
+		if _, ok := c.s.nodes[id].store.accepted[sl]; ok {
+			ids = append(ids, id)
+		}
+	}
+	return len(ids) > 0
 }
 
 // vote records that acceptor id durably accepted v in slot at ballot b; a
@@ -140,7 +220,9 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 			s.fail("invariant 4: acceptor %d sent %v while its durable promise is %v", n.id, m, st.promised)
 		}
 	case paxos.MsgAccepted:
-		if e, ok := st.accepted[m.Slot]; !ok || e.Ballot.Less(m.Ballot) || st.promised.Less(m.Ballot) {
+		// A vote may be forgotten in the same batch that cast it, once
+		// the slot is below the floor (chosen, and covered by snapshots).
+		if e, ok := st.accepted[m.Slot]; (!ok && m.Slot > st.floor) || (ok && e.Ballot.Less(m.Ballot)) || st.promised.Less(m.Ballot) {
 			s.fail("invariant 4: acceptor %d sent %v before accepting it durably", n.id, m)
 		}
 	case paxos.MsgAccept:
@@ -158,7 +240,9 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 		}
 	case paxos.MsgCatchUpReply:
 		for _, e := range m.Entries {
-			if v, ok := st.chosen[e.Slot]; !ok || !bytes.Equal(v, e.Value) {
+			// A slot the snapshot base covers was durable before the
+			// log dropped it; the learner may keep it in memory.
+			if v, ok := st.chosen[e.Slot]; (!ok && e.Slot > st.base) || (ok && !bytes.Equal(v, e.Value)) {
 				s.fail("learner %d served slot %d that is not durable in its log", n.id, e.Slot)
 			}
 			c.choose(e.Slot, e.Value, "catch-up")
@@ -178,16 +262,24 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 // applied at most once, and equal hashes at equal applied slots.
 func (c *checker) checkApplied(n *simNode) {
 	s := c.s
+	if n.rec.restored {
+		// A snapshot replaced the state: the recorder's calls begin
+		// after the snapshot's slot.
+		n.rec.restored = false
+		n.callBase, n.checked = c.refIndex(n.lrn.SnapshotSlot()), 0
+		s.stats.Installs++
+	}
 	calls := n.rec.calls
 	for i := n.checked; i < len(calls); i++ {
-		if i >= len(c.ref) {
+		j := n.callBase + i
+		if j >= len(c.ref) {
 			c.extendRef()
 		}
-		if i >= len(c.ref) {
-			s.fail("invariant 5: learner %d applied %d commands, but the chosen prefix holds only %d (last: slot %d)", n.id, i+1, len(c.ref), calls[i].slot)
+		if j >= len(c.ref) {
+			s.fail("invariant 5: learner %d applied %d commands, but the chosen prefix holds only %d (last: slot %d)", n.id, j+1, len(c.ref), calls[i].slot)
 		}
-		if calls[i] != c.ref[i] {
-			s.fail("invariant 5: learner %d's command %d was slot %d %x, want slot %d %x", n.id, i, calls[i].slot, calls[i].cmd, c.ref[i].slot, c.ref[i].cmd)
+		if calls[i] != c.ref[j] {
+			s.fail("invariant 5: learner %d's command %d was slot %d %x, want slot %d %x", n.id, j, calls[i].slot, calls[i].cmd, c.ref[j].slot, c.ref[j].cmd)
 		}
 	}
 	n.checked = len(calls)
@@ -198,6 +290,16 @@ func (c *checker) checkApplied(n *simNode) {
 		}
 		c.hashAt[a] = h
 	}
+}
+
+// refIndex returns how many reference commands come from slots up to s.
+func (c *checker) refIndex(s paxos.Slot) int {
+	c.extendRef()
+	if c.refNext <= s {
+		c.s.fail("a snapshot covers slot %d, but the chosen prefix ends at %d", s, c.refNext-1)
+	}
+	i, _ := slices.BinarySearchFunc(c.ref, s+1, func(x call, t paxos.Slot) int { return cmp.Compare(x.slot, t) })
+	return i
 }
 
 // extendRef folds newly contiguous chosen slots into the reference sequence.

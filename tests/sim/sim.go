@@ -77,6 +77,9 @@ type Stats struct {
 	MultiBatches   int // chosen values with more than one command
 	MaxPipeline    int // most slots proposed beyond the chosen prefix at once
 	DuplicateApply int // retried commands the learners recognised as applied
+	Snapshots      int // snapshots made durable by the learner that took them
+	Installs       int // snapshots received from a peer and restored
+	Truncations    int // acceptor floors raised
 }
 
 // Failure is a violated invariant, with what is needed to replay it.
@@ -124,6 +127,7 @@ type simNode struct {
 	roles     paxos.Role
 	store     *memStore
 	disk      *disk // the real WAL, when Options.WAL is set
+	snaps     *snapStore
 	up        bool
 	restartAt int64
 	n         *paxos.Node
@@ -132,6 +136,7 @@ type simNode struct {
 	lrn       *learner.Learner
 	rec       *recorder
 	checked   int          // recorder calls verified against the reference
+	callBase  int          // index in the reference of the recorder's first call
 	promised  paxos.Ballot // promise seen at the last check, this incarnation
 	leading   bool
 }
@@ -157,13 +162,15 @@ type sim struct {
 	// frameBuf and wireDec carry messages through the wire codec.
 	frameBuf []byte
 	wireDec  *paxos.Decoder
-	clients  []*client
-	history  []porcupine.Operation
-	ck       checker
-	events   []string // ring of recent events
-	evNext   int
-	stats    Stats
-	logger   *slog.Logger
+	// chunkSize is the most snapshot bytes one chunk carries.
+	chunkSize int
+	clients   []*client
+	history   []porcupine.Operation
+	ck        checker
+	events    []string // ring of recent events
+	evNext    int
+	stats     Stats
+	logger    *slog.Logger
 }
 
 const eventRing = 120
@@ -227,16 +234,22 @@ func (s *sim) setup() {
 		Logger:          s.logger,
 	}
 	s.lcfg = learner.Config{
-		Cluster:           s.shape.Config,
-		CatchUpTicks:      []int{2, 4}[r.IntN(2)],
-		MaxCatchUpEntries: []int{1, 3, 256}[r.IntN(3)],
-		Logger:            s.logger,
+		Cluster:              s.shape.Config,
+		CatchUpTicks:         []int{2, 4}[r.IntN(2)],
+		MaxCatchUpEntries:    []int{1, 3, 256}[r.IntN(3)],
+		SnapshotEvery:        []int{0, 3, 10, 40}[r.IntN(4)],
+		SnapshotBytes:        []int{0, 0, 300}[r.IntN(3)],
+		LogRetain:            []int{0, 2, 8}[r.IntN(3)],
+		SnapshotTimeoutTicks: []int{2, 5}[r.IntN(2)],
+		SnapshotReportTicks:  []int{3, 10}[r.IntN(2)],
+		Logger:               s.logger,
 	}
+	s.chunkSize = []int{16, 100, 1 << 20}[r.IntN(3)]
 	s.nodes = map[paxos.NodeID]*simNode{}
 	s.ck = checker{s: s}
 	s.ck.init()
 	for _, m := range s.shape.Config.Members() {
-		n := &simNode{id: m.ID, roles: m.Roles, store: newMemStore()}
+		n := &simNode{id: m.ID, roles: m.Roles, store: newMemStore(), snaps: newSnapStore(s, m.ID)}
 		n.store.onRecord = func(r paxos.Record) { s.ck.onRecord(n, r) }
 		if s.opts.WAL {
 			n.disk = newDisk()
@@ -262,12 +275,13 @@ func (s *sim) boot(n *simNode) {
 		st = n.store.load()
 	}
 	n.rec = &recorder{kv: statemachine.NewKV()}
-	n.checked = 0
+	n.checked, n.callBase = 0, 0
 	n.acc, n.prop, n.lrn = nil, nil, nil
 	cfg := paxos.NodeConfig{
 		ID:        n.id,
 		Storage:   storage,
 		Transport: transport{s, n.id},
+		Snapshots: n.snaps,
 		Apply:     func(ds []paxos.Decision) { s.onApply(n, ds) },
 		Logger:    s.logger,
 	}
@@ -293,6 +307,17 @@ func (s *sim) boot(n *simNode) {
 	if n.roles&paxos.RoleLearner != 0 {
 		lc := s.lcfg
 		lc.ID, lc.Rand, lc.Machine = n.id, s.childRand(), n.rec
+		// A restart begins from the newest durable snapshot, as the
+		// daemon's does.
+		if f, ok := n.snaps.newest(); ok {
+			if f.meta.Slot < st.Learner.Base {
+				s.fail("node %d truncated its log up to slot %d, but its newest snapshot covers %d", n.id, st.Learner.Base, f.meta.Slot)
+			}
+			st.Learner.Snapshot, st.Learner.SnapshotData = f.meta, bytes.NewReader(f.data)
+			n.callBase = s.ck.refIndex(f.meta.Slot)
+		} else if st.Learner.Base > 0 {
+			s.fail("node %d truncated its log up to slot %d, but has no snapshot", n.id, st.Learner.Base)
+		}
 		if n.lrn, err = learner.New(lc, st.Learner); err != nil {
 			s.fail("boot node %d: %v", n.id, err)
 		}
@@ -302,7 +327,8 @@ func (s *sim) boot(n *simNode) {
 		s.fail("boot node %d: %v", n.id, err)
 	}
 	n.up, n.leading = true, false
-	s.tracef("node %d up (promised %v, %d accepted, %d chosen)", n.id, st.Acceptor.Promised, len(st.Acceptor.Accepted), len(st.Learner.Chosen))
+	n.rec.restored = false
+	s.tracef("node %d up (promised %v, floor %d, %d accepted, base %d, snapshot %d, %d chosen)", n.id, st.Acceptor.Promised, st.Acceptor.Floor, len(st.Acceptor.Accepted), st.Learner.Base, st.Learner.Snapshot.Slot, len(st.Learner.Chosen))
 }
 
 func (s *sim) childRand() *rand.Rand { return rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())) }
@@ -311,6 +337,7 @@ func (s *sim) crash(n *simNode, why string) {
 	if n.disk != nil {
 		n.disk.crash(s.rng)
 	}
+	n.snaps.crash()
 	n.up = false
 	n.n, n.acc, n.prop, n.lrn = nil, nil, nil, nil
 	n.restartAt = s.now + 3 + int64(s.rng.IntN(25))
@@ -340,6 +367,7 @@ func (s *sim) round() {
 	for _, id := range s.ids {
 		if n := s.nodes[id]; n.up {
 			s.step++
+			n.snaps.finishWrites(n)
 			n.n.Tick()
 			s.check()
 		}
@@ -428,6 +456,8 @@ func (s *sim) flush(n *simNode) {
 	switch {
 	case errors.Is(err, errCrash):
 		s.crash(n, fmt.Sprintf("during sync, batch kept=%v", n.store.keepOnCrash))
+	case err == nil && n.snaps.crashAfterInstall:
+		s.crash(n, "during snapshot install, after the snapshot was durable")
 	case err != nil:
 		s.fail("node %d flush: %v", n.id, err)
 	}
@@ -641,6 +671,9 @@ func (s *sim) clientOf(session uint64) *client {
 
 // check runs the invariants that are checked after every step.
 func (s *sim) check() {
+	if s.ck.dropped {
+		s.ck.checkAvailable()
+	}
 	for _, id := range s.ids {
 		n := s.nodes[id]
 		if !n.up {
@@ -719,6 +752,9 @@ func (t transport) Send(msgs []paxos.Message) {
 type recorder struct {
 	kv    *statemachine.KV
 	calls []call
+	// restored is set when a snapshot replaced the state: calls start
+	// again from the snapshot's slot.
+	restored bool
 }
 
 type call struct {
@@ -732,7 +768,18 @@ func (r *recorder) Apply(slot uint64, cmd []byte) []byte {
 }
 
 func (r *recorder) Snapshot(w io.Writer) error { return r.kv.Snapshot(w) }
-func (r *recorder) Restore(rd io.Reader) error { return r.kv.Restore(rd) }
+
+// Freeze lets the learner snapshot the KV in the background, as the daemon
+// does, so that the sim checks the copy-on-write shards too.
+func (r *recorder) Freeze() func(io.Writer) error { return r.kv.Freeze() }
+
+func (r *recorder) Restore(rd io.Reader) error {
+	if err := r.kv.Restore(rd); err != nil {
+		return err
+	}
+	r.calls, r.restored = nil, true
+	return nil
+}
 
 func (s *sim) tracef(format string, args ...any) {
 	e := fmt.Sprintf("%6d t%-4d ", s.step, s.now) + fmt.Sprintf(format, args...)
@@ -769,10 +816,10 @@ func (s *sim) failure(reason string) *Failure {
 			line += fmt.Sprintf(" proposer %s ballot %v leader %d decided %d;", n.prop.State(), n.prop.Ballot(), n.prop.Leader(), n.prop.Decided())
 		}
 		if n.acc != nil {
-			line += fmt.Sprintf(" acceptor promised %v;", n.acc.Promised())
+			line += fmt.Sprintf(" acceptor promised %v floor %d;", n.acc.Promised(), n.acc.Floor())
 		}
 		if n.lrn != nil {
-			line += fmt.Sprintf(" learner applied %d known %d hash %016x", n.lrn.Applied(), n.lrn.Known(), n.lrn.Hash())
+			line += fmt.Sprintf(" learner applied %d known %d snapshot %d hash %016x", n.lrn.Applied(), n.lrn.Known(), n.lrn.SnapshotSlot(), n.lrn.Hash())
 		}
 		f.Nodes = append(f.Nodes, line)
 	}

@@ -74,13 +74,19 @@ func TestSim(t *testing.T) {
 				total.Retries += st.Retries
 				total.MaxBatch = max(total.MaxBatch, st.MaxBatch)
 				total.MaxPipeline = max(total.MaxPipeline, st.MaxPipeline)
+				total.Snapshots += st.Snapshots
+				total.Installs += st.Installs
+				total.Truncations += st.Truncations
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	t.Logf("%d seeds from %d; shapes %v; ops %d, retries %d, duplicates applied once %d, crashes %d, partitions %d, elections %d, multi-command slots %d (max %d commands), max pipeline %d slots",
-		n, *flagFirst, shapes, total.Ops, total.Retries, total.DuplicateApply, total.Crashes, total.Partitions, total.Elections, total.MultiBatches, total.MaxBatch, total.MaxPipeline)
+	t.Logf("%d seeds from %d; shapes %v; ops %d, retries %d, duplicates applied once %d, crashes %d, partitions %d, elections %d, multi-command slots %d (max %d commands), max pipeline %d slots; snapshots taken %d, installed from a peer %d, acceptor truncations %d",
+		n, *flagFirst, shapes, total.Ops, total.Retries, total.DuplicateApply, total.Crashes, total.Partitions, total.Elections, total.MultiBatches, total.MaxBatch, total.MaxPipeline, total.Snapshots, total.Installs, total.Truncations)
+	if n >= 100 && (total.Snapshots == 0 || total.Installs == 0 || total.Truncations == 0) {
+		t.Errorf("the sweep took %d snapshots, installed %d and truncated %d times: snapshot code went untested", total.Snapshots, total.Installs, total.Truncations)
+	}
 	var seeds []uint64
 	for i, err := range failures {
 		var f *Failure

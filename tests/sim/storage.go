@@ -19,6 +19,8 @@ type memStore struct {
 	accepted map[paxos.Slot]paxos.Entry
 	chosen   map[paxos.Slot]paxos.Value
 	applied  paxos.Slot
+	base     paxos.Slot // learner's snapshot base
+	floor    paxos.Slot // acceptor's floor
 
 	// crashNext makes the next Save crash the node; keepOnCrash says
 	// whether that batch made it to disk (a batch is atomic: all or none).
@@ -59,6 +61,20 @@ func (m *memStore) apply(recs []paxos.Record) {
 			m.chosen[r.Slot] = r.Value
 		case paxos.RecApplied:
 			m.applied = r.Slot
+		case paxos.RecSnapshot:
+			m.base = r.Slot
+			for s := range m.chosen {
+				if s <= r.Slot {
+					delete(m.chosen, s)
+				}
+			}
+		case paxos.RecTruncate:
+			m.floor = r.Slot
+			for s := range m.accepted {
+				if s <= r.Slot {
+					delete(m.accepted, s)
+				}
+			}
 		}
 	}
 }
@@ -66,6 +82,8 @@ func (m *memStore) apply(recs []paxos.Record) {
 func (m *memStore) load() paxos.State {
 	var st paxos.State
 	st.Acceptor.Promised = m.promised
+	st.Acceptor.Floor = m.floor
+	st.Learner.Base = m.base
 	for _, s := range slices.Sorted(maps.Keys(m.accepted)) {
 		st.Acceptor.Accepted = append(st.Acceptor.Accepted, m.accepted[s])
 	}
