@@ -456,12 +456,30 @@ func (l *Learner) maybeSnapshot() {
 	}
 	due := (l.cfg.SnapshotEvery > 0 && l.sinceSlots >= l.cfg.SnapshotEvery) ||
 		(l.cfg.SnapshotBytes > 0 && l.sinceBytes >= l.cfg.SnapshotBytes)
-	if !due {
-		return
+	if due {
+		l.capture()
 	}
+}
+
+func (l *Learner) capture() {
 	l.saving = paxos.SnapshotMeta{Slot: l.applied, Hash: l.hash}
 	l.sinceSlots, l.sinceBytes = 0, 0
 	l.rd.Snapshot = &paxos.SnapshotJob{Meta: l.saving, Write: l.sessions.Freeze()}
+}
+
+// TakeSnapshot captures a snapshot at the applied slot now, for an operator,
+// unless one is being written or the newest covers the applied slot. It
+// returns the slot of the snapshot that covers the most: the one being
+// written, or the newest; 0 when nothing was applied.
+func (l *Learner) TakeSnapshot() paxos.Slot {
+	switch {
+	case l.saving.Slot != 0:
+		return l.saving.Slot
+	case l.applied == 0 || l.applied == l.snap.Slot:
+		return l.snap.Slot
+	}
+	l.capture()
+	return l.applied
 }
 
 // handleSaved learns that the snapshot being written is durable (slot 0:

@@ -117,6 +117,12 @@ const (
 	// tags it itself, and the session table does not keep its answer (a
 	// read may be repeated; it changes nothing).
 	ReqRead
+	// ReqSnapshot reads a snapshot of the member's learner, a chunk per
+	// request: Session 0 asks the member to take a fresh snapshot and
+	// answers with its first chunk; otherwise Session names the snapshot's
+	// slot and Seq the offset to read from. The answer carries the chunk
+	// in Data and the snapshot's Slot and Size.
+	ReqSnapshot
 )
 
 // ClientRequest is a frame from a client. A client may have many requests
@@ -153,7 +159,7 @@ func (r *ClientRequest) decode(x *decoder) error {
 			return 1, err
 		case "k":
 			u, err = x.uint()
-			if err == nil && (u < uint64(ReqCommand) || u > uint64(ReqRead)) {
+			if err == nil && (u < uint64(ReqCommand) || u > uint64(ReqSnapshot)) {
 				err = fmt.Errorf("%w: unknown request kind %d", ErrBadFrame, u)
 			}
 			r.Kind = RequestKind(u)
@@ -222,14 +228,19 @@ type ClientResponse struct {
 	Data []byte `msgpack:"d"`
 	// Status answers ReqStatus.
 	Status *Status `msgpack:"S"`
+	// Slot and Size describe the snapshot a ReqSnapshot reads.
+	Slot Slot   `msgpack:"s"`
+	Size uint64 `msgpack:"z"`
 }
 
 const maxMessage = 4096
 
 func (r ClientResponse) encode(e *msgpack.Encoder) error {
 	n := 6
-	if r.Status != nil {
-		n++
+	for _, present := range []bool{r.Status != nil, r.Slot != 0, r.Size != 0} {
+		if present {
+			n++
+		}
 	}
 	e.EncodeMapLen(n)
 	encodeKey(e, "i")
@@ -244,6 +255,14 @@ func (r ClientResponse) encode(e *msgpack.Encoder) error {
 	e.EncodeString(r.LeaderAddr)
 	encodeKey(e, "d")
 	e.EncodeBytes(nonNil(r.Data))
+	if r.Slot != 0 {
+		encodeKey(e, "s")
+		e.EncodeUint(uint64(r.Slot))
+	}
+	if r.Size != 0 {
+		encodeKey(e, "z")
+		e.EncodeUint(r.Size)
+	}
 	if r.Status != nil {
 		encodeKey(e, "S")
 		return r.Status.encode(e)
@@ -282,6 +301,13 @@ func (r *ClientResponse) decode(x *decoder) error {
 		case "S":
 			r.Status = &Status{}
 			return 64, r.Status.decode(x)
+		case "s":
+			u, err = x.uint()
+			r.Slot = Slot(u)
+			return 128, err
+		case "z":
+			r.Size, err = x.uint()
+			return 256, err
 		}
 		return 0, nil
 	})
@@ -304,6 +330,10 @@ type Status struct {
 	// hash over every value applied up to it.
 	Applied     Slot   `msgpack:"A"`
 	AppliedHash uint64 `msgpack:"h"`
+	// SnapshotSlot is the slot of the learner's newest durable snapshot
+	// (0: none), and LogBytes the size of the member's log store on disk.
+	SnapshotSlot Slot   `msgpack:"n"`
+	LogBytes     uint64 `msgpack:"g"`
 	// Members lists the cluster with the addresses this member knows.
 	Members []MemberInfo `msgpack:"M"`
 }
@@ -320,7 +350,7 @@ type MemberInfo struct {
 const minMemberInfoSize = 9 // {"i":0,"r":0,"p":"","a":""}
 
 func (s *Status) encode(e *msgpack.Encoder) error {
-	e.EncodeMapLen(11)
+	e.EncodeMapLen(13)
 	s.MemberInfo.encodeFields(e)
 	encodeKey(e, "l")
 	e.EncodeUint(uint64(s.Leader))
@@ -334,6 +364,10 @@ func (s *Status) encode(e *msgpack.Encoder) error {
 	e.EncodeUint(uint64(s.Applied))
 	encodeKey(e, "h")
 	e.EncodeUint(s.AppliedHash)
+	encodeKey(e, "n")
+	e.EncodeUint(uint64(s.SnapshotSlot))
+	encodeKey(e, "g")
+	e.EncodeUint(s.LogBytes)
 	encodeKey(e, "M")
 	e.EncodeArrayLen(len(s.Members))
 	for _, m := range s.Members {
@@ -396,6 +430,13 @@ func (s *Status) decode(x *decoder) error {
 				}
 			}
 			return 1024, nil
+		case "n":
+			u, err = x.uint()
+			s.SnapshotSlot = Slot(u)
+			return 2048, err
+		case "g":
+			s.LogBytes, err = x.uint()
+			return 4096, err
 		}
 		return 0, nil
 	})

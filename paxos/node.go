@@ -409,8 +409,9 @@ func (n *Node) doSnapshotWork(w snapWork) bool {
 	return true
 }
 
-// SnapshotSaved tells the learner that its snapshot of slot is durable. The
-// daemon calls it through Do; the simulator directly.
+// SnapshotSaved tells the learner that its snapshot of slot is durable, or
+// with slot 0 that writing it failed. The daemon calls it through Do; the
+// simulator directly.
 func (n *Node) SnapshotSaved(slot Slot) {
 	if n.failed != nil || n.cfg.Learner == nil {
 		return

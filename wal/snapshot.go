@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"path/filepath"
@@ -109,6 +110,23 @@ func (s *Snapshots) slots() ([]paxos.Slot, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// Dir returns the snapshot directory.
+func (s *Snapshots) Dir() string { return s.dir }
+
+// Slots returns the slots of the snapshots present, ascending.
+func (s *Snapshots) Slots() ([]paxos.Slot, error) { return s.slots() }
+
+// Adopt puts the snapshot file at tmp, written and synced by the caller,
+// in place as the snapshot of slot, durably. tmp must be in the snapshot
+// directory and end in ".tmp", so that a crash before Adopt leaves nothing
+// a restart would take for a snapshot.
+func (s *Snapshots) Adopt(tmp string, slot paxos.Slot) error {
+	if err := s.fs.Rename(tmp, s.Path(slot)); err != nil {
+		return fmt.Errorf("wal: put snapshot in place: %w", err)
+	}
+	return s.syncDir()
 }
 
 // Path returns the file name of the snapshot at slot.
@@ -227,72 +245,123 @@ func (s *Snapshots) Prune(keep int) error {
 // state it can throw away: on an error wrapping ErrCorrupt, discard what
 // restore built.
 func ReadSnapshot(fs vfs.FS, path string, restore func(SnapshotMeta, io.Reader) error) (SnapshotMeta, error) {
+	r, err := OpenSnapshot(fs, path)
+	if err != nil {
+		return SnapshotMeta{}, err
+	}
+	defer r.Close()
+	if err := restore(r.Meta, r); err != nil {
+		return r.Meta, fmt.Errorf("wal: restore snapshot %s: %w", filepath.Base(path), err)
+	}
+	return r.Meta, r.Finish()
+}
+
+// VerifySnapshot reads the whole snapshot file at path and checks it.
+func VerifySnapshot(fs vfs.FS, path string) (SnapshotMeta, error) {
+	return ReadSnapshot(fs, path, func(SnapshotMeta, io.Reader) error { return nil })
+}
+
+// SnapshotReader reads the data of one snapshot file as a stream. The
+// checksum covers the whole file, so it is known only once Finish has read
+// to the end: whatever was built from the data must be thrown away if
+// Finish fails.
+type SnapshotReader struct {
+	Meta SnapshotMeta
+	f    vfs.File
+	path string
+	br   *bufio.Reader
+	crc  hash.Hash32
+	data *io.LimitedReader
+	size int64 // data bytes
+}
+
+// OpenSnapshot opens the snapshot file at path on fs (nil: the real file
+// system) and reads its header.
+func OpenSnapshot(fs vfs.FS, path string) (*SnapshotReader, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
 	f, err := fs.Open(path)
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("wal: open snapshot: %w", err)
+		return nil, fmt.Errorf("wal: open snapshot: %w", err)
 	}
-	defer f.Close()
+	r, err := newSnapshotReader(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func newSnapshotReader(f vfs.File, path string) (*SnapshotReader, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("wal: stat snapshot: %w", err)
+		return nil, fmt.Errorf("wal: stat snapshot: %w", err)
 	}
 	size := st.Size()
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("%w: snapshot %s: %s", ErrCorrupt, filepath.Base(path), fmt.Sprintf(format, args...))
-	}
+	sr := &SnapshotReader{f: f, path: path, crc: crc32.New(crcTable)}
 	// Everything read through r feeds the checksum, except the checksum
 	// itself, which is read from br.
-	crc := crc32.New(crcTable)
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 256<<10)
-	r := io.TeeReader(br, crc)
+	sr.br = bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 256<<10)
+	r := io.TeeReader(sr.br, sr.crc)
 	var magic [8]byte
 	var hlen [4]byte
 	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != snapMagic {
-		return SnapshotMeta{}, corrupt("not a snapshot file (bad magic)")
+		return nil, sr.corrupt("not a snapshot file (bad magic)")
 	}
 	if _, err := io.ReadFull(r, hlen[:]); err != nil {
-		return SnapshotMeta{}, corrupt("truncated header")
+		return nil, sr.corrupt("truncated header")
 	}
 	n := int64(binary.BigEndian.Uint32(hlen[:]))
 	if n > maxSnapHeader || 12+n+snapTrailer > size {
-		return SnapshotMeta{}, corrupt("header of %d bytes in a file of %d", n, size)
+		return nil, sr.corrupt("header of %d bytes in a file of %d", n, size)
 	}
 	hdr := make([]byte, n)
 	if _, err := io.ReadFull(r, hdr); err != nil {
-		return SnapshotMeta{}, corrupt("truncated header")
+		return nil, sr.corrupt("truncated header")
 	}
-	meta, err := decodeSnapHeader(hdr)
-	if err != nil {
-		return SnapshotMeta{}, corrupt("%v", err)
+	if sr.Meta, err = decodeSnapHeader(hdr); err != nil {
+		return nil, sr.corrupt("%v", err)
 	}
-	dataLen := size - 12 - n - snapTrailer
-	data := &io.LimitedReader{R: r, N: dataLen}
-	if err := restore(meta, data); err != nil {
-		return meta, fmt.Errorf("wal: restore snapshot %s: %w", filepath.Base(path), err)
+	sr.size = size - 12 - n - snapTrailer
+	sr.data = &io.LimitedReader{R: r, N: sr.size}
+	return sr, nil
+}
+
+func (r *SnapshotReader) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: snapshot %s: %s", ErrCorrupt, filepath.Base(r.path), fmt.Sprintf(format, args...))
+}
+
+// Read reads the snapshot's data (the state), stopping at its end.
+func (r *SnapshotReader) Read(p []byte) (int, error) { return r.data.Read(p) }
+
+// Finish reads what is left of the data and checks the trailer and the
+// checksum. Any failure wraps ErrCorrupt.
+func (r *SnapshotReader) Finish() error {
+	if _, err := io.Copy(io.Discard, r.data); err != nil {
+		return r.corrupt("%v", err)
 	}
-	if _, err := io.Copy(io.Discard, data); err != nil {
-		return meta, corrupt("%v", err)
-	}
+	tr := io.TeeReader(r.br, r.crc)
 	var tail [8]byte
-	if _, err := io.ReadFull(r, tail[:]); err != nil {
-		return meta, corrupt("truncated trailer")
+	if _, err := io.ReadFull(tr, tail[:]); err != nil {
+		return r.corrupt("truncated trailer")
 	}
-	if got := int64(binary.BigEndian.Uint64(tail[:])); got != dataLen {
-		return meta, corrupt("trailer says %d data bytes, file holds %d", got, dataLen)
+	if got := int64(binary.BigEndian.Uint64(tail[:])); got != r.size {
+		return r.corrupt("trailer says %d data bytes, file holds %d", got, r.size)
 	}
-	want := crc.Sum32() // covers everything up to the checksum
+	want := r.crc.Sum32() // covers everything up to the checksum
 	var sum [4]byte
-	if _, err := io.ReadFull(br, sum[:]); err != nil {
-		return meta, corrupt("truncated checksum")
+	if _, err := io.ReadFull(r.br, sum[:]); err != nil {
+		return r.corrupt("truncated checksum")
 	}
 	if got := binary.BigEndian.Uint32(sum[:]); got != want {
-		return meta, corrupt("checksum %#08x, stored %#08x", want, got)
+		return r.corrupt("checksum %#08x, stored %#08x", want, got)
 	}
-	return meta, nil
+	return nil
 }
+
+// Close closes the file.
+func (r *SnapshotReader) Close() error { return r.f.Close() }
 
 func encodeSnapHeader(m SnapshotMeta) []byte {
 	b := binary.AppendUvarint(nil, uint64(m.Slot))

@@ -181,6 +181,9 @@ func (s *Store) Save(recs []paxos.Record) (err error) {
 	return nil
 }
 
+// DiskUsage returns the bytes the store's files take on disk.
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
 // Close closes the database. Records already saved stay durable. A store
 // that failed is not closed (Pebble may be stuck inside the failed call);
 // Close returns its error and the process should exit.

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +43,7 @@ log (--consistency serializable reads one member's state); mixed does both,
 names a running cluster. At the end it prints the setup, throughput, latency
 percentiles and a histogram; -o json prints one object instead.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
 			&cli.IntFlag{Name: "local", Usage: "start a cluster of this many members in this process and load it", EnvVars: env("BENCH_LOCAL")},
 			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each with one request in flight", EnvVars: env("BENCH_CLIENTS")},
@@ -54,7 +59,9 @@ percentiles and a histogram; -o json prints one object instead.`,
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "per request", EnvVars: env("TIMEOUT")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run (with --local, of the members too) to this file", EnvVars: env("BENCH_CPUPROFILE")},
-		},
+			&cli.StringFlag{Name: "data-dir", Usage: "with --local: keep the members' data here (an empty or new directory) instead of a temporary one", EnvVars: env("BENCH_DATA_DIR")},
+			&cli.BoolFlag{Name: "restart", Usage: "with --local: after the run, stop every member, report each data directory's size, restart them and time it", EnvVars: env("BENCH_RESTART")},
+		}, snapshotFlags()...),
 		Action: runBench,
 	}
 }
@@ -73,9 +80,12 @@ type benchSetup struct {
 	Sequential  bool    `json:"sequential_keys"`
 	ReadRatio   float64 `json:"read_ratio,omitempty"`
 	Consistency string  `json:"consistency,omitempty"`
-	Version     string  `json:"version"`
-	GoVersion   string  `json:"go_version"`
-	CPUs        int     `json:"cpus"`
+	// Snapshot settings of a --local cluster (0: off).
+	SnapshotEvery int    `json:"snapshot_every,omitempty"`
+	SnapshotBytes int64  `json:"snapshot_bytes,omitempty"`
+	Version       string `json:"version"`
+	GoVersion     string `json:"go_version"`
+	CPUs          int    `json:"cpus"`
 }
 
 type benchResult struct {
@@ -86,6 +96,12 @@ type benchResult struct {
 	Seconds   float64            `json:"seconds"`
 	OpsPerSec float64            `json:"ops_per_sec"`
 	LatencyMS map[string]float64 `json:"latency_ms"`
+	// With --restart: each member's data directory after the run, in MB
+	// (10^6 bytes), and how long the restart took until every member had
+	// recovered its state, and until the first write was applied.
+	DataDirMB         map[string]float64 `json:"data_dir_mb,omitempty"`
+	RestartSeconds    float64            `json:"restart_seconds,omitempty"`
+	FirstWriteSeconds float64            `json:"restart_first_write_seconds,omitempty"`
 }
 
 func runBench(c *cli.Context) error {
@@ -128,19 +144,29 @@ func runBench(c *cli.Context) error {
 	}
 
 	endpoints := strings.Split(c.String("endpoints"), ",")
+	var local *server.Local
+	var localCfg server.LocalConfig
 	if n := c.Int("local"); n > 0 {
-		dir, err := os.MkdirTemp("", "paxosd-bench")
-		if err != nil {
+		dir := c.String("data-dir")
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "paxosd-bench"); err != nil {
+				return o.fail(err)
+			}
+			defer os.RemoveAll(dir)
+		}
+		localCfg = server.LocalConfig{Dir: dir, Members: n}
+		if err := snapshotConfig(c, &localCfg.Template); err != nil {
 			return o.fail(err)
 		}
-		defer os.RemoveAll(dir)
-		l, err := server.StartLocal(server.LocalConfig{Dir: dir, Members: n})
-		if err != nil {
+		setup.SnapshotEvery, setup.SnapshotBytes = max(localCfg.Template.SnapshotEvery, 0), max(localCfg.Template.SnapshotBytes, 0)
+		if local, err = server.StartLocal(localCfg); err != nil {
 			return o.fail(err)
 		}
-		defer l.Stop()
-		endpoints = l.Endpoints()
+		defer func() { local.Stop() }()
+		endpoints = local.Endpoints()
 		setup.Local = true
+	} else if c.Bool("restart") || c.String("data-dir") != "" {
+		return o.fail(usageError{errors.New("--restart and --data-dir need --local")})
 	}
 	setup.Members = len(endpoints)
 
@@ -252,6 +278,11 @@ func runBench(c *cli.Context) error {
 		res.LatencyMS[p.name] = ms(percentile(all, p.q))
 	}
 	res.LatencyMS["mean"] = ms(mean(all))
+	if local != nil && c.Bool("restart") {
+		if local, err = benchRestart(ctx, local, localCfg, &res); err != nil {
+			return o.fail(err)
+		}
+	}
 	if o.json {
 		o.printJSON(res)
 	} else {
@@ -261,6 +292,48 @@ func runBench(c *cli.Context) error {
 		return o.fail(fmt.Errorf("every request failed: %v", kinds))
 	}
 	return nil
+}
+
+// benchRestart stops the local cluster, measures its data directories,
+// restarts it and times the recovery. It returns the restarted cluster.
+func benchRestart(ctx context.Context, l *server.Local, cfg server.LocalConfig, res *benchResult) (*server.Local, error) {
+	if err := l.Stop(); err != nil {
+		return l, fmt.Errorf("stop for the restart: %w", err)
+	}
+	res.DataDirMB = map[string]float64{}
+	for i := 1; i <= cfg.Members; i++ {
+		var size int64
+		err := filepath.WalkDir(filepath.Join(cfg.Dir, strconv.Itoa(i)), func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, err := d.Info()
+			if err == nil {
+				size += info.Size()
+			}
+			return err
+		})
+		if err != nil {
+			return l, fmt.Errorf("size of the data directories: %w", err)
+		}
+		res.DataDirMB[strconv.Itoa(i)] = math.Round(float64(size)/1e4) / 100
+	}
+	began := time.Now()
+	l, err := server.StartLocal(cfg)
+	if err != nil {
+		return l, fmt.Errorf("restart: %w", err)
+	}
+	res.RestartSeconds = time.Since(began).Seconds()
+	cl, err := client.NewWithConfig(client.Config{Endpoints: l.Endpoints(), Timeout: 30 * time.Second})
+	if err != nil {
+		return l, err
+	}
+	defer cl.Close()
+	if err := cl.Put(ctx, "bench-restart", []byte("ok")); err != nil {
+		return l, fmt.Errorf("first write after the restart: %w", err)
+	}
+	res.FirstWriteSeconds = time.Since(began).Seconds()
+	return l, nil
 }
 
 // keyName returns key number k, zero-padded or cut to size bytes.
@@ -315,6 +388,14 @@ func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
 	fmt.Fprintf(w, "throughput  %.0f ops/s\n", r.OpsPerSec)
 	fmt.Fprintf(w, "latency ms  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n\n",
 		r.LatencyMS["min"], r.LatencyMS["p50"], r.LatencyMS["p90"], r.LatencyMS["p99"], r.LatencyMS["p999"], r.LatencyMS["max"], r.LatencyMS["mean"])
+	if r.DataDirMB != nil {
+		ids := slices.Sorted(maps.Keys(r.DataDirMB))
+		fmt.Fprint(w, "data dirs  ")
+		for _, id := range ids {
+			fmt.Fprintf(w, " member %s %.1f MB", id, r.DataDirMB[id])
+		}
+		fmt.Fprintf(w, "\nrestart     recovered in %.2fs, first write applied after %.2fs\n\n", r.RestartSeconds, r.FirstWriteSeconds)
+	}
 	if len(sorted) == 0 {
 		return
 	}

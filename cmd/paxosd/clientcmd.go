@@ -76,8 +76,9 @@ With --expect-absent it takes KEY NEW and sets the key only if it does not exist
 		clientCommand("status", "", "show every member's view of the cluster", `Asks the members for their state: roles, addresses, whether it leads, the
 promised ballot, the highest chosen and the applied slot, and applied_hash, a
 hash chained over every value applied (members at the same applied slot must
-show the same hash). Unreachable members are listed with their error, and the
-exit status is then 1.`, 0, nil, runStatus),
+show the same hash), the slot of the newest snapshot, and the size of the log
+store on disk (snapshot_slot and log_bytes with -o json). Unreachable members
+are listed with their error, and the exit status is then 1.`, 0, nil, runStatus),
 	}
 }
 
@@ -285,7 +286,11 @@ type memberStatus struct {
 	Chosen      paxos.Slot   `json:"chosen"`
 	Applied     paxos.Slot   `json:"applied"`
 	AppliedHash string       `json:"applied_hash"`
-	Error       string       `json:"error"`
+	// SnapshotSlot is the slot of the newest durable snapshot; LogBytes
+	// the size of the member's log store on disk.
+	SnapshotSlot paxos.Slot `json:"snapshot_slot"`
+	LogBytes     uint64     `json:"log_bytes"`
+	Error        string     `json:"error"`
 }
 
 func runStatus(c *cli.Context, cl *client.Client, o *output) error {
@@ -354,7 +359,8 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		if r.err == nil {
 			s := r.st
 			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
-				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash)}
+				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash),
+				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes}
 			continue
 		}
 		if id, ok := byAddr[ep]; ok {
@@ -388,7 +394,7 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		o.printJSON(list)
 	} else {
 		tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tERROR")
+		fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tERROR")
 		for _, r := range list {
 			id, lead := "?", ""
 			if r.ID != 0 {
@@ -398,10 +404,10 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 				lead = "*"
 			}
 			if r.Error != "" {
-				fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
+				fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes))
 		}
 		tw.Flush()
 	}
@@ -412,6 +418,20 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		return exitError{exitFailed, fmt.Errorf("%d of %d members did not answer", failed, len(list)), o.json}
 	}
 	return nil
+}
+
+// humanBytes prints n in the largest binary unit that keeps it at least 1.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 type memberStatusOrErr struct {

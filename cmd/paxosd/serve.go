@@ -36,13 +36,68 @@ func logFlags(level string) []cli.Flag {
 
 // tuningFlags are shared by serve and dev.
 func tuningFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "machine", Value: "kv", Usage: "state machine to run (" + strings.Join(statemachine.Names(), ", ") + ")", EnvVars: env("MACHINE")},
 		&cli.DurationFlag{Name: "tick", Value: 20 * time.Millisecond, Usage: "length of one tick; elections and heartbeats count ticks", EnvVars: env("TICK")},
 		&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "ticks without a leader before a proposer campaigns (randomized up to twice this)", EnvVars: env("ELECTION_TICKS")},
 		&cli.IntFlag{Name: "heartbeat-ticks", Value: 2, Usage: "ticks between leader heartbeats", EnvVars: env("HEARTBEAT_TICKS")},
 		&cli.DurationFlag{Name: "request-timeout", Value: 5 * time.Second, Usage: "how long a proposed command may take before the client is told its outcome is unknown", EnvVars: env("REQUEST_TIMEOUT")},
+	}, snapshotFlags()...)
+}
+
+// snapshotFlags are shared by serve, dev and bench --local.
+func snapshotFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "snapshot-every", Value: server.DefaultSnapshotEvery, Usage: "snapshot the state every this many applied slots and drop the log before it (0: never on slot count)", EnvVars: env("SNAPSHOT_EVERY")},
+		&cli.StringFlag{Name: "snapshot-bytes", Value: "64MiB", Usage: "also snapshot once this much log was applied since the last one, e.g. 64MiB (0: never on size)", EnvVars: env("SNAPSHOT_BYTES")},
+		&cli.StringFlag{Name: "snapshot-rate", Value: "64MiB", Usage: "most bytes per second sent to members catching up by snapshot, e.g. 20MiB (0: no limit)", EnvVars: env("SNAPSHOT_RATE")},
 	}
+}
+
+// snapshotConfig reads snapshotFlags into cfg.
+func snapshotConfig(c *cli.Context, cfg *server.Config) error {
+	every := c.Int("snapshot-every")
+	bytes, err := parseSize(c.String("snapshot-bytes"))
+	if err != nil {
+		return usageError{fmt.Errorf("--snapshot-bytes: %w", err)}
+	}
+	rate, err := parseSize(c.String("snapshot-rate"))
+	if err != nil {
+		return usageError{fmt.Errorf("--snapshot-rate: %w", err)}
+	}
+	if every < 0 {
+		return usageError{errors.New("--snapshot-every must be 0 (off) or more")}
+	}
+	// In server.Config zero means the default and a negative value off.
+	off := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	cfg.SnapshotEvery, cfg.SnapshotBytes, cfg.SnapshotRate = int(off(int64(every))), off(bytes), off(rate)
+	return nil
+}
+
+// parseSize reads a byte count such as 4096, 512KiB, 64MiB or 1GiB (K, M and
+// G alone, and KB, MB and GB, mean the same binary units).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size; write bytes, or a number with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
 }
 
 func serveCommand() *cli.Command {
@@ -191,14 +246,16 @@ func memberConfig(c *cli.Context, logger *slog.Logger) (server.Config, error) {
 	if c.Int("election-ticks") < 2 || c.Int("heartbeat-ticks") < 1 || c.Int("heartbeat-ticks") >= c.Int("election-ticks") || c.Duration("tick") <= 0 {
 		return server.Config{}, usageError{errors.New("--tick must be positive and --heartbeat-ticks at least 1 and below --election-ticks")}
 	}
-	return server.Config{
+	cfg := server.Config{
 		Machine:        m,
+		MachineName:    c.String("machine"),
 		TickInterval:   c.Duration("tick"),
 		ElectionTicks:  c.Int("election-ticks"),
 		HeartbeatTicks: c.Int("heartbeat-ticks"),
 		RequestTimeout: c.Duration("request-timeout"),
 		Logger:         logger,
-	}, nil
+	}
+	return cfg, snapshotConfig(c, &cfg)
 }
 
 func runServe(c *cli.Context) error {

@@ -200,6 +200,44 @@ func (c *Client) Status(ctx context.Context, endpoint string) (paxos.Status, err
 	return *resp.Status, nil
 }
 
+// SaveSnapshot asks the member at endpoint to snapshot its learner's state
+// now and streams the snapshot file to w, a chunk at a time. It returns the
+// slot the snapshot covers and its size. The caller checks what w received
+// (wal.ReadSnapshot) before trusting it. ctx bounds the whole transfer; the
+// client's Timeout bounds each chunk.
+func (c *Client) SaveSnapshot(ctx context.Context, endpoint string, w io.Writer) (paxos.Slot, uint64, error) {
+	var slot paxos.Slot
+	var off, size uint64
+	for {
+		cctx, cancel := c.withTimeout(ctx)
+		if off == 0 {
+			// Taking the snapshot may take a while on a large state.
+			cancel()
+			cctx, cancel = context.WithTimeout(ctx, max(c.cfg.Timeout, 2*time.Minute))
+		}
+		resp, _, err := c.roundTrip(cctx, endpoint, paxos.ClientRequest{Kind: paxos.ReqSnapshot, Session: uint64(slot), Seq: off})
+		cancel()
+		if err != nil {
+			return slot, off, fmt.Errorf("client: snapshot from %s at byte %d: %w", endpoint, off, err)
+		}
+		if resp.Code != paxos.CodeOK {
+			return slot, off, fmt.Errorf("client: snapshot from %s: %s: %s", endpoint, resp.Code, resp.Message)
+		}
+		if slot == 0 {
+			slot, size = resp.Slot, resp.Size
+		}
+		if resp.Slot != slot || resp.Size != size || len(resp.Data) == 0 || off+uint64(len(resp.Data)) > size {
+			return slot, off, fmt.Errorf("client: snapshot from %s: answer for slot %d (%d of %d bytes at %d) does not continue slot %d of %d bytes", endpoint, resp.Slot, len(resp.Data), resp.Size, off, slot, size)
+		}
+		if _, err := w.Write(resp.Data); err != nil {
+			return slot, off, err
+		}
+		if off += uint64(len(resp.Data)); off == size {
+			return slot, size, nil
+		}
+	}
+}
+
 func nonNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}

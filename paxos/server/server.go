@@ -47,7 +47,23 @@ type Config struct {
 	// redirects; empty means ClientListener's address.
 	ClientAddr string
 	// Machine is the state machine; it must be fresh (nothing applied).
-	Machine statemachine.Machine
+	// MachineName is recorded in snapshots, for people reading them.
+	Machine     statemachine.Machine
+	MachineName string
+
+	// SnapshotEvery and SnapshotBytes: the learner snapshots its state
+	// every SnapshotEvery applied slots or SnapshotBytes bytes of applied
+	// log, whichever comes first, and the log before the snapshot is
+	// dropped. Zero means the default (10000 slots, 64 MiB); a negative
+	// value turns that trigger off.
+	SnapshotEvery int
+	SnapshotBytes int64
+	// SnapshotRate bounds the bytes per second this member sends to peers
+	// catching up by snapshot. Zero means 64 MiB/s; negative, no limit.
+	SnapshotRate int64
+	// LogRetain is how many slots below its snapshot the learner keeps in
+	// memory for peers that lag a little. Zero means 1000; negative, none.
+	LogRetain int
 
 	// TickInterval is the length of one tick. Election timeouts and
 	// heartbeats are counted in ticks. Default 20ms.
@@ -64,6 +80,13 @@ type Config struct {
 	// Logger receives the member's logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// Snapshot defaults; see Config.
+const (
+	DefaultSnapshotEvery = 10000
+	DefaultSnapshotBytes = 64 << 20
+	DefaultSnapshotRate  = 64 << 20
+)
 
 // MaxCommand is the largest command a client may propose. Bigger ones are
 // refused before they are proposed.
@@ -104,6 +127,7 @@ type Server struct {
 	logger  *slog.Logger
 	cluster uint64
 	store   *wal.Store
+	snaps   *snapStore
 	node    *paxos.Node
 	tr      *paxos.TCPTransport
 	acc     *acceptor.Acceptor
@@ -188,12 +212,21 @@ func Start(cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("%w: %s already holds this member's data; drop --bootstrap (it is for the first start only)", ErrAlreadyBootstrapped, cfg.DataDir)
 	}
 
-	s = &Server{cfg: cfg, logger: logger, cluster: cluster, store: store, waiters: map[sessionSeq][]waiter{}, runErr: make(chan error, 1),
+	snaps, err := openSnapStore(cfg.DataDir, wal.SnapshotMeta{Cluster: cluster, Members: cfg.Members.Members(), Machine: cfg.MachineName}, cfg.SnapshotRate, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			snaps.close()
+		}
+	}()
+	s = &Server{cfg: cfg, logger: logger, cluster: cluster, store: store, snaps: snaps, waiters: map[sessionSeq][]waiter{}, runErr: make(chan error, 1),
 		lastRead: seededRand().Uint64()}
 	roles := memberRoles(cfg.Members, cfg.ID)
 	// The cores, the node and the transport add the node ID themselves.
 	raw := cfg.Logger
-	nc := paxos.NodeConfig{ID: cfg.ID, Storage: store, Apply: s.apply, Logger: raw}
+	nc := paxos.NodeConfig{ID: cfg.ID, Storage: store, Snapshots: snaps, Apply: s.apply, Logger: raw}
 	if roles&paxos.RoleAcceptor != 0 {
 		if s.acc, err = acceptor.New(acceptor.Config{ID: cfg.ID, Cluster: cfg.Members, Logger: raw}, st.Acceptor); err != nil {
 			return nil, err
@@ -208,8 +241,11 @@ func Start(cfg Config) (s *Server, err error) {
 		nc.Proposer = s.prop
 	}
 	if roles&paxos.RoleLearner != 0 {
-		lc := learner.Config{ID: cfg.ID, Cluster: cfg.Members, Machine: cfg.Machine, Rand: seededRand(), Logger: raw}
-		if s.lrn, err = learner.New(lc, st.Learner); err != nil {
+		lc := learner.Config{ID: cfg.ID, Cluster: cfg.Members, Machine: cfg.Machine, Rand: seededRand(), Logger: raw,
+			SnapshotEvery: max(cfg.SnapshotEvery, 0), SnapshotBytes: int(max(cfg.SnapshotBytes, 0)), LogRetain: max(cfg.LogRetain, 0),
+			// A transfer waits up to 2 s for a chunk before it asks again.
+			SnapshotTimeoutTicks: max(1, int(2*time.Second/cfg.TickInterval))}
+		if s.lrn, err = s.startLearner(lc, st.Learner); err != nil {
 			return nil, err
 		}
 		nc.Learner = s.lrn
@@ -238,6 +274,8 @@ func Start(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.node = node
+	snaps.node, snaps.tr, snaps.id = node, tr, cfg.ID
+	snaps.start()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -267,6 +305,31 @@ func Start(cfg Config) (s *Server, err error) {
 	return s, nil
 }
 
+// startLearner starts the learner from the newest snapshot, if any, and the
+// log after it, and times it.
+func (s *Server) startLearner(lc learner.Config, st paxos.LearnerState) (*learner.Learner, error) {
+	began := time.Now()
+	r, err := s.snaps.load(st.Base)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		defer r.Close()
+		st.Snapshot, st.SnapshotData = paxos.SnapshotMeta{Slot: r.Meta.Slot, Hash: r.Meta.Hash}, r
+	}
+	l, err := learner.New(lc, st)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		if err := r.Finish(); err != nil {
+			return nil, fmt.Errorf("%w; move the file out of %s to start from the snapshot before it (a member whose log was truncated needs one at slot %d or later)", err, s.snaps.files.Dir(), st.Base)
+		}
+	}
+	s.logger.Info("recovered", "snapshot", st.Snapshot.Slot, "replayed", l.Applied()-st.Snapshot.Slot, "applied", l.Applied(), "took", time.Since(began).Round(time.Millisecond))
+	return l, nil
+}
+
 func setDefaults(c *Config) {
 	if c.TickInterval <= 0 {
 		c.TickInterval = 20 * time.Millisecond
@@ -282,6 +345,18 @@ func setDefaults(c *Config) {
 	}
 	if c.MaxClientConns <= 0 {
 		c.MaxClientConns = 1024
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = DefaultSnapshotBytes
+	}
+	if c.SnapshotRate == 0 {
+		c.SnapshotRate = DefaultSnapshotRate
+	}
+	if c.LogRetain == 0 {
+		c.LogRetain = 1000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -355,6 +430,7 @@ func (s *Server) Wait() error {
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
 		s.cancel()
+		s.snaps.cancel() // ends snapshot waits and serving; close waits for them
 		s.clients.close()
 		err := s.Wait()
 		s.tr.Close()
@@ -364,6 +440,7 @@ func (s *Server) Stop() error {
 		} else {
 			s.logger.Info("stopped")
 		}
+		s.snaps.close()
 		if cerr := s.store.Close(); err == nil {
 			err = cerr
 		}
@@ -456,6 +533,26 @@ func (s *Server) handle(c *clientConn, req paxos.ClientRequest) {
 			break
 		}
 		resp.Data = data
+	case paxos.ReqSnapshot:
+		if s.lrn == nil {
+			resp.Code, resp.Message = paxos.CodeUnavailable, fmt.Sprintf("node %d runs no learner, so it has no snapshot; ask a learner", s.cfg.ID)
+			break
+		}
+		slot := paxos.Slot(req.Session)
+		if slot == 0 {
+			if slot = s.lrn.TakeSnapshot(); slot == 0 {
+				resp.Code, resp.Message = paxos.CodeUnavailable, "nothing applied yet, so there is nothing to snapshot"
+				break
+			}
+		}
+		// Waiting for the write and reading the file happen off the
+		// node's goroutine.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.respond(s.snapshotChunk(req, slot))
+		}()
+		return
 	case paxos.ReqCommand, paxos.ReqRead:
 		if len(req.Data) > MaxCommand {
 			resp.Code, resp.Message = paxos.CodeBadRequest, fmt.Sprintf("command of %d bytes is larger than the limit of %d", len(req.Data), MaxCommand)
@@ -490,6 +587,42 @@ func (s *Server) handle(c *clientConn, req paxos.ClientRequest) {
 	c.respond(resp)
 }
 
+// snapshotChunk answers a ReqSnapshot. A fresh snapshot (Session 0) is
+// awaited until it is durable; then the chunk at Seq of the snapshot is read.
+func (s *Server) snapshotChunk(req paxos.ClientRequest, slot paxos.Slot) paxos.ClientResponse {
+	resp := paxos.ClientResponse{ID: req.ID}
+	if req.Session == 0 {
+		deadline := time.NewTimer(time.Minute)
+		defer deadline.Stop()
+		for {
+			newest, changed := s.snaps.Newest()
+			if newest >= slot {
+				slot = newest
+				break
+			}
+			select {
+			case <-changed:
+			case <-deadline.C:
+				resp.Code, resp.Message = paxos.CodeUnavailable, fmt.Sprintf("the snapshot of slot %d was not written within a minute; see the member's log", slot)
+				return resp
+			case <-s.snaps.ctx.Done():
+				resp.Code, resp.Message = paxos.CodeUnavailable, "the member is stopping"
+				return resp
+			}
+		}
+	}
+	m, err := s.snaps.readChunk(paxos.Message{Slot: slot, Offset: req.Seq})
+	switch {
+	case err != nil:
+		resp.Code, resp.Message = paxos.CodeBadRequest, fmt.Sprintf("read snapshot %d at %d: %v", slot, req.Seq, err)
+	case m.Size == 0:
+		resp.Code, resp.Message = paxos.CodeUnavailable, fmt.Sprintf("snapshot %d was replaced by a newer one while it was read; save again", slot)
+	default:
+		resp.Slot, resp.Size, resp.Data = slot, m.Size, m.Value
+	}
+	return resp
+}
+
 // status reports this member's view; it runs on the node's goroutine.
 func (s *Server) status() paxos.Status {
 	st := paxos.Status{MemberInfo: paxos.MemberInfo{ID: s.cfg.ID, Roles: memberRoles(s.cfg.Members, s.cfg.ID), PeerAddr: s.PeerAddr(), ClientAddr: s.cfg.ClientAddr}}
@@ -503,7 +636,9 @@ func (s *Server) status() paxos.Status {
 	if s.lrn != nil {
 		st.Chosen = max(st.Chosen, s.lrn.Known())
 		st.Applied, st.AppliedHash = s.lrn.Applied(), s.lrn.Hash()
+		st.SnapshotSlot = s.lrn.SnapshotSlot()
 	}
+	st.LogBytes = s.store.DiskUsage()
 	for _, m := range s.cfg.Members.Members() {
 		st.Members = append(st.Members, paxos.MemberInfo{ID: m.ID, Roles: m.Roles, PeerAddr: s.cfg.PeerAddrs[m.ID], ClientAddr: s.tr.ClientAddr(m.ID)})
 	}
