@@ -104,7 +104,12 @@ type proposal struct {
 type Proposer struct {
 	cfg    Config
 	logger *slog.Logger
-	peers  []paxos.NodeID // learners other than this node: heartbeat targets
+	// peers are the heartbeat targets: every learner, this node's own too.
+	// NB: the local learner needs the heartbeat as much as the others. A
+	// new leader may start above slots its learner never heard were chosen
+	// (an acceptor's floor says so), and with no new commands nothing else
+	// would tell that learner to catch up.
+	peers []paxos.NodeID
 
 	state   state
 	ballot  paxos.Ballot // our ballot while candidate or leader
@@ -151,11 +156,7 @@ func New(cfg Config) (*Proposer, error) {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
 	p.logger = p.logger.With("node", cfg.ID, "role", "proposer")
-	for _, id := range cfg.Cluster.Learners() {
-		if id != cfg.ID {
-			p.peers = append(p.peers, id)
-		}
-	}
+	p.peers = cfg.Cluster.Learners()
 	p.resetTimeout()
 	return p, nil
 }

@@ -131,8 +131,8 @@ func TestBecomeLeaderAdoptsHighestBallotAndFillsHoles(t *testing.T) {
 	if n := len(ofType(rd, paxos.MsgAccept)); n != 4*3 {
 		t.Fatalf("%d Accepts, want 12 (4 slots to 3 acceptors)", n)
 	}
-	if len(ofType(rd, paxos.MsgHeartbeat)) != 2 {
-		t.Fatalf("a new leader must announce itself to the 2 other learners at once")
+	if len(ofType(rd, paxos.MsgHeartbeat)) != 3 {
+		t.Fatalf("a new leader must announce itself to every learner (its own too) at once")
 	}
 	// New commands go after the recovered slots.
 	step(t, p, paxos.Message{Type: paxos.MsgPropose, From: 1, Cmds: []paxos.Command{cmd(1)}})
@@ -241,8 +241,8 @@ func TestRetransmitAndHeartbeat(t *testing.T) {
 	if !slices.Equal(resent, []paxos.NodeID{1, 3}) {
 		t.Fatalf("resent Accepts to %v, want the acceptors that did not answer: [1 3]", resent)
 	}
-	if heartbeats != 2 {
-		t.Fatalf("%d heartbeats in 3 ticks with period 2, want 2 (one per peer)", heartbeats)
+	if heartbeats != 3 {
+		t.Fatalf("%d heartbeats in 3 ticks with period 2, want 3 (one per learner, its own too)", heartbeats)
 	}
 }
 
