@@ -577,6 +577,7 @@ func (l *Learner) handleChunk(m paxos.Message) error {
 	}
 	t.installing = true
 	l.rd.Install = t.slot
+	l.logger.Info("snapshot received", "peer", t.peer, "slot", t.slot, "bytes", t.size)
 	return nil
 }
 
@@ -599,6 +600,7 @@ func (l *Learner) tickTransfer() {
 	}
 	t.idle = 0
 	t.timeout = min(2*t.timeout, 64*l.cfg.SnapshotTimeoutTicks)
+	l.logger.Info("snapshot chunk late, asking again", "peer", t.peer, "slot", t.slot, "offset", t.offset, "try", t.retries)
 	l.pull()
 }
 

@@ -49,7 +49,7 @@ func tuningFlags() []cli.Flag {
 func snapshotFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "snapshot-every", Value: server.DefaultSnapshotEvery, Usage: "snapshot the state every this many applied slots and drop the log before it (0: never on slot count)", EnvVars: env("SNAPSHOT_EVERY")},
-		&cli.StringFlag{Name: "snapshot-bytes", Value: "64MiB", Usage: "also snapshot once this much log was applied since the last one, e.g. 64MiB (0: never on size)", EnvVars: env("SNAPSHOT_BYTES")},
+		&cli.StringFlag{Name: "snapshot-bytes", Value: "32MiB", Usage: "also snapshot once this much log was applied since the last one, e.g. 64MiB (0: never on size)", EnvVars: env("SNAPSHOT_BYTES")},
 		&cli.StringFlag{Name: "snapshot-rate", Value: "64MiB", Usage: "most bytes per second sent to members catching up by snapshot, e.g. 20MiB (0: no limit)", EnvVars: env("SNAPSHOT_RATE")},
 	}
 }

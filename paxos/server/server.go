@@ -54,7 +54,7 @@ type Config struct {
 	// SnapshotEvery and SnapshotBytes: the learner snapshots its state
 	// every SnapshotEvery applied slots or SnapshotBytes bytes of applied
 	// log, whichever comes first, and the log before the snapshot is
-	// dropped. Zero means the default (10000 slots, 64 MiB); a negative
+	// dropped. Zero means the default (10000 slots, 32 MiB); a negative
 	// value turns that trigger off.
 	SnapshotEvery int
 	SnapshotBytes int64
@@ -84,7 +84,10 @@ type Config struct {
 // Snapshot defaults; see Config.
 const (
 	DefaultSnapshotEvery = 10000
-	DefaultSnapshotBytes = 64 << 20
+	// DefaultSnapshotBytes is half the peer frame limit: an acceptor holds
+	// about this much log above its floor, and a Promise to a proposer
+	// that lags far behind carries all of it.
+	DefaultSnapshotBytes = 32 << 20
 	DefaultSnapshotRate  = 64 << 20
 )
 

@@ -90,11 +90,14 @@ type member struct {
 	id                int
 	host              string
 	peer, client, dir string
-	cmd               *exec.Cmd
-	log               *syncBuffer
-	exited            chan struct{}
-	exitErr           error
-	previousLogs      []string
+	// listenPeer, when set, is where the member listens for peers; peer
+	// (what the others dial) is then a proxy in front of it.
+	listenPeer   string
+	cmd          *exec.Cmd
+	log          *syncBuffer
+	exited       chan struct{}
+	exitErr      error
+	previousLogs []string
 }
 
 // cluster is a set of serve processes, each on its own 127.0.0.x address.
@@ -150,6 +153,9 @@ func (c *cluster) start(id int, bootstrap bool, extra ...string) {
 		"--cluster", c.flag, "--request-timeout", "1s", "--log-level", "info"}
 	if bootstrap {
 		args = append(args, "--bootstrap")
+	}
+	if m.listenPeer != "" {
+		args = append(args, "--listen-peer", m.listenPeer)
 	}
 	args = append(args, extra...)
 	m.log = &syncBuffer{}
@@ -275,13 +281,15 @@ func mustCLI(t *testing.T, want int, args ...string) string {
 
 // statusRow is one member in `paxosd status -o json`.
 type statusRow struct {
-	ID          int    `json:"id"`
-	Leader      bool   `json:"leader"`
-	Promised    string `json:"promised"`
-	Chosen      uint64 `json:"chosen"`
-	Applied     uint64 `json:"applied"`
-	AppliedHash string `json:"applied_hash"`
-	Error       string `json:"error"`
+	ID           int    `json:"id"`
+	Leader       bool   `json:"leader"`
+	Promised     string `json:"promised"`
+	Chosen       uint64 `json:"chosen"`
+	Applied      uint64 `json:"applied"`
+	AppliedHash  string `json:"applied_hash"`
+	SnapshotSlot uint64 `json:"snapshot_slot"`
+	LogBytes     uint64 `json:"log_bytes"`
+	Error        string `json:"error"`
 }
 
 func status(t *testing.T, endpoints string) []statusRow {
@@ -325,8 +333,13 @@ func (c *cluster) leader() int {
 // same hash, and returns the rows.
 func (c *cluster) converged(ids ...int) []statusRow {
 	c.t.Helper()
+	return c.convergedWithin(20*time.Second, ids...)
+}
+
+func (c *cluster) convergedWithin(timeout time.Duration, ids ...int) []statusRow {
+	c.t.Helper()
 	var rows []statusRow
-	waitUntil(c.t, fmt.Sprintf("members %v to apply the same slot", ids), 20*time.Second, func() bool {
+	waitUntil(c.t, fmt.Sprintf("members %v to apply the same slot", ids), timeout, func() bool {
 		rows = status(c.t, c.endpoints())
 		byID := map[int]statusRow{}
 		for _, r := range rows {
