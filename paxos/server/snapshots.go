@@ -178,7 +178,9 @@ func (st *snapStore) Newest() (paxos.Slot, <-chan struct{}) {
 func (st *snapStore) Receive(c paxos.SnapshotChunk) error {
 	if c.Offset == 0 {
 		if st.recv != nil {
+			// A transfer given up: its bytes are of no use.
 			st.recv.Close()
+			_ = st.fs.Remove(st.recvPath) // NB: a leftover .tmp is removed on the next start anyway
 			st.recv = nil
 		}
 		st.recvPath = st.files.Path(c.Slot) + ".in.tmp"
