@@ -202,6 +202,17 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 	if l.applied < st.Applied {
 		return nil, fmt.Errorf("learner: recovered applied slot %d, but the chosen log stops at %d", st.Applied, l.applied)
 	}
+	if st.Snapshot.Slot > st.Base {
+		// NB: a crash came after the snapshot was durable and before its
+		// slot was recorded (a background write, or an install). Record
+		// it now, with the applied slot, before anything is applied
+		// beyond it: the chosen log between the old base and the snapshot
+		// may have gaps that only the snapshot covers, and storage refuses
+		// an applied slot with gaps below it.
+		l.rd.Writes = append(l.rd.Writes,
+			paxos.Record{Type: paxos.RecSnapshot, Slot: st.Snapshot.Slot},
+			paxos.Record{Type: paxos.RecApplied, Slot: l.applied})
+	}
 	l.reportLearned()
 	return l, nil
 }

@@ -198,9 +198,19 @@ func TestRestartFromSnapshot(t *testing.T) {
 	}
 	meta := paxos.SnapshotMeta{Slot: 2, Hash: live.Hash()}
 	decide(t, live, entries[2])
-	r := newTestLearner(t, paxos.LearnerState{Base: 2, Chosen: entries[2:], Applied: 3, Snapshot: meta, SnapshotData: &snap}, nil)
+	r := newTestLearner(t, paxos.LearnerState{Base: 2, Chosen: entries[2:], Applied: 3, Snapshot: meta, SnapshotData: bytes.NewReader(snap.Bytes())}, nil)
 	if r.Applied() != 3 || r.Hash() != live.Hash() || r.SnapshotSlot() != 2 {
 		t.Fatalf("restarted at %d hash %x; want 3 and %x", r.Applied(), r.Hash(), live.Hash())
+	}
+	if rd := r.Ready(); len(rd.Writes) != 0 {
+		t.Fatalf("a restart from the recorded snapshot wrote %v", rd.Writes)
+	}
+	// A snapshot newer than the recorded base (a crash came between the
+	// two) is recorded at once, with the applied slot, before anything
+	// else is applied: the log below it may have gaps.
+	r = newTestLearner(t, paxos.LearnerState{Base: 0, Chosen: entries[2:], Applied: 0, Snapshot: meta, SnapshotData: bytes.NewReader(snap.Bytes())}, nil)
+	if rd := r.Ready(); !reflect.DeepEqual(rd.Writes, []paxos.Record{{Type: paxos.RecSnapshot, Slot: 2}, {Type: paxos.RecApplied, Slot: 3}}) {
+		t.Fatalf("restart from a snapshot newer than the base wrote %v, want Snapshot 2 and Applied 3", rd.Writes)
 	}
 	if _, err := New(Config{ID: 1, Cluster: paxos.Uniform(3), Machine: live.sessions.Machine(), Rand: live.cfg.Rand},
 		paxos.LearnerState{Base: 2, Chosen: entries[2:], Applied: 3}); err == nil {

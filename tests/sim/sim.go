@@ -273,6 +273,11 @@ func (s *sim) boot(n *simNode) {
 		st, storage = n.disk.open(s, n.id), n.disk
 	} else {
 		st = n.store.load()
+		// The checks wal.Open makes, so that a sweep without the real
+		// WAL also catches a store it would refuse.
+		if err := checkLearnerStore(st.Learner); err != nil {
+			s.fail("node %d: its store would not open: %v", n.id, err)
+		}
 	}
 	n.rec = &recorder{kv: statemachine.NewKV()}
 	n.checked, n.callBase = 0, 0
@@ -329,6 +334,25 @@ func (s *sim) boot(n *simNode) {
 	n.up, n.leading = true, false
 	n.rec.restored = false
 	s.tracef("node %d up (promised %v, floor %d, %d accepted, base %d, snapshot %d, %d chosen)", n.id, st.Acceptor.Promised, st.Acceptor.Floor, len(st.Acceptor.Accepted), st.Learner.Base, st.Learner.Snapshot.Slot, len(st.Learner.Chosen))
+}
+
+// checkLearnerStore makes wal.Open's check of the learner's state: the
+// applied slot is at or above the snapshot base, and every slot between them
+// is in the chosen log.
+func checkLearnerStore(st paxos.LearnerState) error {
+	if st.Applied < st.Base {
+		return fmt.Errorf("applied slot %d is below the snapshot base %d", st.Applied, st.Base)
+	}
+	have := map[paxos.Slot]bool{}
+	for _, e := range st.Chosen {
+		have[e.Slot] = true
+	}
+	for sl := st.Base + 1; sl <= st.Applied; sl++ {
+		if !have[sl] {
+			return fmt.Errorf("applied slot %d, but chosen/%d is missing (base %d)", st.Applied, sl, st.Base)
+		}
+	}
+	return nil
 }
 
 func (s *sim) childRand() *rand.Rand { return rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64())) }
