@@ -112,3 +112,91 @@ func TestRejoinBySnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A member SIGKILLed in the middle of receiving a snapshot, and again just
+// after it started over, comes back, starts the transfer afresh and
+// converges: a half-received snapshot is never taken for a whole one.
+func TestKilledDuringSnapshotTransfer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	c := newCluster(t, 3)
+	m3 := c.member(3)
+	m3.listenPeer = fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3"))
+	px := newProxy(t, m3.peer, m3.listenPeer)
+	flags := []string{"--snapshot-every", "500", "--snapshot-rate", "2MiB"}
+	for id := 1; id <= 3; id++ {
+		c.start(id, true, flags...)
+	}
+	mustCLI(t, 0, "put", "--endpoints", c.endpoints(), "before", "stop")
+	c.converged(1, 2, 3)
+	m3.kill()
+	live := c.member(1).client + "," + c.member(2).client
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// 40,000 writes over 40,000 keys: a snapshot of about 11 MB, which
+	// takes over 5 s at 2 MiB/s.
+	bench := exec.CommandContext(ctx, bin, "bench", "put", "--endpoints", live, "--total", "40000", "--key-space", "40000", "--sequential-keys", "-o", "json")
+	bench.Env = childEnv()
+	if out, err := bench.Output(); err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	c.converged(1, 2)
+	for round := 1; round <= 2; round++ {
+		c.start(3, false, flags...)
+		waitUntil(t, "member 3 to start receiving a snapshot", 20*time.Second, func() bool {
+			return strings.Contains(m3.log.String(), "receiving snapshot")
+		})
+		base := px.toward.Load()
+		waitUntil(t, "2 MiB of the snapshot to pass", 20*time.Second, func() bool { return px.toward.Load()-base > 2<<20 })
+		m3.kill()
+		t.Logf("member 3 SIGKILLed after %d bytes of a transfer", px.toward.Load()-base)
+		if parts, _ := filepath.Glob(filepath.Join(m3.dir, "snap", "*.tmp")); len(parts) == 0 {
+			t.Log("no partial file left (the kill came between chunks that were buffered)")
+		}
+	}
+	c.start(3, false, flags...)
+	rows := c.convergedWithin(60*time.Second, 1, 2, 3)
+	if !strings.Contains(m3.log.String(), "installed snapshot") {
+		t.Fatal("member 3 converged without installing a snapshot")
+	}
+	if parts, _ := filepath.Glob(filepath.Join(m3.dir, "snap", "*.tmp")); len(parts) != 0 {
+		t.Fatalf("partial snapshot files left after the start: %v", parts)
+	}
+	t.Logf("member 3 converged at slot %d, hash %s", rows[2].Applied, rows[2].AppliedHash)
+	if out := mustCLI(t, 0, "get", "--consistency", "serializable", "--endpoints", m3.client, "00039999"); len(out) != 257 {
+		t.Fatalf("member 3's own value of the last key has %d bytes, want 256 and a newline", len(out))
+	}
+
+	// An operator saves a snapshot from the member that just installed one.
+	file := filepath.Join(t.TempDir(), "backup.pxsnap")
+	var saved struct {
+		Slot  uint64 `json:"slot"`
+		Bytes uint64 `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, 0, "snapshot", "save", file, "--endpoints", m3.client, "-o", "json")), &saved); err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Slot       uint64 `json:"slot"`
+		StateBytes int64  `json:"state_bytes"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, 0, "snapshot", "inspect", file, "-o", "json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if saved.Slot < rows[2].Applied || info.Slot != saved.Slot || info.StateBytes < 40000*256 {
+		t.Fatalf("snapshot save reported slot %d (%d bytes); inspect found slot %d with %d bytes of state; member 3 had applied %d",
+			saved.Slot, saved.Bytes, info.Slot, info.StateBytes, rows[2].Applied)
+	}
+	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
+		t.Fatalf("snapshot save left %s.part behind (%v)", file, err)
+	}
+	// A member that is not running: exit 1, and no file.
+	m3.kill()
+	if _, _, code := cli(t, nil, "snapshot", "save", file+"2", "--endpoints", m3.client, "--timeout", "2s"); code != 1 {
+		t.Fatalf("snapshot save from a stopped member exited %d, want 1", code)
+	}
+	if _, err := os.Stat(file + "2"); !os.IsNotExist(err) {
+		t.Fatalf("a failed snapshot save left a file (%v)", err)
+	}
+}
