@@ -12,7 +12,11 @@
 //     emitted as a Record in the same Ready as the reply that depends on it,
 //     and the driver makes Writes durable before it sends Messages;
 //   - the acceptor never accepts below promised, so every accepted ballot is
-//     at or below promised.
+//     at or below promised;
+//   - it forgets slots only up to its floor, which rises once a majority of
+//     the learners report durable snapshots covering it, and it never accepts
+//     at or below the floor. Every Promise carries the floor. The argument
+//     for why this is safe is at maybeTruncate.
 //
 // The core is deterministic: the same state and inputs give the same Ready.
 package acceptor

@@ -19,8 +19,24 @@
 //
 // The learner owns the state machine because applying is deterministic and
 // in-memory: the machine never reads the clock or does I/O. After a restart
-// it replays the chosen log it recovered from storage.
+// it restores the newest snapshot, then replays the chosen log recovered
+// from storage after it.
 //
-// TODO: the chosen log is kept in memory to answer catch-up requests, so
-// memory grows with history; snapshots and truncation bound it.
+// Snapshots. Every SnapshotEvery slots or SnapshotBytes of applied values the
+// learner captures a snapshot (Ready.Snapshot; the state is frozen, so the
+// driver may write it while applying goes on). Once the driver reports it
+// durable (MsgSnapshotSaved), the learner drops its log up to it: in storage
+// (RecSnapshot) and in memory down to LogRetain slots below it. It reports
+// the snapshot to the acceptors (MsgSnapshotted), which forget votes a
+// majority of learners hold in snapshots. A peer that asks for slots no
+// longer kept gets MsgSnapshotOffer; the learner on the other side pulls the
+// snapshot chunk by chunk (MsgSnapshotPull, MsgSnapshotChunk, a CRC-32C per
+// chunk), one transfer at a time, asking again from where it stands when a
+// chunk is late and backing off after repeated failures, then has the driver
+// install it (Ready.Install, RestoreSnapshot).
+//
+// More invariants:
+//   - the log is dropped only up to a durable snapshot;
+//   - every slot from logStart to applied is in the in-memory log, and every
+//     slot below logStart is covered by the newest snapshot.
 package learner
