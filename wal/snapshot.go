@@ -87,6 +87,10 @@ func OpenSnapshots(fs vfs.FS, dir string) (*Snapshots, error) {
 	return &Snapshots{fs: fs, dir: dir}, nil
 }
 
+// SnapshotFileName is the name a snapshot of slot s has in a snapshot
+// directory.
+func SnapshotFileName(s paxos.Slot) string { return snapName(s) }
+
 func snapName(s paxos.Slot) string {
 	return fmt.Sprintf("%s%020d%s", snapPrefix, uint64(s), snapSuffix)
 }

@@ -55,6 +55,7 @@ machine and the size of the state. Exits 1 if the file fails a check.`,
 
 type snapshotInfo struct {
 	File        string   `json:"file"`
+	Name        string   `json:"name"` // its name in a member's snapshot directory
 	Slot        uint64   `json:"slot"`
 	AppliedHash string   `json:"applied_hash"`
 	Cluster     string   `json:"cluster"`
@@ -144,7 +145,7 @@ func runSnapshotInspect(c *cli.Context) error {
 	if err != nil {
 		return o.fail(fmt.Errorf("%w; the file cannot be used: take another snapshot", err))
 	}
-	info := snapshotInfo{File: path, Slot: uint64(meta.Slot), AppliedHash: fmt.Sprintf("%016x", meta.Hash),
+	info := snapshotInfo{File: path, Name: wal.SnapshotFileName(meta.Slot), Slot: uint64(meta.Slot), AppliedHash: fmt.Sprintf("%016x", meta.Hash),
 		Cluster: fmt.Sprintf("%016x", meta.Cluster), Machine: meta.Machine, StateBytes: size, Checksum: "ok"}
 	for _, m := range meta.Members {
 		info.Members = append(info.Members, fmt.Sprintf("%d/%s", m.ID, m.Roles))
@@ -153,7 +154,7 @@ func runSnapshotInspect(c *cli.Context) error {
 		o.printJSON(info)
 		return nil
 	}
-	fmt.Fprintf(o.w, "file          %s\nslot          %d\napplied_hash  %s\ncluster       %s\nmembers       %v\nmachine       %s\nstate         %d bytes\nchecksum      ok\n",
-		info.File, info.Slot, info.AppliedHash, info.Cluster, info.Members, info.Machine, info.StateBytes)
+	fmt.Fprintf(o.w, "file          %s\nname          %s (in a member's DATA_DIR/snap)\nslot          %d\napplied_hash  %s\ncluster       %s\nmembers       %v\nmachine       %s\nstate         %d bytes\nchecksum      ok\n",
+		info.File, info.Name, info.Slot, info.AppliedHash, info.Cluster, info.Members, info.Machine, info.StateBytes)
 	return nil
 }

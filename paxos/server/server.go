@@ -321,13 +321,16 @@ func (s *Server) startLearner(lc learner.Config, st paxos.LearnerState) (*learne
 		st.Snapshot, st.SnapshotData = paxos.SnapshotMeta{Slot: r.Meta.Slot, Hash: r.Meta.Hash}, r
 	}
 	l, err := learner.New(lc, st)
+	if r != nil {
+		// NB: the checksum covers the whole file and is known only at its
+		// end, so a damaged file may fail the restore first: check it
+		// either way, and report damage as such.
+		if ferr := r.Finish(); ferr != nil {
+			return nil, fmt.Errorf("%w; %s", ferr, s.snaps.recoveryHint(st.Snapshot.Slot, st.Base))
+		}
+	}
 	if err != nil {
 		return nil, err
-	}
-	if r != nil {
-		if err := r.Finish(); err != nil {
-			return nil, fmt.Errorf("%w; move the file out of %s to start from the snapshot before it (a member whose log was truncated needs one at slot %d or later)", err, s.snaps.files.Dir(), st.Base)
-		}
 	}
 	s.logger.Info("recovered", "snapshot", st.Snapshot.Slot, "replayed", l.Applied()-st.Snapshot.Slot, "applied", l.Applied(), "took", time.Since(began).Round(time.Millisecond))
 	return l, nil

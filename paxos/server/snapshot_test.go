@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -184,4 +185,30 @@ func TestSnapshotCatchUpAndRestart(t *testing.T) {
 	if v, err := c.Get(context.Background(), "b7"); err != nil || string(v) != "v7" {
 		t.Fatalf("get b7 after the restart: %q, %v", v, err)
 	}
+
+	// A damaged snapshot stops the start, naming the file.
+	if err := l.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := filepath.Glob(filepath.Join(dir, "1", snapDir, "*.pxsnap"))
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("no snapshots in member 1's directory (%v)", err)
+	}
+	newest := snaps[len(snaps)-1]
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(newest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := StartLocal(cfg)
+	if err == nil {
+		l2.Stop()
+	}
+	if err == nil || !errors.Is(err, wal.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(newest)) {
+		t.Fatalf("start with a damaged snapshot: %v; want ErrCorrupt naming %s", err, filepath.Base(newest))
+	}
+	t.Logf("start with a damaged snapshot: %v", err)
 }

@@ -118,16 +118,34 @@ func (st *snapStore) load(base paxos.Slot) (*wal.SnapshotReader, error) {
 		}
 		return nil, fmt.Errorf("%w: the log was truncated up to slot %d, but no snapshot covers it in %s", wal.ErrCorrupt, base, st.files.Dir())
 	}
-	path := st.files.Path(slots[len(slots)-1])
+	newest := slots[len(slots)-1]
+	path := st.files.Path(newest)
 	r, err := wal.OpenSnapshot(st.fs, path)
 	if err != nil {
 		return nil, err
+	}
+	if r.Meta.Slot != newest {
+		r.Close()
+		return nil, fmt.Errorf("%w: %s holds the snapshot of slot %d; rename it to %s", wal.ErrCorrupt, path, r.Meta.Slot, filepath.Base(st.files.Path(r.Meta.Slot)))
 	}
 	if r.Meta.Cluster != st.header.Cluster {
 		r.Close()
 		return nil, fmt.Errorf("%w: snapshot %s belongs to cluster %016x, not %016x", ErrWrongIdentity, path, r.Meta.Cluster, st.header.Cluster)
 	}
 	return r, nil
+}
+
+// recoveryHint tells an operator what to do about a damaged snapshot at
+// slot, for a learner whose log begins after base.
+func (st *snapStore) recoveryHint(slot, base paxos.Slot) string {
+	slots, _ := st.files.Slots() // NB: only a hint; the damage is the error
+	for i := len(slots) - 1; i >= 0; i-- {
+		if slots[i] < slot && slots[i] >= base {
+			return fmt.Sprintf("move that file out of %s and start again: the member then starts from its snapshot of slot %d", st.files.Dir(), slots[i])
+		}
+	}
+	return fmt.Sprintf("no other snapshot here covers slot %d, where this member's log begins. Remove the damaged file, take a snapshot from a healthy member with 'paxosd snapshot save FILE' (it covers a later slot, which is fine), and put it in %s under the name 'paxosd snapshot inspect FILE' prints",
+		base, st.files.Dir())
 }
 
 // Save writes the snapshot in the background and reports it to the node.
