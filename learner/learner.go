@@ -117,7 +117,8 @@ type Learner struct {
 	saving     paxos.SnapshotMeta
 	sinceSlots int // applied since the last snapshot was taken
 	sinceBytes int
-	reportAge  int // ticks since MsgSnapshotted was last sent
+	reportAge  int  // ticks since MsgSnapshotted was last sent
+	forceNext  bool // take a snapshot as soon as the one being written is done
 
 	// Snapshot received from a peer: at most one at a time.
 	xfer      *transfer
@@ -478,18 +479,18 @@ func (l *Learner) capture() {
 	l.rd.Snapshot = &paxos.SnapshotJob{Meta: l.saving, Write: l.sessions.Freeze()}
 }
 
-// TakeSnapshot captures a snapshot at the applied slot now, for an operator,
-// unless one is being written or the newest covers the applied slot. It
-// returns the slot of the snapshot that covers the most: the one being
-// written, or the newest; 0 when nothing was applied.
+// TakeSnapshot has a snapshot covering the applied slot taken, for an
+// operator, and returns that slot (0 when nothing was applied). The caller
+// waits for a durable snapshot at that slot or later. If one is being
+// written already, and covers less, another is taken as soon as it is done.
 func (l *Learner) TakeSnapshot() paxos.Slot {
 	switch {
+	case l.applied == 0 || l.applied == l.snap.Slot || l.applied == l.saving.Slot:
 	case l.saving.Slot != 0:
-		return l.saving.Slot
-	case l.applied == 0 || l.applied == l.snap.Slot:
-		return l.snap.Slot
+		l.forceNext = true
+	default:
+		l.capture()
 	}
-	l.capture()
 	return l.applied
 }
 
@@ -498,15 +499,19 @@ func (l *Learner) TakeSnapshot() paxos.Slot {
 // LogRetain slots below it and in storage entirely.
 func (l *Learner) handleSaved(s paxos.Slot) {
 	meta := l.saving
-	if s == 0 || s != meta.Slot {
-		if s == 0 {
-			l.saving = paxos.SnapshotMeta{}
-		}
-		return
+	if s != 0 && s != meta.Slot {
+		return // not the one being written: stale
 	}
 	l.saving = paxos.SnapshotMeta{}
-	if s <= l.snap.Slot {
-		return // a newer snapshot was installed meanwhile
+	if l.forceNext {
+		// An operator asked for a snapshot while this one was written.
+		l.forceNext = false
+		if l.applied > max(s, l.snap.Slot) {
+			defer l.capture() // after this snapshot is recorded
+		}
+	}
+	if s == 0 || s <= l.snap.Slot {
+		return // failed, or a newer snapshot was installed meanwhile
 	}
 	l.snap = meta
 	l.truncateLog()

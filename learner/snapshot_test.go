@@ -92,6 +92,26 @@ func TestSnapshotAndTruncate(t *testing.T) {
 	if rd := decide(t, l, entry(14)); rd.Snapshot == nil || rd.Snapshot.Meta.Slot != 14 {
 		t.Fatalf("no new snapshot job after a failed save: %+v", rd.Snapshot)
 	}
+	// An operator's snapshot while one is written: a second job follows
+	// as soon as the first is durable, covering the slot asked at or more.
+	decide(t, l, entry(15), entry(16))
+	if got := l.TakeSnapshot(); got != 16 {
+		t.Fatalf("TakeSnapshot = %d, want the applied slot 16", got)
+	}
+	if rd := takeReady(l); rd.Snapshot != nil {
+		t.Fatal("a second job started while one is written")
+	}
+	decide(t, l, entry(17))
+	rd = stepOK(t, l, paxos.Message{Type: paxos.MsgSnapshotSaved, From: 1, Slot: 14})
+	if rd.Snapshot == nil || rd.Snapshot.Meta.Slot != 17 || l.SnapshotSlot() != 14 {
+		t.Fatalf("after the first save: job %+v, snapshot %d; want a job at 17 and snapshot 14", rd.Snapshot, l.SnapshotSlot())
+	}
+	if got := l.TakeSnapshot(); got != 17 {
+		t.Fatalf("TakeSnapshot while the requested one is written = %d, want 17", got)
+	}
+	if rd := takeReady(l); rd.Snapshot != nil {
+		t.Fatal("a job started although the one being written covers the applied slot")
+	}
 }
 
 // chunkMsg is a chunk of data from peer at offset.
