@@ -14,7 +14,10 @@ import (
 var ErrCorrupt = errors.New("wal: store is corrupt")
 
 // formatVersion is the version of the key layout and value encodings.
-const formatVersion = 1
+// Version 2 added the snapshot base ('b') and the acceptor's floor ('o'); a
+// version 1 store reads the same and is upgraded when opened, so that an
+// older build refuses it as newer rather than as corrupt.
+const formatVersion = 2
 
 // Key prefixes.
 const (

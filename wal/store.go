@@ -204,6 +204,17 @@ func (s *Store) Close() error {
 // load reads and checks every key. A new, empty store gets its format key.
 func (s *Store) load() (paxos.State, error) {
 	var st paxos.State
+	// The format key first: a store of a newer format may hold keys this
+	// build does not know, which is not corruption.
+	if v, closer, err := s.db.Get([]byte{prefixFormat}); err == nil {
+		d, derr := decodeKV([]byte{prefixFormat}, v)
+		closer.Close()
+		if derr == nil && d.version > formatVersion {
+			return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", d.version, formatVersion, errors.ErrUnsupported)
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return st, fmt.Errorf("wal: read format version: %w", err)
+	}
 	it, err := s.db.NewIter(nil)
 	if err != nil {
 		return st, err
@@ -258,6 +269,11 @@ func (s *Store) load() (paxos.State, error) {
 		return st, nil
 	case version == 0:
 		return st, corrupt([]byte{prefixFormat}, "missing from a store that holds %d keys", nkeys)
+	case version == 1:
+		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
+			return st, fmt.Errorf("wal: upgrade format 1 to %d: %w", formatVersion, err)
+		}
+		s.logger.Info("store format upgraded", "from", 1, "to", formatVersion)
 	case version != formatVersion:
 		return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", version, formatVersion, errors.ErrUnsupported)
 	}
