@@ -58,12 +58,12 @@ func runSim(c *cli.Context) error {
 			fmt.Fprintf(out, "seed %d: FAILED\n%v\n", seed, err)
 			continue
 		}
-		fmt.Fprintf(out, "seed %-5d %-5s ok: %4d slots chosen, %4d client ops (%d resubmitted; learners skipped %d duplicates), %2d crashes, %2d partitions, %2d elections\n",
-			seed, st.Shape, st.Chosen, st.Ops, st.Retries, st.DuplicateApply, st.Crashes, st.Partitions, st.Elections)
+		fmt.Fprintf(out, "seed %-5d %-5s ok: %4d slots chosen, %4d client ops (%d resubmitted; learners skipped %d duplicates), %2d crashes, %2d partitions, %2d elections, %3d snapshots (%d installed from a peer), %3d truncations\n",
+			seed, st.Shape, st.Chosen, st.Ops, st.Retries, st.DuplicateApply, st.Crashes, st.Partitions, st.Elections, st.Snapshots, st.Installs, st.Truncations)
 	}
 	if failed > 0 {
 		return cli.Exit(fmt.Sprintf("%d of %d seeds failed; replay one with: paxosd sim --seed N --trace", failed, n), exitFailed)
 	}
-	fmt.Fprintf(out, "all %d seeds passed: agreement, validity, durable promises, same applied prefix, linearizable histories, liveness after faults\n", n)
+	fmt.Fprintf(out, "all %d seeds passed: agreement, validity, durable promises, same applied prefix, safe truncation, linearizable histories, liveness after faults\n", n)
 	return nil
 }
