@@ -10,4 +10,11 @@
 // cluster), and a directory from another cluster or node is refused.
 // Forgetting this rule is how Paxos loses data: an acceptor that restarts
 // empty has forgotten its promises.
+//
+// Snapshots live in DATA_DIR/snap. The learner decides when to take one
+// (Config.SnapshotEvery, SnapshotBytes); the member writes it from a
+// background goroutine, keeps the newest two, serves them to lagging peers
+// at Config.SnapshotRate, and installs snapshots it receives only after
+// checking them whole. A start restores the newest snapshot and replays the
+// log after it; a damaged snapshot stops the start with the file's name.
 package server
