@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // proxy forwards TCP connections from its listener to target, counting the
@@ -17,6 +18,8 @@ type proxy struct {
 
 	mu    sync.Mutex
 	conns []net.Conn
+	// downUntil: connections accepted before then are closed at once.
+	downUntil time.Time
 }
 
 func newProxy(t *testing.T, listen, target string) *proxy {
@@ -29,7 +32,7 @@ func newProxy(t *testing.T, listen, target string) *proxy {
 	go p.serve()
 	t.Cleanup(func() {
 		ln.Close()
-		p.cut()
+		p.cut(0)
 	})
 	return p
 }
@@ -39,6 +42,13 @@ func (p *proxy) serve() {
 		in, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := time.Now().Before(p.downUntil)
+		p.mu.Unlock()
+		if down {
+			in.Close()
+			continue
 		}
 		out, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -62,10 +72,12 @@ func (p *proxy) serve() {
 	}
 }
 
-// cut closes every connection open through the proxy; new ones may follow.
-func (p *proxy) cut() int {
+// cut closes every connection open through the proxy, and refuses new ones
+// for the next d.
+func (p *proxy) cut(d time.Duration) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.downUntil = time.Now().Add(d)
 	for _, c := range p.conns {
 		c.Close()
 	}

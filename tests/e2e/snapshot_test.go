@@ -15,56 +15,74 @@ import (
 	"time"
 )
 
-// A member stopped while the others take 200,000 writes comes back by
-// receiving a snapshot: the others snapshotted and truncated past it. The
-// peer connections into it run through a proxy, which cuts them all once
-// in the middle of the transfer; the transfer resumes where it stood, and
-// the member reaches the same applied slot and hash as the others.
-func TestRejoinBySnapshot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test with 200,000 writes")
-	}
+// behindCluster starts three members with flags, member 3's peer traffic
+// running through a proxy, then stops member 3 and has the other two take
+// the bench load args describe. It returns the cluster, the proxy, the
+// bench's result and the slot member 3 had applied when it stopped.
+func behindCluster(t *testing.T, flags []string, kill bool, load ...string) (*cluster, *proxy, benchResult, uint64) {
+	t.Helper()
 	c := newCluster(t, 3)
 	m3 := c.member(3)
 	m3.listenPeer = fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3"))
 	px := newProxy(t, m3.peer, m3.listenPeer)
-	// Snapshots every 2000 slots, so 200,000 writes make several; a slow
-	// transfer rate, so the transfer is still running when the proxy cuts.
-	flags := []string{"--snapshot-every", "2000", "--snapshot-rate", "4MiB"}
 	for id := 1; id <= 3; id++ {
 		c.start(id, true, flags...)
 	}
 	mustCLI(t, 0, "put", "--endpoints", c.endpoints(), "before", "stop")
-	c.converged(1, 2, 3)
-	m3.cmd.Process.Signal(syscall.SIGTERM)
-	<-m3.exited
-	stoppedAt := status(t, m3.client)
-
-	// 200,000 writes of 256 bytes over 100,000 keys, to members 1 and 2.
+	var stoppedAt uint64
+	for _, r := range c.converged(1, 2, 3) {
+		if r.ID == 3 {
+			stoppedAt = r.Applied
+		}
+	}
+	if kill {
+		m3.kill()
+	} else {
+		m3.cmd.Process.Signal(syscall.SIGTERM)
+		<-m3.exited
+	}
 	live := c.member(1).client + "," + c.member(2).client
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bench := exec.CommandContext(ctx, bin, "bench", "put", "--endpoints", live, "--total", "200000", "--clients", "64", "--conns", "8", "-o", "json")
+	bench := exec.CommandContext(ctx, bin, append([]string{"bench", "put", "--endpoints", live, "-o", "json"}, load...)...)
 	bench.Env = childEnv()
 	out, err := bench.Output()
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
-	var res struct {
-		Requests  int     `json:"requests"`
-		Errors    int     `json:"errors"`
-		OpsPerSec float64 `json:"ops_per_sec"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil || res.Requests != 200000 || res.Errors != 0 {
+	var res benchResult
+	if err := json.Unmarshal(out, &res); err != nil || res.Errors != 0 {
 		t.Fatalf("bench: %s (%v)", out, err)
 	}
-	rows := c.converged(1, 2)
-	var before uint64
-	for _, r := range stoppedAt {
-		if r.ID == 3 {
-			before = r.Applied
-		}
+	return c, px, res, stoppedAt
+}
+
+type benchResult struct {
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+}
+
+// A member stopped while the others take 200,000 writes comes back by
+// receiving a snapshot: the others snapshotted and truncated past it. The
+// peer connections into it run through a proxy, which cuts them all once
+// in the middle of the transfer and refuses new ones for 3 s; the transfer
+// resumes where it stood, and
+// the member reaches the same applied slot and hash as the others.
+func TestRejoinBySnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test with 200,000 writes")
 	}
+	// Snapshots every 2000 slots, so 200,000 writes make several; a slow
+	// transfer rate, so the transfer is still running when the proxy cuts.
+	// 200,000 writes of 256 bytes over 100,000 keys, to members 1 and 2.
+	flags := []string{"--snapshot-every", "2000", "--snapshot-rate", "4MiB"}
+	c, px, res, before := behindCluster(t, flags, false, "--total", "200000", "--clients", "64", "--conns", "8")
+	m3 := c.member(3)
+	if res.Requests != 200000 {
+		t.Fatalf("bench sent %d requests, want 200000", res.Requests)
+	}
+	rows := c.converged(1, 2)
 	for _, r := range rows[:2] {
 		if r.SnapshotSlot <= before+2000 {
 			t.Fatalf("member %d's newest snapshot is at slot %d; member 3 stopped at %d, so nothing forces a snapshot transfer", r.ID, r.SnapshotSlot, before)
@@ -79,8 +97,10 @@ func TestRejoinBySnapshot(t *testing.T) {
 	})
 	base := px.toward.Load()
 	waitUntil(t, "8 MiB of the snapshot to pass", 20*time.Second, func() bool { return px.toward.Load()-base > 8<<20 })
-	cut := px.cut()
-	t.Logf("cut %d connections into member 3 after %d bytes of the transfer", cut, px.toward.Load()-base)
+	// Down for longer than a chunk may take (2 s), so that the transfer
+	// has to ask again.
+	cut := px.cut(3 * time.Second)
+	t.Logf("cut %d connections into member 3 after %d bytes of the transfer, and refused new ones for 3 s", cut, px.toward.Load()-base)
 	rows = c.convergedWithin(60*time.Second, 1, 2, 3)
 	took := time.Since(start)
 	log := m3.log.String()
@@ -120,27 +140,11 @@ func TestKilledDuringSnapshotTransfer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	c := newCluster(t, 3)
-	m3 := c.member(3)
-	m3.listenPeer = fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3"))
-	px := newProxy(t, m3.peer, m3.listenPeer)
-	flags := []string{"--snapshot-every", "500", "--snapshot-rate", "2MiB"}
-	for id := 1; id <= 3; id++ {
-		c.start(id, true, flags...)
-	}
-	mustCLI(t, 0, "put", "--endpoints", c.endpoints(), "before", "stop")
-	c.converged(1, 2, 3)
-	m3.kill()
-	live := c.member(1).client + "," + c.member(2).client
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	// 40,000 writes over 40,000 keys: a snapshot of about 11 MB, which
 	// takes over 5 s at 2 MiB/s.
-	bench := exec.CommandContext(ctx, bin, "bench", "put", "--endpoints", live, "--total", "40000", "--key-space", "40000", "--sequential-keys", "-o", "json")
-	bench.Env = childEnv()
-	if out, err := bench.Output(); err != nil {
-		t.Fatalf("bench: %v\n%s", err, out)
-	}
+	flags := []string{"--snapshot-every", "500", "--snapshot-rate", "2MiB"}
+	c, px, _, _ := behindCluster(t, flags, true, "--total", "40000", "--key-space", "40000", "--sequential-keys")
+	m3 := c.member(3)
 	c.converged(1, 2)
 	for round := 1; round <= 2; round++ {
 		c.start(3, false, flags...)
