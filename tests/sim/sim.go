@@ -60,6 +60,17 @@ type Options struct {
 	// seed's faults and also after they stop. Regression tests use it to
 	// pin down the condition a bug needed.
 	Drop func(paxos.Message) bool
+	// Scenario tests pin a run down further. DropAt is Drop with the
+	// tick; Shape names the cluster layout; Quiet turns the seed's random
+	// faults off; Tune adjusts the cores' settings after the seed drew
+	// them; from tick ClientsStopAt on, clients start no new operations.
+	// None of them changes what the seed draws, so other runs replay the
+	// same.
+	DropAt        func(tick int64, m paxos.Message) bool
+	Shape         string
+	Quiet         bool
+	Tune          func(*proposer.Config, *learner.Config)
+	ClientsStopAt int64
 }
 
 // Stats describes what a run exercised.
@@ -206,6 +217,11 @@ func Run(opts Options) (st Stats, err error) {
 
 func (s *sim) setup() {
 	s.shape = Shapes[s.rng.IntN(len(Shapes))]
+	for _, sh := range Shapes {
+		if sh.Name == s.opts.Shape {
+			s.shape = sh
+		}
+	}
 	s.stats.Shape = s.shape.Name
 	s.logger = slog.New(slog.DiscardHandler)
 	r := s.rng
@@ -245,6 +261,12 @@ func (s *sim) setup() {
 		Logger:               s.logger,
 	}
 	s.chunkSize = []int{16, 100, 1 << 20}[r.IntN(3)]
+	if s.opts.Quiet {
+		s.f = faults{flush: 1}
+	}
+	if s.opts.Tune != nil {
+		s.opts.Tune(&s.pcfg, &s.lcfg)
+	}
 	s.nodes = map[paxos.NodeID]*simNode{}
 	s.ck = checker{s: s}
 	s.ck.init()
@@ -382,6 +404,11 @@ func (s *sim) round() {
 	if s.rng.Float64() < s.f.leaderCrash {
 		if id := s.leader(); id != 0 {
 			s.crash(s.nodes[id], "leader fault")
+		}
+	}
+	if s.opts.ClientsStopAt != 0 && s.now == s.opts.ClientsStopAt {
+		for _, c := range s.clients {
+			c.opsLeft = 0
 		}
 	}
 	for _, c := range s.clients {
@@ -760,7 +787,7 @@ func (t transport) Send(msgs []paxos.Message) {
 		// Every message crosses the wire codec, as it does between
 		// daemons, so a field the codec loses breaks the run.
 		m = t.wire(m)
-		if s.cut[[2]paxos.NodeID{m.From, m.To}] || (s.opts.Drop != nil && s.opts.Drop(m)) {
+		if s.cut[[2]paxos.NodeID{m.From, m.To}] || (s.opts.Drop != nil && s.opts.Drop(m)) || (s.opts.DropAt != nil && s.opts.DropAt(s.now, m)) {
 			s.tracef("cut %v", m)
 			continue
 		}
