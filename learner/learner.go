@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -581,7 +580,7 @@ func (l *Learner) handleChunk(m paxos.Message) error {
 	switch {
 	case len(m.Value) == 0 || end > m.Size || (t.size != 0 && m.Size != t.size):
 		return fmt.Errorf("learner: chunk of snapshot %d from %d at %d+%d does not fit size %d", m.Slot, m.From, m.Offset, len(m.Value), m.Size)
-	case crc32.Checksum(m.Value, castagnoli) != m.Sum:
+	case paxos.ChunkSum(m.Value) != m.Sum:
 		return fmt.Errorf("learner: chunk of snapshot %d from %d at %d fails its checksum", m.Slot, m.From, m.Offset)
 	}
 	t.size, t.offset = m.Size, end
@@ -596,8 +595,6 @@ func (l *Learner) handleChunk(m paxos.Message) error {
 	l.logger.Info("snapshot received", "peer", t.peer, "slot", t.slot, "bytes", t.size)
 	return nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // tickTransfer asks again for a chunk that is late, waiting twice as long
 // each time, and gives the transfer up after maxPullRetries.

@@ -2,7 +2,6 @@ package learner
 
 import (
 	"bytes"
-	"hash/crc32"
 	"io"
 	"reflect"
 	"slices"
@@ -117,8 +116,7 @@ func TestSnapshotAndTruncate(t *testing.T) {
 // chunkMsg is a chunk of data from peer at offset.
 func chunkMsg(peer paxos.NodeID, slot paxos.Slot, data []byte, off, size int) paxos.Message {
 	v := data[off : off+size]
-	return paxos.Message{Type: paxos.MsgSnapshotChunk, From: peer, Slot: slot, Offset: uint64(off), Size: uint64(len(data)), Value: v,
-		Sum: crc32.Checksum(v, crc32.MakeTable(crc32.Castagnoli))}
+	return paxos.Message{Type: paxos.MsgSnapshotChunk, From: peer, Slot: slot, Offset: uint64(off), Size: uint64(len(data)), Value: v, Sum: paxos.ChunkSum(v)}
 }
 
 // A lagging learner pulls a peer's snapshot chunk by chunk, checks each,

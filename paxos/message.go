@@ -56,8 +56,7 @@ const (
 	// Learner to learner.
 	MsgSnapshotPull
 	// MsgSnapshotChunk carries bytes of snapshot Slot: Value from Offset,
-	// Size the whole snapshot's size and Sum the CRC-32C (Castagnoli) of
-	// Value. Size 0 says the sender no longer has that snapshot.
+	// Size the whole snapshot's size and Sum the ChunkSum of Value. Size 0 says the sender no longer has that snapshot.
 	MsgSnapshotChunk
 	// MsgSnapshotSaved tells the learner on the same node that its snapshot
 	// of Slot is durable. Driver to learner.

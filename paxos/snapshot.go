@@ -1,6 +1,9 @@
 package paxos
 
-import "io"
+import (
+	"hash/crc32"
+	"io"
+)
 
 // SnapshotMeta names a learner snapshot: the slot it covers and the
 // learner's applied hash at that slot.
@@ -46,3 +49,9 @@ type SnapshotStore interface {
 	// MsgSnapshotChunk through the node's transport.
 	Serve(m Message)
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ChunkSum is the checksum a MsgSnapshotChunk carries in Sum: the CRC-32C
+// (Castagnoli) of its Value.
+func ChunkSum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -315,6 +314,6 @@ func (st *snapStore) readChunk(m paxos.Message) (paxos.Message, error) {
 		return reply, err
 	}
 	reply.Value, reply.Size = buf, size
-	reply.Sum = crc32.Checksum(buf, crc32.MakeTable(crc32.Castagnoli))
+	reply.Sum = paxos.ChunkSum(buf)
 	return reply, nil
 }

@@ -59,8 +59,7 @@ func (p *proxy) serve() {
 		p.conns = append(p.conns, in, out)
 		p.mu.Unlock()
 		go func() {
-			n, _ := io.Copy(countWriter{out, &p.toward}, in) // NB: ends when either side closes
-			_ = n
+			_, _ = io.Copy(countWriter{out, &p.toward}, in) // NB: ends when either side closes
 			out.Close()
 			in.Close()
 		}()

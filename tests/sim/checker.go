@@ -148,16 +148,15 @@ func (c *checker) checkAvailable() {
 	}
 }
 
-// heldByAcceptors reports whether a quorum's worth of acceptors still holds a
-// vote for slot sl, so a new leader would find it in phase 1.
+// heldByAcceptors reports whether some acceptor still holds a durable vote
+// for slot sl.
 func (c *checker) heldByAcceptors(sl paxos.Slot) bool {
-	var ids []paxos.NodeID
 	for _, id := range c.s.shape.Config.Acceptors() {
 		if _, ok := c.s.nodes[id].store.accepted[sl]; ok {
-			ids = append(ids, id)
+			return true
 		}
 	}
-	return len(ids) > 0
+	return false
 }
 
 // vote records that acceptor id durably accepted v in slot at ballot b; a

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"maps"
 	"slices"
@@ -149,7 +148,7 @@ func (st *snapStore) Serve(m paxos.Message) {
 		end := min(uint64(len(file)), m.Offset+uint64(st.s.chunkSize))
 		reply.Value = file[m.Offset:end]
 		reply.Size = uint64(len(file))
-		reply.Sum = crc32.Checksum(reply.Value, crc32.MakeTable(crc32.Castagnoli))
+		reply.Sum = paxos.ChunkSum(reply.Value)
 	}
 	transport{st.s, st.id}.Send([]paxos.Message{reply})
 }
