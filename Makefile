@@ -7,8 +7,8 @@ export GOTRACEBACK := all
 
 FUZZ_TARGETS := \
 	./paxos:FuzzDecodeBatch \
-	./paxos:FuzzDecodeMessage \
-	./paxos:FuzzDecodeClientFrames \
+	./paxos/wire:FuzzDecodeMessage \
+	./paxos/wire:FuzzDecodeClientFrames \
 	./statemachine:FuzzDecodeKVRequest \
 	./statemachine:FuzzDecodeKVResponse \
 	./statemachine:FuzzRestore \

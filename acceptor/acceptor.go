@@ -11,14 +11,14 @@ import (
 
 // Config configures an Acceptor.
 type Config struct {
-	ID      paxos.NodeID
-	Cluster paxos.Config
-	Logger  *slog.Logger
+	ID         paxos.NodeID
+	Membership paxos.Membership
+	Logger     *slog.Logger
 }
 
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
-	if !c.Cluster.Has(c.ID, paxos.RoleAcceptor) {
+	if !c.Membership.Has(c.ID, paxos.RoleAcceptor) {
 		return fmt.Errorf("acceptor: node %d is not an acceptor of the cluster", c.ID)
 	}
 	return nil
@@ -26,9 +26,9 @@ func (c Config) Validate() error {
 
 // Acceptor is the acceptor core. It is not safe for concurrent use.
 type Acceptor struct {
-	id      paxos.NodeID
-	cluster paxos.Config
-	logger  *slog.Logger
+	id         paxos.NodeID
+	membership paxos.Membership
+	logger     *slog.Logger
 
 	promised paxos.Ballot // Invariant: never decreases, even across restarts.
 	// accepted holds, per slot, the value accepted at the highest ballot.
@@ -55,13 +55,13 @@ func New(cfg Config, st paxos.AcceptorState) (*Acceptor, error) {
 		return nil, err
 	}
 	a := &Acceptor{
-		id:        cfg.ID,
-		cluster:   cfg.Cluster,
-		logger:    cfg.Logger,
-		promised:  st.Promised,
-		accepted:  make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
-		floor:     st.Floor,
-		snapshots: map[paxos.NodeID]paxos.Slot{},
+		id:         cfg.ID,
+		membership: cfg.Membership,
+		logger:     cfg.Logger,
+		promised:   st.Promised,
+		accepted:   make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
+		floor:      st.Floor,
+		snapshots:  map[paxos.NodeID]paxos.Slot{},
 	}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
@@ -102,13 +102,13 @@ func (a *Acceptor) Accepted(s paxos.Slot) (paxos.Entry, bool) {
 // Step handles MsgPrepare, MsgAccept and MsgSnapshotted.
 func (a *Acceptor) Step(m paxos.Message) error {
 	if m.Type == paxos.MsgSnapshotted {
-		if !a.cluster.Has(m.From, paxos.RoleLearner) {
+		if !a.membership.Has(m.From, paxos.RoleLearner) {
 			return fmt.Errorf("acceptor: %s from %d, which is not a learner of the cluster", m.Type, m.From)
 		}
 		a.handleSnapshotted(m)
 		return nil
 	}
-	if !a.cluster.Has(m.From, paxos.RoleProposer) {
+	if !a.membership.Has(m.From, paxos.RoleProposer) {
 		return fmt.Errorf("acceptor: %s from %d, which is not a proposer of the cluster", m.Type, m.From)
 	}
 	if m.Ballot.Node != m.From {
@@ -229,7 +229,7 @@ func (a *Acceptor) handleSnapshotted(m paxos.Message) {
 //
 // The simulator checks both (tests/sim checker.onRecord).
 func (a *Acceptor) maybeTruncate() {
-	learners := a.cluster.Learners()
+	learners := a.membership.Learners()
 	reports := make([]paxos.Slot, 0, len(learners))
 	for _, id := range learners {
 		reports = append(reports, a.snapshots[id])

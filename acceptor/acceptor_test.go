@@ -11,7 +11,7 @@ func b(round uint64, node paxos.NodeID) paxos.Ballot { return paxos.Ballot{Round
 
 func newTestAcceptor(t *testing.T, st paxos.AcceptorState) *Acceptor {
 	t.Helper()
-	a, err := New(Config{ID: 1, Cluster: paxos.Uniform(5)}, st)
+	a, err := New(Config{ID: 1, Membership: paxos.Uniform(5)}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestRecoveryRefusesAcceptedAbovePromise(t *testing.T) {
-	_, err := New(Config{ID: 1, Cluster: paxos.Uniform(3)}, paxos.AcceptorState{
+	_, err := New(Config{ID: 1, Membership: paxos.Uniform(3)}, paxos.AcceptorState{
 		Promised: b(1, 1),
 		Accepted: []paxos.Entry{{Slot: 1, Ballot: b(2, 2)}},
 	})
@@ -167,14 +167,14 @@ func TestRecoveryRefusesAcceptedAbovePromise(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := paxos.MustConfig(paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleProposer | paxos.RoleLearner})
-	if _, err := New(Config{ID: 2, Cluster: c}, paxos.AcceptorState{}); err == nil {
+	c := paxos.MustMembership(paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleProposer | paxos.RoleLearner})
+	if _, err := New(Config{ID: 2, Membership: c}, paxos.AcceptorState{}); err == nil {
 		t.Fatal("New made an acceptor of a node that is not one")
 	}
 }
 
 func BenchmarkAcceptorStep(b *testing.B) {
-	a, err := New(Config{ID: 1, Cluster: paxos.Uniform(3)}, paxos.AcceptorState{})
+	a, err := New(Config{ID: 1, Membership: paxos.Uniform(3)}, paxos.AcceptorState{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestTruncate(t *testing.T) {
 	if err := a.Step(paxos.Message{Type: paxos.MsgSnapshotted, From: 9, To: 1, Slot: 3}); err == nil {
 		t.Fatal("a report from a stranger was taken")
 	}
-	if _, err := New(Config{ID: 1, Cluster: paxos.Uniform(5)}, paxos.AcceptorState{Promised: b(1, 2), Floor: 3, Accepted: accepted[:4]}); err == nil {
+	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(5)}, paxos.AcceptorState{Promised: b(1, 2), Floor: 3, Accepted: accepted[:4]}); err == nil {
 		t.Fatal("recovered an accepted slot below the floor")
 	}
 }

@@ -16,8 +16,8 @@ import (
 
 // Config configures a Learner. Zero values take the defaults named.
 type Config struct {
-	ID      paxos.NodeID
-	Cluster paxos.Config
+	ID         paxos.NodeID
+	Membership paxos.Membership
 	// Machine is the state machine to apply chosen commands to. Required.
 	Machine statemachine.Machine
 	// CatchUpTicks is how long a gap may stand before the learner asks a
@@ -70,7 +70,7 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case !c.Cluster.Has(c.ID, paxos.RoleLearner):
+	case !c.Membership.Has(c.ID, paxos.RoleLearner):
 		return fmt.Errorf("learner: node %d is not a learner of the cluster", c.ID)
 	case c.Machine == nil:
 		return fmt.Errorf("learner: Config.Machine is required")
@@ -154,7 +154,7 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 	l := &Learner{
 		cfg:      cfg,
 		logger:   cfg.Logger,
-		proposer: cfg.Cluster.Has(cfg.ID, paxos.RoleProposer),
+		proposer: cfg.Membership.Has(cfg.ID, paxos.RoleProposer),
 		sessions: statemachine.NewSessions(cfg.Machine),
 		hash:     hashSeed,
 		logStart: 1,
@@ -166,7 +166,7 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 		l.logger = slog.New(slog.DiscardHandler)
 	}
 	l.logger = l.logger.With("node", cfg.ID, "role", "learner")
-	for _, id := range cfg.Cluster.Learners() {
+	for _, id := range cfg.Membership.Learners() {
 		if id != cfg.ID {
 			l.peers = append(l.peers, id)
 		}
@@ -255,11 +255,11 @@ func (l *Learner) Query(q []byte) ([]byte, error) {
 func (l *Learner) Step(m paxos.Message) error {
 	switch m.Type {
 	case paxos.MsgDecide, paxos.MsgHeartbeat:
-		if !l.cfg.Cluster.Has(m.From, paxos.RoleProposer) {
+		if !l.cfg.Membership.Has(m.From, paxos.RoleProposer) {
 			return fmt.Errorf("learner: %s from %d, which is not a proposer", m.Type, m.From)
 		}
 	case paxos.MsgCatchUp, paxos.MsgCatchUpReply, paxos.MsgSnapshotOffer, paxos.MsgSnapshotChunk:
-		if m.From == l.cfg.ID || !l.cfg.Cluster.Has(m.From, paxos.RoleLearner) {
+		if m.From == l.cfg.ID || !l.cfg.Membership.Has(m.From, paxos.RoleLearner) {
 			return fmt.Errorf("learner: %s from %d, which is not a peer learner", m.Type, m.From)
 		}
 	case paxos.MsgSnapshotSaved:
@@ -539,7 +539,7 @@ func (l *Learner) truncateLog() {
 // covers, so that they may forget them (acceptor.maybeTruncate).
 func (l *Learner) reportSnapshot() {
 	l.reportAge = 0
-	for _, to := range l.cfg.Cluster.Acceptors() {
+	for _, to := range l.cfg.Membership.Acceptors() {
 		l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
 	}
 }

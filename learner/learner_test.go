@@ -13,7 +13,7 @@ import (
 
 func newTestLearner(t testing.TB, st paxos.LearnerState, mod func(*Config)) *Learner {
 	t.Helper()
-	cfg := Config{ID: 1, Cluster: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 2))}
+	cfg := Config{ID: 1, Membership: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 2))}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -211,7 +211,7 @@ func TestRecovery(t *testing.T) {
 	if rd := restarted.Ready(); len(rd.Decided) != 0 || len(rd.Writes) != 0 {
 		t.Fatalf("replay produced work: %+v", rd)
 	}
-	if _, err := New(Config{ID: 1, Cluster: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 1))},
+	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 1))},
 		paxos.LearnerState{Chosen: entries, Applied: 4}); err == nil {
 		t.Fatal("recovered an applied slot beyond a gap in the chosen log")
 	}

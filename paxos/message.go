@@ -2,7 +2,9 @@ package paxos
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
+	"strings"
 )
 
 // MsgType says what a Message is.
@@ -97,6 +99,10 @@ func (t MsgType) Valid() bool { return int(t) < len(msgTypeNames) && msgTypeName
 // depends on Type; see the MsgType constants. A Message handed to a core or a
 // transport is not modified afterwards by the one who handed it over, so
 // slices in it may be shared.
+//
+// The msgpack tags are the wire format: package wire encodes, decodes and
+// compares messages from them alone. Renaming a tag, or adding a field,
+// changes the protocol and needs a new wire.ProtocolVersion.
 type Message struct {
 	Type    MsgType   `msgpack:"t"`
 	From    NodeID    `msgpack:"f"`
@@ -118,26 +124,59 @@ func (t MsgType) IsLocal() bool {
 	return t == MsgPropose || t == MsgLearned || t == MsgSnapshotSaved
 }
 
-// String gives a compact description for logs and simulator traces.
+// String gives a compact description for logs and simulator traces: the
+// type, sender, receiver and ballot, then every other field that is set,
+// named by its wire key, for example "Accept 1->2 b=7.1 s=12 v=96B".
 func (m Message) String() string {
-	s := fmt.Sprintf("%s %d->%d b=%s", m.Type, m.From, m.To, m.Ballot)
-	if m.Slot != 0 {
-		s += " s=" + m.Slot.String()
+	b := make([]byte, 0, 64)
+	b = fmt.Appendf(b, "%s %d->%d b=%s", m.Type, m.From, m.To, m.Ballot)
+	v := reflect.ValueOf(m)
+	for _, f := range messageFields {
+		fv := v.Field(f.index)
+		if fv.IsZero() || (fv.Kind() == reflect.Slice && fv.Len() == 0) {
+			continue
+		}
+		b = append(b, ' ')
+		b = append(b, f.key...)
+		b = append(b, '=')
+		switch x := fv.Interface().(type) {
+		case Value:
+			b = fmt.Appendf(b, "%dB", len(x))
+		case []Entry:
+			b = fmt.Appendf(b, "[%d..%d]#%d", x[0].Slot, x[len(x)-1].Slot, len(x))
+		case []Command:
+			b = fmt.Appendf(b, "#%d", len(x))
+		case uint32:
+			b = fmt.Appendf(b, "%08x", x)
+		default:
+			b = fmt.Appendf(b, "%v", x)
+		}
 	}
-	if m.Commit != 0 {
-		s += " c=" + m.Commit.String()
-	}
-	if m.Value != nil {
-		s += fmt.Sprintf(" v=%dB", len(m.Value))
-	}
-	if len(m.Entries) > 0 {
-		s += fmt.Sprintf(" e=[%d..%d]#%d", m.Entries[0].Slot, m.Entries[len(m.Entries)-1].Slot, len(m.Entries))
-	}
-	if len(m.Cmds) > 0 {
-		s += fmt.Sprintf(" cmds=%d", len(m.Cmds))
-	}
-	if m.Offset != 0 || m.Size != 0 {
-		s += fmt.Sprintf(" off=%d size=%d", m.Offset, m.Size)
-	}
-	return s
+	return string(b)
 }
+
+// messageFields are the fields String prints after its header, found from
+// the struct tags, so that a field added later is printed too.
+var messageFields = func() []struct {
+	index int
+	key   string
+} {
+	var out []struct {
+		index int
+		key   string
+	}
+	t := reflect.TypeFor[Message]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		switch f.Name {
+		case "Type", "From", "To", "Ballot":
+			continue // in the header
+		}
+		out = append(out, struct {
+			index int
+			key   string
+		}{i, key})
+	}
+	return out
+}()

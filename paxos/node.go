@@ -281,10 +281,16 @@ func (n *Node) Propose(cmds []Command) error {
 	return n.cfg.Proposer.Step(Message{Type: MsgPropose, From: n.cfg.ID, To: n.cfg.ID, Cmds: cmds})
 }
 
-// Tick advances every core by one tick.
+// Tick tells the learner about snapshots the store made durable, then
+// advances every core by one tick.
 func (n *Node) Tick() {
 	if n.failed != nil {
 		return
+	}
+	if n.cfg.Snapshots != nil && n.cfg.Learner != nil {
+		for _, slot := range n.cfg.Snapshots.Saved() {
+			n.snapshotSaved(slot)
+		}
 	}
 	for _, c := range n.cores {
 		c.Tick()
@@ -409,13 +415,9 @@ func (n *Node) doSnapshotWork(w snapWork) bool {
 	return true
 }
 
-// SnapshotSaved tells the learner that its snapshot of slot is durable, or
-// with slot 0 that writing it failed. The daemon calls it through Do; the
-// simulator directly.
-func (n *Node) SnapshotSaved(slot Slot) {
-	if n.failed != nil || n.cfg.Learner == nil {
-		return
-	}
+// snapshotSaved tells the learner that its snapshot of slot is durable, or
+// with slot 0 that writing it failed.
+func (n *Node) snapshotSaved(slot Slot) {
 	if err := n.cfg.Learner.Step(Message{Type: MsgSnapshotSaved, From: n.cfg.ID, To: n.cfg.ID, Slot: slot}); err != nil {
 		n.logger.Warn("snapshot saved report refused", "node", n.cfg.ID, "slot", slot, "err", err)
 	}

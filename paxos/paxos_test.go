@@ -79,8 +79,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-func TestConfig(t *testing.T) {
-	c := MustConfig(
+func TestMembership(t *testing.T) {
+	c := MustMembership(
 		Member{ID: 3, Roles: RoleAcceptor},
 		Member{ID: 1, Roles: RoleAll},
 		Member{ID: 2, Roles: RoleAcceptor | RoleLearner},
@@ -122,8 +122,8 @@ func TestConfig(t *testing.T) {
 		{{ID: 1, Roles: RoleAcceptor | RoleLearner}},  // no proposer
 		{{ID: 1, Roles: RoleProposer | RoleLearner}},  // no acceptor
 	} {
-		if _, err := NewConfig(bad...); !errors.Is(err, ErrBadConfig) {
-			t.Errorf("NewConfig(%v): %v, want ErrBadConfig", bad, err)
+		if _, err := NewMembership(bad...); !errors.Is(err, ErrBadMembership) {
+			t.Errorf("NewMembership(%v): %v, want ErrBadMembership", bad, err)
 		}
 	}
 	if s := (RoleProposer | RoleLearner).String(); s != "proposer,learner" {

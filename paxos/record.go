@@ -1,6 +1,7 @@
 package paxos
 
 import (
+	"fmt"
 	"io"
 	"strconv"
 )
@@ -99,6 +100,50 @@ type LearnerState struct {
 	// before it replays Chosen. Slot 0 means none.
 	Snapshot     SnapshotMeta
 	SnapshotData io.Reader
+}
+
+// Check reports what is wrong with a recovered acceptor state: a value
+// accepted above the promise (invariant 3 of docs/design.md, as stored), or
+// a slot at or below the floor, which the truncation that raised the floor
+// dropped. Storage and the member assembly both call it.
+func (st AcceptorState) Check() error {
+	for i, e := range st.Accepted {
+		switch {
+		case st.Promised.Less(e.Ballot):
+			return fmt.Errorf("slot %d accepted at ballot %v, above promised %v", e.Slot, e.Ballot, st.Promised)
+		case e.Slot <= st.Floor:
+			return fmt.Errorf("slot %d accepted at or below the floor %d", e.Slot, st.Floor)
+		case i > 0 && e.Slot <= st.Accepted[i-1].Slot:
+			return fmt.Errorf("slot %d recovered out of order, after slot %d", e.Slot, st.Accepted[i-1].Slot)
+		}
+	}
+	return nil
+}
+
+// Check reports what is wrong with a recovered learner state: the applied
+// slot must be at or above the snapshot base, the chosen log must start
+// above the base, in order, and hold every slot from the base up to the
+// applied slot (a restart replays them). Storage and the member assembly
+// both call it.
+func (st LearnerState) Check() error {
+	if st.Applied < st.Base {
+		return fmt.Errorf("applied slot %d is below the snapshot base %d", st.Applied, st.Base)
+	}
+	next := st.Base + 1 // the next slot the replay needs
+	for i, e := range st.Chosen {
+		switch {
+		case e.Slot <= st.Base:
+			return fmt.Errorf("chosen slot %d is at or below the snapshot base %d", e.Slot, st.Base)
+		case i > 0 && e.Slot <= st.Chosen[i-1].Slot:
+			return fmt.Errorf("chosen slot %d recovered out of order, after slot %d", e.Slot, st.Chosen[i-1].Slot)
+		case e.Slot == next:
+			next++
+		}
+	}
+	if next <= st.Applied {
+		return fmt.Errorf("applied slot %d, but the chosen value of slot %d is missing (snapshot base %d)", st.Applied, next, st.Base)
+	}
+	return nil
 }
 
 // State is everything a node recovers from storage on start.

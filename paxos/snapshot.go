@@ -30,15 +30,17 @@ type SnapshotChunk struct {
 	Data   []byte
 }
 
-// SnapshotStore is where a node keeps learner snapshots: the daemon keeps
-// them in files (wal.Snapshots), the simulator in memory. Node calls every
-// method from its own goroutine.
+// SnapshotStore is where a node keeps learner snapshots: package server
+// keeps them in files, written in the background. Node calls every method
+// from its own goroutine.
 type SnapshotStore interface {
-	// Save makes job durable, at once or in the background. Once it is
-	// durable, the driver tells the node with Node.SnapshotSaved. A job that
-	// fails, or that a crash cuts short, is never reported; the learner
-	// takes another later.
+	// Save starts making job durable and returns at once.
 	Save(job SnapshotJob)
+	// Saved returns the slots of the snapshots Save made durable since the
+	// last call, in the order they became durable; 0 stands for a job that
+	// failed. Node asks on every Tick and tells the learner. A job that a
+	// crash cuts short is never reported; the learner takes another later.
+	Saved() []Slot
 	// Receive keeps c, part of a snapshot being received. Chunks arrive in
 	// order; one at offset 0 starts the snapshot afresh.
 	Receive(c SnapshotChunk) error

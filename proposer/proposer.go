@@ -12,8 +12,8 @@ import (
 
 // Config configures a Proposer. Zero values take the defaults named.
 type Config struct {
-	ID      paxos.NodeID
-	Cluster paxos.Config
+	ID         paxos.NodeID
+	Membership paxos.Membership
 	// Window is how many slots a leader keeps in flight at once. Default 32.
 	Window int
 	// MaxBatch is the most commands one slot carries. Default 512.
@@ -59,7 +59,7 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case !c.Cluster.Has(c.ID, paxos.RoleProposer):
+	case !c.Membership.Has(c.ID, paxos.RoleProposer):
 		return fmt.Errorf("proposer: node %d is not a proposer of the cluster", c.ID)
 	case c.Rand == nil:
 		return fmt.Errorf("proposer: Config.Rand is required")
@@ -156,7 +156,7 @@ func New(cfg Config) (*Proposer, error) {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
 	p.logger = p.logger.With("node", cfg.ID, "role", "proposer")
-	p.peers = cfg.Cluster.Learners()
+	p.peers = cfg.Membership.Learners()
 	p.resetTimeout()
 	return p, nil
 }
@@ -189,11 +189,11 @@ func (p *Proposer) Step(m paxos.Message) error {
 		p.advanceDecided(m.Commit)
 		return nil
 	case paxos.MsgPromise, paxos.MsgAccepted, paxos.MsgNack:
-		if !p.cfg.Cluster.Has(m.From, paxos.RoleAcceptor) {
+		if !p.cfg.Membership.Has(m.From, paxos.RoleAcceptor) {
 			return fmt.Errorf("proposer: %s from %d, which is not an acceptor", m.Type, m.From)
 		}
 	case paxos.MsgHeartbeat, paxos.MsgDecide:
-		if !p.cfg.Cluster.Has(m.From, paxos.RoleProposer) || m.Ballot.Node != m.From {
+		if !p.cfg.Membership.Has(m.From, paxos.RoleProposer) || m.Ballot.Node != m.From {
 			return fmt.Errorf("proposer: %s from %d with ballot %v", m.Type, m.From, m.Ballot)
 		}
 	default:
@@ -249,7 +249,7 @@ func (p *Proposer) bcastDecided() {
 	if len(p.decidedBuf) == 0 {
 		return
 	}
-	for _, to := range p.cfg.Cluster.Learners() {
+	for _, to := range p.cfg.Membership.Learners() {
 		p.send(paxos.Message{Type: paxos.MsgDecide, To: to, Ballot: p.ballot, Entries: p.decidedBuf})
 	}
 	p.decidedBuf = nil
@@ -280,7 +280,7 @@ func (p *Proposer) becomeCandidate() {
 	p.found = map[paxos.Slot]paxos.Entry{}
 	p.resetTimeout()
 	p.logger.Info("campaigning", "ballot", p.ballot, "slot", p.from)
-	for _, to := range p.cfg.Cluster.Acceptors() {
+	for _, to := range p.cfg.Membership.Acceptors() {
 		p.send(paxos.Message{Type: paxos.MsgPrepare, To: to, Ballot: p.ballot, Slot: p.from})
 	}
 }
@@ -306,7 +306,7 @@ func (p *Proposer) handlePromise(m paxos.Message) error {
 	}
 	p.floor = max(p.floor, m.Commit)
 	p.promised = append(p.promised, m.From)
-	if p.cfg.Cluster.IsQuorum(p.promised) {
+	if p.cfg.Membership.IsQuorum(p.promised) {
 		p.becomeLeader()
 	}
 	return nil
@@ -384,7 +384,7 @@ func (p *Proposer) propose(s paxos.Slot, v paxos.Value) {
 		panic(fmt.Sprintf("proposer: slot %d proposed twice at ballot %v", s, p.ballot))
 	}
 	p.inflight[s] = &proposal{value: v}
-	for _, to := range p.cfg.Cluster.Acceptors() {
+	for _, to := range p.cfg.Membership.Acceptors() {
 		p.send(paxos.Message{Type: paxos.MsgAccept, To: to, Ballot: p.ballot, Slot: s, Value: v})
 	}
 }
@@ -399,7 +399,7 @@ func (p *Proposer) handleAccepted(m paxos.Message) {
 		return
 	}
 	pr.acks = append(pr.acks, m.From)
-	if !p.cfg.Cluster.IsQuorum(pr.acks) {
+	if !p.cfg.Membership.IsQuorum(pr.acks) {
 		return
 	}
 	delete(p.inflight, m.Slot)
@@ -491,7 +491,7 @@ func (p *Proposer) maybeRetransmit() {
 	for _, s := range due {
 		pr := p.inflight[s]
 		pr.age = 0
-		for _, to := range p.cfg.Cluster.Acceptors() {
+		for _, to := range p.cfg.Membership.Acceptors() {
 			if !slices.Contains(pr.acks, to) {
 				p.send(paxos.Message{Type: paxos.MsgAccept, To: to, Ballot: p.ballot, Slot: s, Value: pr.value})
 			}

@@ -19,7 +19,7 @@ func cmd(i int) paxos.Command {
 
 func newTestProposer(t testing.TB, mod func(*Config)) *Proposer {
 	t.Helper()
-	cfg := Config{ID: 1, Cluster: paxos.Uniform(3), Rand: rand.New(rand.NewPCG(1, 2)), ElectionTicks: 5}
+	cfg := Config{ID: 1, Membership: paxos.Uniform(3), Rand: rand.New(rand.NewPCG(1, 2)), ElectionTicks: 5}
 	if mod != nil {
 		mod(&cfg)
 	}

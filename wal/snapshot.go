@@ -43,11 +43,11 @@ const (
 	maxSnapHeader = 1 << 20
 )
 
-// SnapshotMeta describes a snapshot: the slot its state covers, the
-// learner's applied hash at that slot, and the cluster it belongs to.
-type SnapshotMeta struct {
-	Slot    paxos.Slot
-	Hash    uint64
+// SnapshotHeader is the header of a snapshot file: what the learner knows
+// of the snapshot (its slot and the applied hash there), and the cluster it
+// belongs to, for checks and for people reading it.
+type SnapshotHeader struct {
+	paxos.SnapshotMeta
 	Cluster uint64
 	Members []paxos.Member
 	Machine string
@@ -95,6 +95,19 @@ func snapName(s paxos.Slot) string {
 	return fmt.Sprintf("%s%020d%s", snapPrefix, uint64(s), snapSuffix)
 }
 
+// SnapshotFileSlot returns the slot of the snapshot file called name, and
+// false if name is not the name of a snapshot file.
+func SnapshotFileSlot(name string) (paxos.Slot, bool) {
+	if !strings.HasPrefix(name, snapPrefix) || !strings.HasSuffix(name, snapSuffix) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, snapPrefix), snapSuffix), 10, 64)
+	if err != nil || name != snapName(paxos.Slot(v)) {
+		return 0, false
+	}
+	return paxos.Slot(v), true
+}
+
 // slots returns the slots of the snapshot files present, ascending.
 func (s *Snapshots) slots() ([]paxos.Slot, error) {
 	names, err := s.fs.List(s.dir)
@@ -106,11 +119,11 @@ func (s *Snapshots) slots() ([]paxos.Slot, error) {
 		if !strings.HasPrefix(n, snapPrefix) || !strings.HasSuffix(n, snapSuffix) {
 			continue
 		}
-		v, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, snapPrefix), snapSuffix), 10, 64)
-		if err != nil {
+		slot, ok := SnapshotFileSlot(n)
+		if !ok {
 			return nil, fmt.Errorf("%w: snapshot file name %q", ErrCorrupt, n)
 		}
-		out = append(out, paxos.Slot(v))
+		out = append(out, slot)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -138,7 +151,7 @@ func (s *Snapshots) Path(slot paxos.Slot) string { return s.fs.PathJoin(s.dir, s
 
 // Write makes a snapshot: it writes meta and whatever data writes, syncs it
 // and puts it in place durably. It returns the file's path.
-func (s *Snapshots) Write(meta SnapshotMeta, data func(io.Writer) error) (path string, err error) {
+func (s *Snapshots) Write(meta SnapshotHeader, data func(io.Writer) error) (path string, err error) {
 	final := s.Path(meta.Slot)
 	tmp := final + snapTemp
 	f, err := s.fs.Create(tmp, vfs.WriteCategoryUnspecified)
@@ -248,21 +261,21 @@ func (s *Snapshots) Prune(keep int) error {
 // the whole file and is known only at the end, so restore must load into
 // state it can throw away: on an error wrapping ErrCorrupt, discard what
 // restore built.
-func ReadSnapshot(fs vfs.FS, path string, restore func(SnapshotMeta, io.Reader) error) (SnapshotMeta, error) {
+func ReadSnapshot(fs vfs.FS, path string, restore func(SnapshotHeader, io.Reader) error) (SnapshotHeader, error) {
 	r, err := OpenSnapshot(fs, path)
 	if err != nil {
-		return SnapshotMeta{}, err
+		return SnapshotHeader{}, err
 	}
 	defer r.Close()
-	if err := restore(r.Meta, r); err != nil {
-		return r.Meta, fmt.Errorf("wal: restore snapshot %s: %w", filepath.Base(path), err)
+	if err := restore(r.Header, r); err != nil {
+		return r.Header, fmt.Errorf("wal: restore snapshot %s: %w", filepath.Base(path), err)
 	}
-	return r.Meta, r.Finish()
+	return r.Header, r.Finish()
 }
 
 // VerifySnapshot reads the whole snapshot file at path and checks it.
-func VerifySnapshot(fs vfs.FS, path string) (SnapshotMeta, error) {
-	return ReadSnapshot(fs, path, func(SnapshotMeta, io.Reader) error { return nil })
+func VerifySnapshot(fs vfs.FS, path string) (SnapshotHeader, error) {
+	return ReadSnapshot(fs, path, func(SnapshotHeader, io.Reader) error { return nil })
 }
 
 // SnapshotReader reads the data of one snapshot file as a stream. The
@@ -270,13 +283,13 @@ func VerifySnapshot(fs vfs.FS, path string) (SnapshotMeta, error) {
 // to the end: whatever was built from the data must be thrown away if
 // Finish fails.
 type SnapshotReader struct {
-	Meta SnapshotMeta
-	f    vfs.File
-	path string
-	br   *bufio.Reader
-	crc  hash.Hash32
-	data *io.LimitedReader
-	size int64 // data bytes
+	Header SnapshotHeader
+	f      vfs.File
+	path   string
+	br     *bufio.Reader
+	crc    hash.Hash32
+	data   *io.LimitedReader
+	size   int64 // data bytes
 }
 
 // OpenSnapshot opens the snapshot file at path on fs (nil: the real file
@@ -324,7 +337,7 @@ func newSnapshotReader(f vfs.File, path string) (*SnapshotReader, error) {
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, sr.corrupt("truncated header")
 	}
-	if sr.Meta, err = decodeSnapHeader(hdr); err != nil {
+	if sr.Header, err = decodeSnapHeader(hdr); err != nil {
 		return nil, sr.corrupt("%v", err)
 	}
 	sr.size = size - 12 - n - snapTrailer
@@ -367,7 +380,7 @@ func (r *SnapshotReader) Finish() error {
 // Close closes the file.
 func (r *SnapshotReader) Close() error { return r.f.Close() }
 
-func encodeSnapHeader(m SnapshotMeta) []byte {
+func encodeSnapHeader(m SnapshotHeader) []byte {
 	b := binary.AppendUvarint(nil, uint64(m.Slot))
 	b = binary.BigEndian.AppendUint64(b, m.Hash)
 	b = binary.AppendUvarint(b, m.Cluster)
@@ -380,8 +393,8 @@ func encodeSnapHeader(m SnapshotMeta) []byte {
 	return append(b, m.Machine...)
 }
 
-func decodeSnapHeader(b []byte) (SnapshotMeta, error) {
-	var m SnapshotMeta
+func decodeSnapHeader(b []byte) (SnapshotHeader, error) {
+	var m SnapshotHeader
 	next := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {

@@ -14,8 +14,8 @@ import (
 	"github.com/paxosd/paxosd/paxos"
 )
 
-func testMeta(slot paxos.Slot) SnapshotMeta {
-	return SnapshotMeta{Slot: slot, Hash: uint64(slot) * 7919, Cluster: 0xc1, Machine: "kv",
+func testMeta(slot paxos.Slot) SnapshotHeader {
+	return SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: slot, Hash: uint64(slot) * 7919}, Cluster: 0xc1, Machine: "kv",
 		Members: []paxos.Member{{ID: 1, Roles: paxos.RoleAll}, {ID: 2, Roles: paxos.RoleAcceptor}}}
 }
 
@@ -25,10 +25,10 @@ func snapData(slot paxos.Slot, size int) []byte {
 	return bytes.Repeat(pat, size/len(pat)+1)[:size]
 }
 
-func readAll(t *testing.T, fs vfs.FS, path string) (SnapshotMeta, []byte, error) {
+func readAll(t *testing.T, fs vfs.FS, path string) (SnapshotHeader, []byte, error) {
 	t.Helper()
 	var got []byte
-	meta, err := ReadSnapshot(fs, path, func(_ SnapshotMeta, r io.Reader) error {
+	meta, err := ReadSnapshot(fs, path, func(_ SnapshotHeader, r io.Reader) error {
 		var err error
 		got, err = io.ReadAll(r)
 		return err
@@ -201,9 +201,9 @@ func FuzzReadSnapshot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fs := vfs.NewMem()
 		writeFile(t, fs, "f", b)
-		_, _, err := func() (SnapshotMeta, []byte, error) {
+		_, _, err := func() (SnapshotHeader, []byte, error) {
 			var got []byte
-			meta, err := ReadSnapshot(fs, "f", func(_ SnapshotMeta, r io.Reader) error {
+			meta, err := ReadSnapshot(fs, "f", func(_ SnapshotHeader, r io.Reader) error {
 				var err error
 				got, err = io.ReadAll(r)
 				return err

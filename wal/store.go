@@ -277,32 +277,13 @@ func (s *Store) load() (paxos.State, error) {
 	case version != formatVersion:
 		return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", version, formatVersion, errors.ErrUnsupported)
 	}
-	// Invariant 3 of the design, as stored: nothing accepted above the
-	// promise.
-	for _, e := range st.Acceptor.Accepted {
-		if st.Acceptor.Promised.Less(e.Ballot) {
-			return st, corrupt(slotKey(prefixAccepted, e.Slot), "accepted at ballot %v, above promised %v", e.Ballot, st.Acceptor.Promised)
-		}
-		if e.Slot <= st.Acceptor.Floor {
-			return st, corrupt(slotKey(prefixAccepted, e.Slot), "at or below the floor %d", st.Acceptor.Floor)
-		}
-	}
-	// The applied prefix above the snapshot base must be in the chosen
-	// log, without gaps.
-	base := st.Learner.Base
-	if applied < base {
-		return st, corrupt([]byte{prefixApplied}, "applied slot %d is below the snapshot base %d", applied, base)
-	}
-	chosen := st.Learner.Chosen
-	if len(chosen) > 0 && chosen[0].Slot <= base {
-		return st, corrupt(slotKey(prefixChosen, chosen[0].Slot), "at or below the snapshot base %d", base)
-	}
-	for i := base + 1; i <= applied; i++ {
-		if j := int(i - base - 1); j >= len(chosen) || chosen[j].Slot != i {
-			return st, corrupt([]byte{prefixApplied}, "applied slot %d, but chosen/%d is missing", applied, i)
-		}
-	}
 	st.Learner.Applied = applied
+	if err := st.Acceptor.Check(); err != nil {
+		return st, fmt.Errorf("%w: acceptor state: %w", ErrCorrupt, err)
+	}
+	if err := st.Learner.Check(); err != nil {
+		return st, fmt.Errorf("%w: learner state: %w", ErrCorrupt, err)
+	}
 	return st, nil
 }
 

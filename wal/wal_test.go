@@ -101,8 +101,8 @@ func TestCorruptionIsRefused(t *testing.T) {
 		want string
 	}{
 		{"flipped bit", flip(good(paxos.Record{Type: paxos.RecAccept, Slot: 5, Ballot: b(1, 1), Value: paxos.Value("v")}, paxos.Record{Type: paxos.RecPromise, Ballot: b(1, 1)}), slotKey(prefixAccepted, 5)), "accepted/5: checksum"},
-		{"accepted above promise", good(paxos.Record{Type: paxos.RecPromise, Ballot: b(1, 1)}, paxos.Record{Type: paxos.RecAccept, Slot: 3, Ballot: b(2, 2)}), "accepted/3: accepted at ballot 2.2, above promised 1.1"},
-		{"applied beyond a gap", good(paxos.Record{Type: paxos.RecChosen, Slot: 1}, paxos.Record{Type: paxos.RecChosen, Slot: 3}, paxos.Record{Type: paxos.RecApplied, Slot: 3}), "applied: applied slot 3, but chosen/2 is missing"},
+		{"accepted above promise", good(paxos.Record{Type: paxos.RecPromise, Ballot: b(1, 1)}, paxos.Record{Type: paxos.RecAccept, Slot: 3, Ballot: b(2, 2)}), "acceptor state: slot 3 accepted at ballot 2.2, above promised 1.1"},
+		{"applied beyond a gap", good(paxos.Record{Type: paxos.RecChosen, Slot: 1}, paxos.Record{Type: paxos.RecChosen, Slot: 3}, paxos.Record{Type: paxos.RecApplied, Slot: 3}), "learner state: applied slot 3, but the chosen value of slot 2 is missing"},
 		{"unknown key", map[string][]byte{"f": seal(appendUvarint(formatVersion)), "zzz": nil}, `"zzz": unknown key`},
 		{"slot zero", map[string][]byte{"f": seal(appendUvarint(formatVersion)), string(slotKey(prefixChosen, 0)): seal(nil)}, "slot 0"},
 		{"short value", map[string][]byte{"f": seal(appendUvarint(formatVersion)), "p": {1, 2}}, "promised: value of 2 bytes"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/clientapi"
 	"github.com/paxosd/paxosd/statemachine"
 )
 
@@ -324,7 +325,7 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 	}
 	got := ask(endpoints)
 	// Members the answers name, with their client addresses.
-	known := map[paxos.NodeID]paxos.MemberInfo{}
+	known := map[paxos.NodeID]clientapi.MemberInfo{}
 	for _, r := range got {
 		for _, m := range r.st.Members {
 			if k, ok := known[m.ID]; !ok || k.ClientAddr == "" {
@@ -435,6 +436,6 @@ func humanBytes(n uint64) string {
 }
 
 type memberStatusOrErr struct {
-	st  paxos.Status
+	st  clientapi.Status
 	err error
 }

@@ -156,7 +156,7 @@ func TestSnapshotInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := wal.SnapshotMeta{Slot: 42, Hash: 0xabc, Cluster: 0x99, Members: paxos.Uniform(3).Members(), Machine: "kv"}
+	meta := wal.SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: 42, Hash: 0xabc}, Cluster: 0x99, Members: paxos.Uniform(3).Members(), Machine: "kv"}
 	path, err := s.Write(meta, func(w io.Writer) error { _, err := w.Write([]byte("some state")); return err })
 	if err != nil {
 		t.Fatal(err)

@@ -136,41 +136,41 @@ SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 
 // parseCluster parses ID=HOST:PORT[/ROLES],… into the membership and the
 // peer addresses.
-func parseCluster(s string) (paxos.Config, map[paxos.NodeID]string, error) {
+func parseCluster(s string) (paxos.Membership, map[paxos.NodeID]string, error) {
 	addrs := map[paxos.NodeID]string{}
 	var members []paxos.Member
 	if strings.TrimSpace(s) == "" {
-		return paxos.Config{}, nil, errors.New("--cluster is required: list every member as ID=HOST:PORT, for example 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103")
+		return paxos.Membership{}, nil, errors.New("--cluster is required: list every member as ID=HOST:PORT, for example 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103")
 	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		idStr, rest, ok := strings.Cut(part, "=")
 		if !ok {
-			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q is not ID=HOST:PORT", part)
+			return paxos.Membership{}, nil, fmt.Errorf("--cluster entry %q is not ID=HOST:PORT", part)
 		}
 		id, err := strconv.ParseUint(idStr, 10, 64)
 		if err != nil || id == 0 {
-			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: the ID must be a positive integer", part)
+			return paxos.Membership{}, nil, fmt.Errorf("--cluster entry %q: the ID must be a positive integer", part)
 		}
 		addr, roleStr, hasRoles := strings.Cut(rest, "/")
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: %q is not HOST:PORT", part, addr)
+			return paxos.Membership{}, nil, fmt.Errorf("--cluster entry %q: %q is not HOST:PORT", part, addr)
 		}
 		roles := paxos.RoleAll
 		if hasRoles {
 			if roles, err = parseRoles(strings.ReplaceAll(roleStr, "+", ",")); err != nil {
-				return paxos.Config{}, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
+				return paxos.Membership{}, nil, fmt.Errorf("--cluster entry %q: %w", part, err)
 			}
 		}
 		if _, dup := addrs[paxos.NodeID(id)]; dup {
-			return paxos.Config{}, nil, fmt.Errorf("--cluster lists member %d twice", id)
+			return paxos.Membership{}, nil, fmt.Errorf("--cluster lists member %d twice", id)
 		}
 		addrs[paxos.NodeID(id)] = addr
 		members = append(members, paxos.Member{ID: paxos.NodeID(id), Roles: roles})
 	}
-	cfg, err := paxos.NewConfig(members...)
+	cfg, err := paxos.NewMembership(members...)
 	if err != nil {
-		return paxos.Config{}, nil, fmt.Errorf("--cluster: %w", err)
+		return paxos.Membership{}, nil, fmt.Errorf("--cluster: %w", err)
 	}
 	return cfg, addrs, nil
 }
@@ -294,7 +294,7 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.ID, cfg.Members, cfg.PeerAddrs = id, members, addrs
+	cfg.ID, cfg.Membership, cfg.PeerAddrs = id, members, addrs
 	cfg.ClusterToken, cfg.DataDir, cfg.Bootstrap = c.String("cluster-token"), c.String("data-dir"), c.Bool("bootstrap")
 	cfg.ClientAddr = c.String("advertise-client")
 	peerAddr := c.String("listen-peer")
@@ -345,7 +345,7 @@ func waitForSignal(logger *slog.Logger, wait func() error, stop func() error) er
 	return stop()
 }
 
-func memberIDs(c paxos.Config) string {
+func memberIDs(c paxos.Membership) string {
 	var ids []string
 	for _, m := range c.Members() {
 		ids = append(ids, m.ID.String())

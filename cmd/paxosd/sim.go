@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/paxosd/paxosd/tests/sim"
+	"github.com/paxosd/paxosd/internal/sim"
 )
 
 func simCommand() *cli.Command {

@@ -137,7 +137,7 @@ func runSnapshotInspect(c *cli.Context) error {
 		return o.fail(fmt.Errorf("snapshot inspect: %w", err))
 	}
 	var size int64
-	meta, err := wal.ReadSnapshot(nil, path, func(_ wal.SnapshotMeta, r io.Reader) error {
+	meta, err := wal.ReadSnapshot(nil, path, func(_ wal.SnapshotHeader, r io.Reader) error {
 		var err error
 		size, err = io.Copy(io.Discard, r)
 		return err

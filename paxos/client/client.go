@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/paxos/wire"
 	"github.com/paxosd/paxosd/statemachine"
 )
 
@@ -42,15 +43,13 @@ type Config struct {
 
 // Client talks to one cluster.
 type Client struct {
-	cfg Config
+	cfg    Config
+	router *Router
 
-	mu        sync.Mutex
-	endpoints []string // configured, then learned from redirects
-	leader    string   // where the last command succeeded or was redirected
-	next      int      // rotation through endpoints
-	conns     map[string]*conn
-	sessions  []*session // idle sessions
-	closed    bool
+	mu       sync.Mutex
+	conns    map[string]*conn
+	sessions []*session // idle sessions
+	closed   bool
 }
 
 type session struct{ id, seq uint64 }
@@ -63,21 +62,9 @@ func New(endpoints ...string) (*Client, error) {
 
 // NewWithConfig returns a client configured by cfg.
 func NewWithConfig(cfg Config) (*Client, error) {
-	var eps []string
-	for _, e := range cfg.Endpoints {
-		e = strings.TrimSpace(e)
-		if e == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(e); err != nil {
-			return nil, fmt.Errorf("client: endpoint %q is not host:port: %w", e, err)
-		}
-		if !slices.Contains(eps, e) {
-			eps = append(eps, e)
-		}
-	}
-	if len(eps) == 0 {
-		return nil, errors.New("client: no endpoints given; pass members' client addresses, like 127.0.0.1:7001")
+	r, err := NewRouter(cfg.Endpoints)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 2 * time.Second
@@ -85,7 +72,7 @@ func NewWithConfig(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Client{cfg: cfg, endpoints: eps, conns: map[string]*conn{}}, nil
+	return &Client{cfg: cfg, router: r, conns: map[string]*conn{}}, nil
 }
 
 // Close closes the client's connections. Calls in flight fail.
@@ -131,10 +118,10 @@ func (c *Client) GetSerializable(ctx context.Context, key string) ([]byte, error
 	q := statemachine.KVRequest{Op: statemachine.KVGet, Key: []byte(key)}.Encode()
 	var tried []string
 	var last error
-	for _, ep := range c.endpointList() {
+	for _, ep := range c.router.Endpoints() {
 		tried = append(tried, ep)
-		resp, _, err := c.roundTrip(ctx, ep, paxos.ClientRequest{Kind: paxos.ReqQuery, Data: q})
-		if err == nil && resp.Code != paxos.CodeOK {
+		resp, _, err := c.roundTrip(ctx, ep, clientapi.Request{Kind: clientapi.ReqQuery, Data: q})
+		if err == nil && resp.Code != clientapi.CodeOK {
 			err = fmt.Errorf("node answered %s: %s", resp.Code, resp.Message)
 		}
 		if err != nil {
@@ -187,15 +174,15 @@ func (c *Client) PutIfAbsent(ctx context.Context, key string, value []byte) (boo
 
 // Status asks the member at endpoint for its view of itself and the
 // cluster.
-func (c *Client) Status(ctx context.Context, endpoint string) (paxos.Status, error) {
+func (c *Client) Status(ctx context.Context, endpoint string) (clientapi.Status, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	resp, _, err := c.roundTrip(ctx, endpoint, paxos.ClientRequest{Kind: paxos.ReqStatus})
+	resp, _, err := c.roundTrip(ctx, endpoint, clientapi.Request{Kind: clientapi.ReqStatus})
 	if err != nil {
-		return paxos.Status{}, fmt.Errorf("client: status of %s: %w", endpoint, err)
+		return clientapi.Status{}, fmt.Errorf("client: status of %s: %w", endpoint, err)
 	}
-	if resp.Code != paxos.CodeOK || resp.Status == nil {
-		return paxos.Status{}, fmt.Errorf("client: status of %s: %s: %s", endpoint, resp.Code, resp.Message)
+	if resp.Code != clientapi.CodeOK || resp.Status == nil {
+		return clientapi.Status{}, fmt.Errorf("client: status of %s: %s: %s", endpoint, resp.Code, resp.Message)
 	}
 	return *resp.Status, nil
 }
@@ -215,12 +202,12 @@ func (c *Client) SaveSnapshot(ctx context.Context, endpoint string, w io.Writer)
 			cancel()
 			cctx, cancel = context.WithTimeout(ctx, max(c.cfg.Timeout, 2*time.Minute))
 		}
-		resp, _, err := c.roundTrip(cctx, endpoint, paxos.ClientRequest{Kind: paxos.ReqSnapshot, Session: uint64(slot), Seq: off})
+		resp, _, err := c.roundTrip(cctx, endpoint, clientapi.Request{Kind: clientapi.ReqSnapshot, Slot: slot, Offset: off})
 		cancel()
 		if err != nil {
 			return slot, off, fmt.Errorf("client: snapshot from %s at byte %d: %w", endpoint, off, err)
 		}
-		if resp.Code != paxos.CodeOK {
+		if resp.Code != clientapi.CodeOK {
 			return slot, off, fmt.Errorf("client: snapshot from %s: %s: %s", endpoint, resp.Code, resp.Message)
 		}
 		if slot == 0 {
@@ -254,9 +241,9 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 
 // kv runs one KV command through the log and decodes the machine's answer.
 func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) (statemachine.KVResponse, error) {
-	kind := paxos.ReqCommand
+	kind := clientapi.ReqCommand
 	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
-		kind = paxos.ReqRead
+		kind = clientapi.ReqRead
 	}
 	if len(req.Key) > statemachine.MaxKeySize || len(req.Value) > statemachine.MaxValueSize || len(req.Old) > statemachine.MaxValueSize {
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: key of %d bytes or value of %d bytes is above the limits (%d-byte keys, %d-byte values)",
@@ -281,85 +268,43 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 // redirects and retries with the same session and sequence number until ctx
 // ends (or the client's Timeout, if ctx has no deadline).
 func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
-	return c.do(ctx, paxos.ReqCommand, cmd)
+	return c.do(ctx, clientapi.ReqCommand, cmd)
 }
 
 // Read is Do for a command that changes nothing: it is applied through the
 // log, so its answer is linearizable, but the cluster keeps no record of it
 // in the session table.
 func (c *Client) Read(ctx context.Context, query []byte) ([]byte, error) {
-	return c.do(ctx, paxos.ReqRead, query)
+	return c.do(ctx, clientapi.ReqRead, query)
 }
 
-func (c *Client) do(ctx context.Context, kind paxos.RequestKind, cmd []byte) ([]byte, error) {
+func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte) ([]byte, error) {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	req := paxos.ClientRequest{Kind: kind, Data: cmd}
-	if kind == paxos.ReqCommand {
+	req := clientapi.Request{Kind: kind, Data: cmd}
+	if kind == clientapi.ReqCommand {
 		s := c.takeSession()
 		defer c.putSession(s)
 		s.seq++
 		req.Session, req.Seq = s.id, s.seq
 	}
-
-	maybe := false // whether some attempt may have been applied
-	var tried []string
-	var last error
-	backoff := 20 * time.Millisecond
-	redirects := 0 // followed since the last pause
-	ep := c.firstEndpoint()
-	for round := 0; ; round++ {
-		if !slices.Contains(tried, ep) {
-			tried = append(tried, ep)
+	call := NewCall(c.router, req)
+	for {
+		resp, sent, err := c.roundTrip(ctx, call.Endpoint(), req)
+		data, done, wait, err := call.Handle(resp, sent, err)
+		if done {
+			return data, err
 		}
-		resp, sent, err := c.roundTrip(ctx, ep, req)
-		if err != nil {
-			maybe = maybe || sent
-			last = fmt.Errorf("%s: %w", ep, err)
-			ep = c.nextEndpoint(ep)
-		} else {
-			switch resp.Code {
-			case paxos.CodeOK:
-				c.setLeader(ep)
-				return resp.Data, nil
-			case paxos.CodeNotLeader:
-				last = fmt.Errorf("%s: %s", ep, resp.Message)
-				if resp.LeaderAddr != "" && resp.LeaderAddr != ep {
-					c.learn(resp.LeaderAddr)
-					ep = resp.LeaderAddr
-					// Follow a redirect at once, unless members keep
-					// pointing at each other (their news is stale).
-					if redirects++; redirects <= 3 {
-						continue
-					}
-				} else {
-					ep = c.nextEndpoint(ep)
-				}
-			case paxos.CodeTimeout:
-				maybe = true
-				last = fmt.Errorf("%s: %s", ep, resp.Message)
-			case paxos.CodeOverloaded, paxos.CodeUnavailable:
-				last = fmt.Errorf("%s: %s", ep, resp.Message)
-				ep = c.nextEndpoint(ep)
-			case paxos.CodeStale:
-				return nil, fmt.Errorf("%w: %s", ErrUnknownOutcome, resp.Message)
-			default: // CodeBadRequest
-				return nil, fmt.Errorf("%w: refused by %s: %s", ErrNotApplied, ep, resp.Message)
-			}
+		if wait == 0 {
+			continue
 		}
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			kind := ErrNotApplied
-			if maybe {
-				kind = ErrUnknownOutcome
-			}
-			return nil, fmt.Errorf("%w: %w after %d attempts (tried %s); last error: %w", kind, ctx.Err(), round+1, strings.Join(tried, ", "), last)
+			return nil, call.Expire(ctx.Err())
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
-		redirects = 0
 	}
 }
 
@@ -387,53 +332,13 @@ func (c *Client) putSession(s *session) {
 	c.mu.Unlock()
 }
 
-func (c *Client) endpointList() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.endpoints)
-}
-
-func (c *Client) firstEndpoint() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.leader != "" {
-		return c.leader
-	}
-	return c.endpoints[c.next%len(c.endpoints)]
-}
-
-func (c *Client) nextEndpoint(after string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.leader == after {
-		c.leader = ""
-	}
-	i := slices.Index(c.endpoints, after)
-	c.next = (i + 1) % len(c.endpoints)
-	return c.endpoints[c.next]
-}
-
-func (c *Client) setLeader(ep string) {
-	c.mu.Lock()
-	c.leader = ep
-	c.mu.Unlock()
-}
-
-func (c *Client) learn(ep string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !slices.Contains(c.endpoints, ep) {
-		c.endpoints = append(c.endpoints, ep)
-	}
-}
-
 // roundTrip sends req to ep and waits for the answer. sent reports whether
 // the request may have reached the member (it was written, or the write's
 // fate is unknown).
-func (c *Client) roundTrip(ctx context.Context, ep string, req paxos.ClientRequest) (paxos.ClientResponse, bool, error) {
+func (c *Client) roundTrip(ctx context.Context, ep string, req clientapi.Request) (clientapi.Response, bool, error) {
 	cn, err := c.conn(ctx, ep)
 	if err != nil {
-		return paxos.ClientResponse{}, false, err
+		return clientapi.Response{}, false, err
 	}
 	resp, sent, err := cn.roundTrip(ctx, req)
 	if err != nil && ctx.Err() == nil {
@@ -490,12 +395,12 @@ type conn struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]chan paxos.ClientResponse
+	pending map[uint64]chan clientapi.Response
 	err     error // set once the connection failed
 }
 
 // maxResponseFrame bounds an answer from a member.
-const maxResponseFrame = paxos.DefaultMaxFrame
+const maxResponseFrame = wire.DefaultMaxFrame
 
 func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
@@ -508,20 +413,7 @@ func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) 
 		deadline = d
 	}
 	nc.SetDeadline(deadline)
-	if _, err := nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion})); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("handshake: %w", err)
-	}
-	body, err := paxos.ReadFrame(nc, 1024, nil)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("handshake (is %s a paxosd client port?): %w", ep, err)
-	}
-	h, err := paxos.NewDecoder().Hello(body)
-	if err == nil && (h.Kind != paxos.HelloClient || h.Version != paxos.ProtocolVersion) {
-		err = fmt.Errorf("%w: member answered kind %d version %d", paxos.ErrHandshake, h.Kind, h.Version)
-	}
-	if err != nil {
+	if err := handshake(nc, ep); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -529,17 +421,37 @@ func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) 
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	cn := &conn{nc: nc, pending: map[uint64]chan paxos.ClientResponse{}}
+	cn := &conn{nc: nc, pending: map[uint64]chan clientapi.Response{}}
 	go cn.reader()
 	return cn, nil
 }
 
+// handshake sends the client's Hello and checks the member's answer.
+func handshake(nc net.Conn, ep string) error {
+	hello := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion}
+	if _, err := nc.Write(wire.Append(nil, &hello)); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	body, err := wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
+	if err != nil {
+		return fmt.Errorf("handshake (is %s a paxosd client port?): %w", ep, err)
+	}
+	var h wire.Hello
+	if err := wire.NewDecoder().Decode(body, &h); err != nil {
+		return fmt.Errorf("handshake with %s: %w", ep, err)
+	}
+	if h.Kind != wire.HelloClient || h.Version != wire.ProtocolVersion {
+		return fmt.Errorf("%w: %s answered as a %s of protocol version %d, this client speaks %d; use a paxosd client of the member's version", wire.ErrHandshake, ep, h.Kind, h.Version, wire.ProtocolVersion)
+	}
+	return nil
+}
+
 func (cn *conn) reader() {
-	d := paxos.NewDecoder()
+	d := wire.NewDecoder()
 	var buf []byte
 	br := bufio.NewReaderSize(cn.nc, 32<<10)
 	for {
-		body, err := paxos.ReadFrame(br, maxResponseFrame, buf)
+		body, err := wire.ReadFrame(br, maxResponseFrame, buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("member closed the connection")
@@ -547,12 +459,12 @@ func (cn *conn) reader() {
 			cn.close(err)
 			return
 		}
-		resp, err := d.ClientResponse(body)
-		if err != nil {
+		var resp clientapi.Response
+		if err := d.Decode(body, &resp); err != nil {
 			cn.close(err)
 			return
 		}
-		if cap(body) <= 64<<10 {
+		if cap(body) <= wire.ReadChunk {
 			buf = body[:0] // the response does not share it
 		}
 		cn.mu.Lock()
@@ -571,7 +483,7 @@ func (cn *conn) close(err error) {
 		cn.err = err
 	}
 	pending := cn.pending
-	cn.pending = map[uint64]chan paxos.ClientResponse{}
+	cn.pending = map[uint64]chan clientapi.Response{}
 	cn.mu.Unlock()
 	cn.nc.Close()
 	for _, ch := range pending {
@@ -579,13 +491,13 @@ func (cn *conn) close(err error) {
 	}
 }
 
-func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.ClientResponse, bool, error) {
-	ch := make(chan paxos.ClientResponse, 1)
+func (cn *conn) roundTrip(ctx context.Context, req clientapi.Request) (clientapi.Response, bool, error) {
+	ch := make(chan clientapi.Response, 1)
 	cn.mu.Lock()
 	if cn.err != nil {
 		err := cn.err
 		cn.mu.Unlock()
-		return paxos.ClientResponse{}, false, err
+		return clientapi.Response{}, false, err
 	}
 	cn.nextID++
 	req.ID = cn.nextID
@@ -601,9 +513,9 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 	if err := ctx.Err(); err != nil {
 		cn.wmu.Unlock()
 		forget()
-		return paxos.ClientResponse{}, false, err
+		return clientapi.Response{}, false, err
 	}
-	cn.buf = paxos.EncodeClientRequest(cn.buf[:0], req)
+	cn.buf = wire.Append(cn.buf[:0], &req)
 	if d, ok := ctx.Deadline(); ok {
 		cn.nc.SetWriteDeadline(d)
 	}
@@ -615,7 +527,7 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 		// kernel (n < len), and a member acts only on whole frames:
 		// the request was not sent. The stream is broken; drop it.
 		cn.close(err)
-		return paxos.ClientResponse{}, whole, err
+		return clientapi.Response{}, whole, err
 	}
 	select {
 	case resp, ok := <-ch:
@@ -623,11 +535,11 @@ func (cn *conn) roundTrip(ctx context.Context, req paxos.ClientRequest) (paxos.C
 			cn.mu.Lock()
 			err := cn.err
 			cn.mu.Unlock()
-			return paxos.ClientResponse{}, true, err
+			return clientapi.Response{}, true, err
 		}
 		return resp, true, nil
 	case <-ctx.Done():
 		forget()
-		return paxos.ClientResponse{}, true, ctx.Err()
+		return clientapi.Response{}, true, ctx.Err()
 	}
 }

@@ -8,19 +8,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/paxos/wire"
 	"github.com/paxosd/paxosd/statemachine"
 )
 
 // fakeMember speaks the client protocol and answers each request with
-// answer; nil means "never answer".
+// answer; nil means "never answer", and hangUp (a nil pointer of its own)
+// means "close the connection without an answer".
 type fakeMember struct {
 	ln   net.Listener
 	mu   sync.Mutex
-	reqs []paxos.ClientRequest
+	reqs []clientapi.Request
 }
 
-func newFake(t *testing.T, answer func(paxos.ClientRequest) *paxos.ClientResponse) *fakeMember {
+func newFake(t *testing.T, answer func(clientapi.Request) *clientapi.Response) *fakeMember {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,26 +38,30 @@ func newFake(t *testing.T, answer func(paxos.ClientRequest) *paxos.ClientRespons
 			}
 			go func() {
 				defer nc.Close()
-				if _, err := paxos.ReadFrame(nc, 1024, nil); err != nil {
+				if _, err := wire.ReadFrame(nc, 1024, nil); err != nil {
 					return
 				}
-				nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion}))
-				d := paxos.NewDecoder()
+				nc.Write(wire.Append(nil, &wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion}))
+				d := wire.NewDecoder()
 				for {
-					body, err := paxos.ReadFrame(nc, 1<<20, nil)
+					body, err := wire.ReadFrame(nc, 1<<20, nil)
 					if err != nil {
 						return
 					}
-					req, err := d.ClientRequest(body)
-					if err != nil {
+					var req clientapi.Request
+					if err := d.Decode(body, &req); err != nil {
 						return
 					}
 					f.mu.Lock()
 					f.reqs = append(f.reqs, req)
 					f.mu.Unlock()
-					if resp := answer(req); resp != nil {
+					resp := answer(req)
+					if resp == hangUp {
+						return
+					}
+					if resp != nil {
 						resp.ID = req.ID
-						nc.Write(paxos.EncodeClientResponse(nil, *resp))
+						nc.Write(wire.Append(nil, resp))
 					}
 				}
 			}()
@@ -64,22 +70,25 @@ func newFake(t *testing.T, answer func(paxos.ClientRequest) *paxos.ClientRespons
 	return f
 }
 
+// hangUp is the answer that closes the connection instead.
+var hangUp = &clientapi.Response{Message: "hang up"}
+
 func (f *fakeMember) addr() string { return f.ln.Addr().String() }
 
-func (f *fakeMember) requests() []paxos.ClientRequest {
+func (f *fakeMember) requests() []clientapi.Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]paxos.ClientRequest(nil), f.reqs...)
+	return append([]clientapi.Request(nil), f.reqs...)
 }
 
-func ok() *paxos.ClientResponse {
-	return &paxos.ClientResponse{Data: statemachine.KVResponse{Status: statemachine.KVOK}.Encode()}
+func ok() *clientapi.Response {
+	return &clientapi.Response{Data: statemachine.KVResponse{Status: statemachine.KVOK}.Encode()}
 }
 
 func TestRedirectKeepsSessionAndSeq(t *testing.T) {
-	leader := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse { return ok() })
-	follower := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
-		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, Leader: 2, LeaderAddr: leader.addr()}
+	leader := newFake(t, func(clientapi.Request) *clientapi.Response { return ok() })
+	follower := newFake(t, func(clientapi.Request) *clientapi.Response {
+		return &clientapi.Response{Code: clientapi.CodeNotLeader, Leader: 2, LeaderAddr: leader.addr()}
 	})
 	c, err := New(follower.addr())
 	if err != nil {
@@ -105,12 +114,12 @@ func TestRedirectKeepsSessionAndSeq(t *testing.T) {
 func TestTimeoutRetriesSameCommand(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
-	m := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+	m := newFake(t, func(clientapi.Request) *clientapi.Response {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
 		if n < 3 {
-			return &paxos.ClientResponse{Code: paxos.CodeTimeout, Message: "slow"}
+			return &clientapi.Response{Code: clientapi.CodeTimeout, Message: "slow"}
 		}
 		return ok()
 	})
@@ -126,13 +135,14 @@ func TestTimeoutRetriesSameCommand(t *testing.T) {
 }
 
 func TestOutcomeKinds(t *testing.T) {
-	silent := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse { return nil })
-	refusing := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
-		return &paxos.ClientResponse{Code: paxos.CodeBadRequest, Message: "too large"}
+	silent := newFake(t, func(clientapi.Request) *clientapi.Response { return nil })
+	refusing := newFake(t, func(clientapi.Request) *clientapi.Response {
+		return &clientapi.Response{Code: clientapi.CodeBadRequest, Message: "too large"}
 	})
-	noLeader := newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
-		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, Message: "no leader known"}
+	noLeader := newFake(t, func(clientapi.Request) *clientapi.Response {
+		return &clientapi.Response{Code: clientapi.CodeNotLeader, Message: "no leader known"}
 	})
+	hangingUp := newFake(t, func(clientapi.Request) *clientapi.Response { return hangUp })
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
 	dead.Close()
@@ -142,6 +152,9 @@ func TestOutcomeKinds(t *testing.T) {
 		want error
 	}{
 		{"sent, never answered", silent.addr(), ErrUnknownOutcome},
+		// The member read the request and the connection dropped: it
+		// may have proposed it.
+		{"connection dropped after the request was sent", hangingUp.addr(), ErrUnknownOutcome},
 		{"refused", refusing.addr(), ErrNotApplied},
 		{"no leader", noLeader.addr(), ErrNotApplied},
 		{"nobody listening", deadAddr, ErrNotApplied},
@@ -178,13 +191,13 @@ func TestRedirectLoopPauses(t *testing.T) {
 	var addrA, addrB string
 	var ready sync.WaitGroup
 	ready.Add(1)
-	a = newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+	a = newFake(t, func(clientapi.Request) *clientapi.Response {
 		ready.Wait()
-		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, LeaderAddr: addrB}
+		return &clientapi.Response{Code: clientapi.CodeNotLeader, LeaderAddr: addrB}
 	})
-	b = newFake(t, func(paxos.ClientRequest) *paxos.ClientResponse {
+	b = newFake(t, func(clientapi.Request) *clientapi.Response {
 		ready.Wait()
-		return &paxos.ClientResponse{Code: paxos.CodeNotLeader, LeaderAddr: addrA}
+		return &clientapi.Response{Code: clientapi.CodeNotLeader, LeaderAddr: addrA}
 	})
 	addrA, addrB = a.addr(), b.addr()
 	ready.Done()

@@ -10,7 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/paxos/wire"
 )
 
 // Limits on client connections. A client that does not identify itself in
@@ -70,7 +71,7 @@ func (cl *clientListener) serve() {
 			nc.Close()
 			continue
 		}
-		c := &clientConn{s: cl.s, nc: nc, out: make(chan paxos.ClientResponse, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
+		c := &clientConn{s: cl.s, nc: nc, out: make(chan clientapi.Response, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -109,17 +110,17 @@ func (cl *clientListener) close() {
 type clientConn struct {
 	s        *Server
 	nc       net.Conn
-	out      chan paxos.ClientResponse
+	out      chan clientapi.Response
 	inflight chan struct{} // one token per request not yet answered
 	done     chan struct{} // closed when the connection is finished
 
 	closeOnce sync.Once
 }
 
-// respond queues an answer. It never blocks (it runs on the node's
+// Respond queues an answer. It never blocks (it runs on the node's
 // goroutine): a client whose answers pile up is not reading them, and is
 // disconnected.
-func (c *clientConn) respond(r paxos.ClientResponse) {
+func (c *clientConn) Respond(r clientapi.Response) {
 	select {
 	case <-c.done:
 		return
@@ -148,14 +149,14 @@ func (c *clientConn) run() {
 		return
 	}
 	go c.writer()
-	d := paxos.NewDecoder()
+	d := wire.NewDecoder()
 	var buf []byte
 	// Buffered after the handshake (read unbuffered), so that pipelined
 	// requests come in with few system calls.
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
-		body, err := paxos.ReadFrame(br, maxClientFrame, buf)
+		body, err := wire.ReadFrame(br, maxClientFrame, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				log.Warn("client connection closed", "err", err)
@@ -163,14 +164,14 @@ func (c *clientConn) run() {
 			return
 		}
 		buf = body[:0]
-		if cap(buf) > 64<<10 {
+		if cap(buf) > wire.ReadChunk {
 			buf = nil
 		}
 		if len(body) == 0 {
 			continue // keep-alive
 		}
-		req, err := d.ClientRequest(body)
-		if err != nil {
+		var req clientapi.Request
+		if err := d.Decode(body, &req); err != nil {
 			log.Warn("client connection closed", "err", err)
 			return
 		}
@@ -180,32 +181,32 @@ func (c *clientConn) run() {
 			return
 		}
 		if err := c.s.node.Do(context.Background(), func() { c.s.handle(c, req) }); err != nil {
-			c.respond(paxos.ClientResponse{ID: req.ID, Code: paxos.CodeUnavailable, Message: fmt.Sprintf("node %d is stopping: %v", c.s.cfg.ID, err)})
+			c.Respond(clientapi.Response{ID: req.ID, Code: clientapi.CodeUnavailable, Message: fmt.Sprintf("node %d is stopping: %v", c.s.cfg.ID, err)})
 		}
 	}
 }
 
 func (c *clientConn) handshake() error {
 	c.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	body, err := paxos.ReadFrame(c.nc, 1024, nil)
+	body, err := wire.ReadFrame(c.nc, wire.MaxHelloFrame, nil)
 	if err != nil {
 		return fmt.Errorf("read handshake: %w", err)
 	}
-	h, err := paxos.NewDecoder().Hello(body)
-	if err != nil {
+	var h wire.Hello
+	if err := wire.NewDecoder().Decode(body, &h); err != nil {
 		return err
 	}
 	switch {
-	case h.Kind != paxos.HelloClient:
-		return fmt.Errorf("%w: kind %d on the client port (peers use the peer port)", paxos.ErrHandshake, h.Kind)
-	case h.Version != paxos.ProtocolVersion:
-		return fmt.Errorf("%w: client speaks protocol version %d, this node %d", paxos.ErrHandshake, h.Version, paxos.ProtocolVersion)
+	case h.Kind != wire.HelloClient:
+		return fmt.Errorf("%w: kind %s on the client port (peers use the peer port)", wire.ErrHandshake, h.Kind)
+	case h.Version != wire.ProtocolVersion:
+		return fmt.Errorf("%w: client speaks protocol version %d, this node %d; use a paxosd client of the same version", wire.ErrHandshake, h.Version, wire.ProtocolVersion)
 	case h.Cluster != 0 && h.Cluster != c.s.cluster:
-		return fmt.Errorf("%w: client expects cluster %016x, this is cluster %016x", paxos.ErrHandshake, h.Cluster, c.s.cluster)
+		return fmt.Errorf("%w: client expects cluster %016x, this is cluster %016x", wire.ErrHandshake, h.Cluster, c.s.cluster)
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err = c.nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion,
-		Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}))
+	answer := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion, Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}
+	_, err = c.nc.Write(wire.Append(nil, &answer))
 	return err
 }
 
@@ -214,19 +215,19 @@ func (c *clientConn) writer() {
 	defer c.shutdown()
 	var buf []byte
 	for {
-		var r paxos.ClientResponse
+		var r clientapi.Response
 		select {
 		case r = <-c.out:
 		case <-c.done:
 			return
 		}
-		buf = paxos.EncodeClientResponse(buf[:0], r)
+		buf = wire.Append(buf[:0], &r)
 		n := 1
 	more:
 		for len(buf) < 1<<20 {
 			select {
 			case r = <-c.out:
-				buf = paxos.EncodeClientResponse(buf, r)
+				buf = wire.Append(buf, &r)
 				n++
 			default:
 				break more

@@ -36,7 +36,7 @@ type LocalConfig struct {
 // Local is a running local cluster.
 type Local struct {
 	cfg          LocalConfig
-	members      paxos.Config
+	members      paxos.Membership
 	peerAddrs    map[paxos.NodeID]string
 	clientAddrs  map[paxos.NodeID]string
 	servers      map[paxos.NodeID]*Server
@@ -134,7 +134,7 @@ func (l *Local) dir(id paxos.NodeID) string { return filepath.Join(l.cfg.Dir, id
 
 func (l *Local) start(id paxos.NodeID, pl, cl net.Listener, bootstrap bool) error {
 	c := l.cfg.Template
-	c.ID, c.Members, c.PeerAddrs, c.ClusterToken = id, l.members, l.peerAddrs, localToken
+	c.ID, c.Membership, c.PeerAddrs, c.ClusterToken = id, l.members, l.peerAddrs, localToken
 	c.DataDir, c.Bootstrap = l.dir(id), bootstrap
 	c.PeerListener, c.ClientListener, c.ClientAddr = pl, cl, ""
 	c.Machine = l.cfg.Machine()

@@ -15,6 +15,8 @@ import (
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/paxos/wire"
 	"github.com/paxosd/paxosd/statemachine"
 )
 
@@ -132,10 +134,10 @@ func waitConverged(t *testing.T, c *client.Client, l *Local) paxos.Slot {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var sts []paxos.Status
+		var sts []clientapi.Status
 		var err error
 		for _, s := range l.Servers() {
-			var st paxos.Status
+			var st clientapi.Status
 			if st, err = c.Status(context.Background(), s.ClientAddr()); err != nil {
 				break
 			}
@@ -211,25 +213,26 @@ func TestRetriedCommandAppliedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, err := nc.Write(paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion})); err != nil {
+	if _, err := nc.Write(wire.Append(nil, &wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := paxos.ReadFrame(nc, 1024, nil); err != nil {
+	if _, err := wire.ReadFrame(nc, 1024, nil); err != nil {
 		t.Fatal(err)
 	}
-	d := paxos.NewDecoder()
+	d := wire.NewDecoder()
 	put := func(id, seq uint64, val string) statemachine.KVResponse {
 		t.Helper()
 		cmd := statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte("x"), Value: []byte(val)}.Encode()
-		if _, err := nc.Write(paxos.EncodeClientRequest(nil, paxos.ClientRequest{ID: id, Kind: paxos.ReqCommand, Session: 4242, Seq: seq, Data: cmd})); err != nil {
+		if _, err := nc.Write(wire.Append(nil, &clientapi.Request{ID: id, Kind: clientapi.ReqCommand, Session: 4242, Seq: seq, Data: cmd})); err != nil {
 			t.Fatal(err)
 		}
-		body, err := paxos.ReadFrame(nc, 1<<20, nil)
+		body, err := wire.ReadFrame(nc, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := d.ClientResponse(body)
-		if err != nil || resp.Code != paxos.CodeOK || resp.ID != id {
+		var resp clientapi.Response
+		err = d.Decode(body, &resp)
+		if err != nil || resp.Code != clientapi.CodeOK || resp.ID != id {
 			t.Fatalf("put seq %d: %+v, %v", seq, resp, err)
 		}
 		r, err := statemachine.DecodeKVResponse(resp.Data)
@@ -252,7 +255,7 @@ func TestBootstrapRules(t *testing.T) {
 	start := func(id paxos.NodeID, token string, bootstrap bool) (*Server, error) {
 		pl, _ := net.Listen("tcp", "127.0.0.1:0")
 		cl, _ := net.Listen("tcp", "127.0.0.1:0")
-		return Start(Config{ID: id, Members: members, PeerAddrs: map[paxos.NodeID]string{1: pl.Addr().String()}, ClusterToken: token,
+		return Start(Config{ID: id, Membership: members, PeerAddrs: map[paxos.NodeID]string{1: pl.Addr().String()}, ClusterToken: token,
 			DataDir: dir, Bootstrap: bootstrap, PeerListener: pl, ClientListener: cl, Machine: statemachine.NewKV(), Logger: testLogger(t)})
 	}
 	if _, err := start(1, "t", false); !errors.Is(err, ErrNotBootstrapped) || !strings.Contains(err.Error(), "--bootstrap") {
@@ -271,7 +274,7 @@ func TestBootstrapRules(t *testing.T) {
 	if _, err := start(1, "other", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "cluster") {
 		t.Fatalf("data dir of another cluster: %v", err)
 	}
-	members = paxos.MustConfig(paxos.Member{ID: 2, Roles: paxos.RoleAll})
+	members = paxos.MustMembership(paxos.Member{ID: 2, Roles: paxos.RoleAll})
 	if _, err := start(2, "t", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "node 1, not node 2") {
 		t.Fatalf("data dir of another node: %v", err)
 	}
@@ -289,7 +292,7 @@ func TestBootstrapRules(t *testing.T) {
 // Clients talk to the proposers; the acceptors answer status and refuse
 // reads they cannot serve.
 func TestSplitRoles(t *testing.T) {
-	members := paxos.MustConfig(
+	members := paxos.MustMembership(
 		paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleAcceptor},
 		paxos.Member{ID: 3, Roles: paxos.RoleAcceptor},
 		paxos.Member{ID: 4, Roles: paxos.RoleProposer | paxos.RoleLearner}, paxos.Member{ID: 5, Roles: paxos.RoleProposer | paxos.RoleLearner})
@@ -311,7 +314,7 @@ func TestSplitRoles(t *testing.T) {
 	logger := testLogger(t)
 	var servers []*Server
 	for i := 1; i <= 5; i++ {
-		s, err := Start(Config{ID: paxos.NodeID(i), Members: members, PeerAddrs: peers, ClusterToken: "split",
+		s, err := Start(Config{ID: paxos.NodeID(i), Membership: members, PeerAddrs: peers, ClusterToken: "split",
 			DataDir: filepath.Join(root, fmt.Sprint(i)), Bootstrap: true, PeerListener: pls[i-1], ClientListener: cls[i-1],
 			Machine: statemachine.NewKV(), TickInterval: 10 * time.Millisecond, Logger: logger})
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/clientapi"
 	"github.com/paxosd/paxosd/statemachine"
 	"github.com/paxosd/paxosd/wal"
 )
@@ -126,7 +126,7 @@ func TestSnapshotCatchUpAndRestart(t *testing.T) {
 	putMany(t, l, "b", 1200)
 	// The running members snapshot and the acceptors truncate past the
 	// stopped member.
-	var live paxos.Status
+	var live clientapi.Status
 	for _, s := range l.Servers() {
 		if live, err = c.Status(context.Background(), s.ClientAddr()); err != nil {
 			t.Fatal(err)
@@ -159,7 +159,7 @@ func TestSnapshotCatchUpAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := statemachine.NewKV()
-	if _, err := wal.ReadSnapshot(nil, path, func(_ wal.SnapshotMeta, r io.Reader) error {
+	if _, err := wal.ReadSnapshot(nil, path, func(_ wal.SnapshotHeader, r io.Reader) error {
 		return statemachine.NewSessions(kv).Restore(r)
 	}); err != nil || kv.Len() != 1240 {
 		t.Fatalf("saved snapshot: %d keys, %v; want 1240", kv.Len(), err)

@@ -24,21 +24,46 @@ const snapKeep = 2
 // snapDir is the snapshot directory inside the data directory.
 const snapDir = "snap"
 
-// snapStore is the daemon's paxos.SnapshotStore: snapshot files in the data
-// directory, written in the background, served to peers at a limited rate.
-//
-// Save's writer and the serve loop run on their own goroutines; Receive and
-// Install run on the node's, as do the fields marked so.
-type snapStore struct {
+// snapChunk is the most bytes of a snapshot one message carries.
+const snapChunk = 1 << 20
+
+// Executor runs the slow part of snapshot work (writing a snapshot, reading
+// and pacing the chunks a peer pulls) away from the node's loop. The daemon
+// runs each function on a goroutine of its own (GoExecutor); the simulator
+// runs them on its one goroutine, at ticks it draws. Functions given to Go
+// are safe to run on any goroutine, in any order, at any later time.
+type Executor interface {
+	Go(f func())
+}
+
+// GoExecutor runs every function on a goroutine of its own; Wait waits for
+// them.
+type GoExecutor struct{ wg sync.WaitGroup }
+
+// Go runs f on a new goroutine.
+func (e *GoExecutor) Go(f func()) { e.wg.Go(f) }
+
+// Wait blocks until every function given to Go returned.
+func (e *GoExecutor) Wait() { e.wg.Wait() }
+
+// snapshotStore is a member's paxos.SnapshotStore: snapshot files in one
+// directory of a vfs.FS (the data directory's snap/ for the daemon, Pebble's
+// crashable in-memory file system in the simulator). A snapshot is written
+// by an Executor function and reported through Saved; a peer's pull is read
+// and paced by another and answered through the transport. Receive and
+// Install run on the node's goroutine, as does everything marked so.
+type snapshotStore struct {
 	files   *wal.Snapshots
 	fs      vfs.FS
-	header  wal.SnapshotMeta // Cluster, Members and Machine of every snapshot
+	header  wal.SnapshotHeader // Cluster, Members and Machine of every snapshot
 	logger  *slog.Logger
-	node    *paxos.Node
-	tr      paxos.Transport
 	id      paxos.NodeID
-	chunk   int
+	send    paxos.Transport
+	exec    Executor
+	chunk   int           // most bytes one chunk carries
 	limiter *rate.Limiter // nil: no limit
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	// The snapshot being received (node goroutine).
 	recv     vfs.File
@@ -47,34 +72,51 @@ type snapStore struct {
 	recvSize uint64
 	recvLen  uint64
 
-	pulls  chan paxos.Message
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// pulls counts pulls being served, to bound them.
+	pulls chan struct{}
 
 	mu     sync.Mutex
+	saved  []paxos.Slot  // written since the last Saved call
 	newest paxos.Slot    // newest durable snapshot, for status and save
-	saved  chan struct{} // closed and replaced whenever newest changes
+	change chan struct{} // closed and replaced whenever newest changes
 }
 
-// snapChunk is the most bytes of a snapshot one message carries.
-const snapChunk = 1 << 20
+// maxPulls bounds the pulls served at once; more are dropped and the peer
+// asks again.
+const maxPulls = 64
 
-func openSnapStore(dataDir string, header wal.SnapshotMeta, rateBytes int64, logger *slog.Logger) (*snapStore, error) {
-	files, err := wal.OpenSnapshots(nil, filepath.Join(dataDir, snapDir))
+// snapshotStoreConfig is what a snapshot store needs.
+type snapshotStoreConfig struct {
+	FS     vfs.FS
+	Dir    string // the snapshot directory
+	Header wal.SnapshotHeader
+	ID     paxos.NodeID
+	Send   paxos.Transport
+	Exec   Executor
+	// Rate bounds the bytes per second served to peers; 0 means no limit.
+	Rate int64
+	// Chunk is the most bytes one chunk carries; 0 means 1 MiB.
+	Chunk  int
+	Logger *slog.Logger
+}
+
+func openSnapshotStore(cfg snapshotStoreConfig) (*snapshotStore, error) {
+	files, err := wal.OpenSnapshots(cfg.FS, cfg.Dir)
 	if err != nil {
 		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st := &snapStore{files: files, fs: vfs.Default, header: header, logger: logger.With("component", "snapshots"),
-		chunk: snapChunk, pulls: make(chan paxos.Message, 64), ctx: ctx, cancel: cancel, saved: make(chan struct{})}
-	if rateBytes > 0 {
-		st.limiter = rate.NewLimiter(rate.Limit(rateBytes), max(st.chunk, int(min(rateBytes, 1<<30))))
 	}
 	slots, err := files.Slots()
 	if err != nil {
-		cancel()
 		return nil, err
+	}
+	st := &snapshotStore{files: files, fs: cfg.FS, header: cfg.Header, logger: cfg.Logger.With("component", "snapshots"),
+		id: cfg.ID, send: cfg.Send, exec: cfg.Exec, chunk: cfg.Chunk, pulls: make(chan struct{}, maxPulls), change: make(chan struct{})}
+	if st.chunk <= 0 {
+		st.chunk = snapChunk
+	}
+	st.ctx, st.cancel = context.WithCancel(context.Background())
+	if cfg.Rate > 0 {
+		st.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(st.chunk, int(min(cfg.Rate, 1<<30))))
 	}
 	if len(slots) > 0 {
 		st.newest = slots[len(slots)-1]
@@ -82,23 +124,17 @@ func openSnapStore(dataDir string, header wal.SnapshotMeta, rateBytes int64, log
 	return st, nil
 }
 
-// start begins serving pulls; node and tr must be set.
-func (st *snapStore) start() {
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		st.serveLoop()
-	}()
+// close ends pacing waits and drops a half-received snapshot. The caller
+// waits for the executor's functions afterwards.
+func (st *snapshotStore) close() {
+	st.cancel()
+	st.dropReceived()
 }
 
-// close stops serving, waits for a snapshot being written, and drops a
-// half-received one.
-func (st *snapStore) close() {
-	st.cancel()
-	st.wg.Wait()
+func (st *snapshotStore) dropReceived() {
 	if st.recv != nil {
 		st.recv.Close()
-		_ = st.fs.Remove(st.recvPath) // NB: a leftover is removed on the next start anyway
+		_ = st.fs.Remove(st.recvPath) // NB: a leftover .tmp is removed on the next start anyway
 		st.recv = nil
 	}
 }
@@ -106,7 +142,7 @@ func (st *snapStore) close() {
 // load opens the newest snapshot at base or later, for the learner to
 // restore at start. It returns a nil reader when there is none and base is
 // 0. The caller restores from the reader, then calls Finish.
-func (st *snapStore) load(base paxos.Slot) (*wal.SnapshotReader, error) {
+func (st *snapshotStore) load(base paxos.Slot) (*wal.SnapshotReader, error) {
 	slots, err := st.files.Slots()
 	if err != nil {
 		return nil, err
@@ -123,20 +159,20 @@ func (st *snapStore) load(base paxos.Slot) (*wal.SnapshotReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Meta.Slot != newest {
+	if r.Header.Slot != newest {
 		r.Close()
-		return nil, fmt.Errorf("%w: %s holds the snapshot of slot %d; rename it to %s", wal.ErrCorrupt, path, r.Meta.Slot, filepath.Base(st.files.Path(r.Meta.Slot)))
+		return nil, fmt.Errorf("%w: %s holds the snapshot of slot %d; rename it to %s", wal.ErrCorrupt, path, r.Header.Slot, filepath.Base(st.files.Path(r.Header.Slot)))
 	}
-	if r.Meta.Cluster != st.header.Cluster {
+	if r.Header.Cluster != st.header.Cluster {
 		r.Close()
-		return nil, fmt.Errorf("%w: snapshot %s belongs to cluster %016x, not %016x", ErrWrongIdentity, path, r.Meta.Cluster, st.header.Cluster)
+		return nil, fmt.Errorf("%w: snapshot %s belongs to cluster %016x, not %016x", ErrWrongIdentity, path, r.Header.Cluster, st.header.Cluster)
 	}
 	return r, nil
 }
 
 // recoveryHint tells an operator what to do about a damaged snapshot at
 // slot, for a learner whose log begins after base.
-func (st *snapStore) recoveryHint(slot, base paxos.Slot) string {
+func (st *snapshotStore) recoveryHint(slot, base paxos.Slot) string {
 	slots, _ := st.files.Slots() // NB: only a hint; the damage is the error
 	for i := len(slots) - 1; i >= 0; i-- {
 		if slots[i] < slot && slots[i] >= base {
@@ -147,59 +183,63 @@ func (st *snapStore) recoveryHint(slot, base paxos.Slot) string {
 		base, st.files.Dir())
 }
 
-// Save writes the snapshot in the background and reports it to the node.
-func (st *snapStore) Save(job paxos.SnapshotJob) {
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		meta := st.header
-		meta.Slot, meta.Hash = job.Meta.Slot, job.Meta.Hash
-		path, err := st.files.Write(meta, job.Write)
-		if err == nil {
-			err = st.files.Prune(snapKeep)
-		}
-		slot := job.Meta.Slot
-		if err != nil {
-			st.logger.Error("snapshot not written; the log is kept until the next one", "slot", slot, "err", err)
-			slot = 0
-		} else {
-			st.logger.Info("snapshot written", "slot", slot, "path", path)
-			st.setNewest(slot)
-		}
-		// An error means the node stopped; the snapshot is on disk and the
-		// next start finds it.
-		_ = st.node.Do(context.Background(), func() { st.node.SnapshotSaved(slot) })
-	}()
+// Save writes the snapshot through the executor.
+func (st *snapshotStore) Save(job paxos.SnapshotJob) {
+	st.exec.Go(func() { st.write(job) })
 }
 
-func (st *snapStore) setNewest(s paxos.Slot) {
+// write makes job durable, keeps the newest snapKeep snapshots, and notes
+// the outcome for Saved.
+func (st *snapshotStore) write(job paxos.SnapshotJob) {
+	hdr := st.header
+	hdr.SnapshotMeta = job.Meta
+	path, err := st.files.Write(hdr, job.Write)
+	if err == nil {
+		err = st.files.Prune(snapKeep)
+	}
+	slot := job.Meta.Slot
+	if err != nil {
+		st.logger.Error("snapshot not written; the log is kept until the next one", "slot", slot, "err", err)
+		slot = 0
+	} else {
+		st.logger.Info("snapshot written", "slot", slot, "path", path)
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.saved = append(st.saved, slot)
+	st.setNewestLocked(slot)
+}
+
+// Saved returns the outcomes of the writes finished since the last call.
+func (st *snapshotStore) Saved() []paxos.Slot {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.saved
+	st.saved = nil
+	return s
+}
+
+func (st *snapshotStore) setNewestLocked(s paxos.Slot) {
 	if s > st.newest {
 		st.newest = s
-		close(st.saved)
-		st.saved = make(chan struct{})
+		close(st.change)
+		st.change = make(chan struct{})
 	}
 }
 
 // Newest returns the newest durable snapshot's slot, and a channel closed
 // when it changes.
-func (st *snapStore) Newest() (paxos.Slot, <-chan struct{}) {
+func (st *snapshotStore) Newest() (paxos.Slot, <-chan struct{}) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.newest, st.saved
+	return st.newest, st.change
 }
 
 // Receive appends a chunk of the snapshot being received to its file. The
 // file is synced only once whole, by Install.
-func (st *snapStore) Receive(c paxos.SnapshotChunk) error {
+func (st *snapshotStore) Receive(c paxos.SnapshotChunk) error {
 	if c.Offset == 0 {
-		if st.recv != nil {
-			// A transfer given up: its bytes are of no use.
-			st.recv.Close()
-			_ = st.fs.Remove(st.recvPath) // NB: a leftover .tmp is removed on the next start anyway
-			st.recv = nil
-		}
+		st.dropReceived() // a transfer given up: its bytes are of no use
 		st.recvPath = st.files.Path(c.Slot) + ".in.tmp"
 		f, err := st.fs.Create(st.recvPath, vfs.WriteCategoryUnspecified)
 		if err != nil {
@@ -219,10 +259,14 @@ func (st *snapStore) Receive(c paxos.SnapshotChunk) error {
 
 // Install checks the snapshot received whole, puts it in place durably and
 // opens it for the learner.
-func (st *snapStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCloser, error) {
+func (st *snapshotStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCloser, error) {
 	f, path := st.recv, st.recvPath
 	st.recv = nil
 	if f == nil || slot != st.recvSlot || st.recvLen != st.recvSize {
+		if f != nil {
+			f.Close()
+			_ = st.fs.Remove(path) // NB: the mismatch is the error worth reporting
+		}
 		return paxos.SnapshotMeta{}, nil, fmt.Errorf("server: install of snapshot %d, but %d of %d bytes of snapshot %d were received", slot, st.recvLen, st.recvSize, st.recvSlot)
 	}
 	err := f.Sync()
@@ -232,13 +276,13 @@ func (st *snapStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCloser
 	if err != nil {
 		return paxos.SnapshotMeta{}, nil, fmt.Errorf("server: sync %s: %w", path, err)
 	}
-	meta, err := wal.VerifySnapshot(st.fs, path)
+	hdr, err := wal.VerifySnapshot(st.fs, path)
 	switch {
 	case err != nil:
-	case meta.Slot != slot:
-		err = fmt.Errorf("%w: received snapshot %d holds slot %d", wal.ErrCorrupt, slot, meta.Slot)
-	case meta.Cluster != st.header.Cluster:
-		err = fmt.Errorf("%w: received snapshot belongs to cluster %016x, not %016x", ErrWrongIdentity, meta.Cluster, st.header.Cluster)
+	case hdr.Slot != slot:
+		err = fmt.Errorf("%w: received snapshot %d holds slot %d", wal.ErrCorrupt, slot, hdr.Slot)
+	case hdr.Cluster != st.header.Cluster:
+		err = fmt.Errorf("%w: received snapshot belongs to cluster %016x, not %016x", ErrWrongIdentity, hdr.Cluster, st.header.Cluster)
 	}
 	if err == nil {
 		err = st.files.Adopt(path, slot)
@@ -247,7 +291,9 @@ func (st *snapStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCloser
 		_ = st.fs.Remove(path) // NB: the check's error is the one worth reporting
 		return paxos.SnapshotMeta{}, nil, err
 	}
-	st.setNewest(slot)
+	st.mu.Lock()
+	st.setNewestLocked(slot)
+	st.mu.Unlock()
 	if err := st.files.Prune(snapKeep); err != nil {
 		st.logger.Warn("old snapshots not removed", "err", err)
 	}
@@ -255,43 +301,38 @@ func (st *snapStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCloser
 	if err != nil {
 		return paxos.SnapshotMeta{}, nil, err
 	}
-	return paxos.SnapshotMeta{Slot: meta.Slot, Hash: meta.Hash}, r, nil
+	return hdr.SnapshotMeta, r, nil
 }
 
-// Serve queues a peer's pull; a full queue drops it, and the peer asks
+// Serve reads, paces and sends the chunk a peer pulls, through the
+// executor. With too many pulls in flight it drops this one; the peer asks
 // again.
-func (st *snapStore) Serve(m paxos.Message) {
+func (st *snapshotStore) Serve(m paxos.Message) {
 	select {
-	case st.pulls <- m:
+	case st.pulls <- struct{}{}:
 	default:
 		st.logger.Warn("snapshot pull dropped: too many waiting", "peer", m.From)
+		return
 	}
-}
-
-func (st *snapStore) serveLoop() {
-	for {
-		select {
-		case <-st.ctx.Done():
+	st.exec.Go(func() {
+		defer func() { <-st.pulls }()
+		reply, err := st.readChunk(m)
+		if err != nil {
+			st.logger.Warn("snapshot pull not served", "peer", m.From, "slot", m.Slot, "err", err)
 			return
-		case m := <-st.pulls:
-			reply, err := st.readChunk(m)
-			if err != nil {
-				st.logger.Warn("snapshot pull not served", "peer", m.From, "slot", m.Slot, "err", err)
-				continue
-			}
-			if st.limiter != nil && len(reply.Value) > 0 {
-				if err := st.limiter.WaitN(st.ctx, len(reply.Value)); err != nil {
-					return
-				}
-			}
-			st.tr.Send([]paxos.Message{reply})
 		}
-	}
+		if st.limiter != nil && len(reply.Value) > 0 {
+			if err := st.limiter.WaitN(st.ctx, len(reply.Value)); err != nil {
+				return // stopping
+			}
+		}
+		st.send.Send([]paxos.Message{reply})
+	})
 }
 
 // readChunk reads the chunk m asks for. A snapshot that is gone is answered
 // with Size 0.
-func (st *snapStore) readChunk(m paxos.Message) (paxos.Message, error) {
+func (st *snapshotStore) readChunk(m paxos.Message) (paxos.Message, error) {
 	reply := paxos.Message{Type: paxos.MsgSnapshotChunk, From: st.id, To: m.From, Slot: m.Slot, Offset: m.Offset}
 	f, err := st.fs.Open(st.files.Path(m.Slot))
 	if errors.Is(err, os.ErrNotExist) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/server"
+	"github.com/paxosd/paxosd/paxos/wire"
 )
 
 // frameHeader declares a frame of n bytes.
@@ -41,8 +42,8 @@ func TestHostileConnections(t *testing.T) {
 	target := c.member(1)
 	before := target.rssKB(t)
 	clusterID := server.ClusterID("paxosd", paxos.Uniform(3))
-	peerHello := paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloPeer, Version: paxos.ProtocolVersion, Cluster: clusterID, From: 2, To: 1})
-	clientHello := paxos.EncodeHello(nil, paxos.Hello{Kind: paxos.HelloClient, Version: paxos.ProtocolVersion})
+	peerHello := wire.Append(nil, &wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID, From: 2, To: 1})
+	clientHello := wire.Append(nil, &wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion})
 
 	var held []net.Conn // connections kept open during the measurement
 	var mu sync.Mutex
@@ -195,11 +196,11 @@ func TestStrangerPeersRefused(t *testing.T) {
 	clusterID := server.ClusterID("paxosd", paxos.Uniform(3))
 	for _, tc := range []struct {
 		name string
-		h    paxos.Hello
+		h    wire.Hello
 		log  string
 	}{
-		{"wrong cluster ID", paxos.Hello{Kind: paxos.HelloPeer, Version: paxos.ProtocolVersion, Cluster: clusterID + 1, From: 2, To: 1}, "belongs to cluster"},
-		{"unknown node ID", paxos.Hello{Kind: paxos.HelloPeer, Version: paxos.ProtocolVersion, Cluster: clusterID, From: 9, To: 1}, "node 9 is not a member"},
+		{"wrong cluster ID", wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID + 1, From: 2, To: 1}, "belongs to cluster"},
+		{"unknown node ID", wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID, From: 9, To: 1}, "node 9 is not a member"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", target.peer)
@@ -208,8 +209,8 @@ func TestStrangerPeersRefused(t *testing.T) {
 			}
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(5 * time.Second))
-			conn.Write(paxos.EncodeHello(nil, tc.h))
-			if body, err := paxos.ReadFrame(conn, 1024, nil); err == nil {
+			conn.Write(wire.Append(nil, &tc.h))
+			if body, err := wire.ReadFrame(conn, 1024, nil); err == nil {
 				t.Fatalf("hello %+v was answered with %x", tc.h, body)
 			}
 			waitUntil(t, "the refusal in the log", 5*time.Second, func() bool { return strings.Contains(target.log.String(), tc.log) })

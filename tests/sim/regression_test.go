@@ -3,6 +3,7 @@ package sim
 import (
 	"testing"
 
+	"github.com/paxosd/paxosd/internal/sim"
 	"github.com/paxosd/paxosd/learner"
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/proposer"
@@ -17,7 +18,7 @@ import (
 // learn only by catching up from it.
 func TestRegressionDecidesLost(t *testing.T) {
 	for seed := uint64(1); seed <= 30; seed++ {
-		st, err := Run(Options{
+		st, err := run(sim.Options{
 			Seed:   seed,
 			Rounds: 200,
 			Drop:   func(m paxos.Message) bool { return m.Type == paxos.MsgDecide },
@@ -60,7 +61,7 @@ var regressionSeeds = []struct {
 
 func TestRegressionSeeds(t *testing.T) {
 	for _, r := range regressionSeeds {
-		if _, err := Run(Options{Seed: r.seed, WAL: r.wal}); err != nil {
+		if _, err := run(sim.Options{Seed: r.seed, WAL: r.wal}); err != nil {
 			t.Errorf("seed %d once found: %s\n%v", r.seed, r.bug, err)
 		}
 	}
@@ -82,7 +83,7 @@ func TestRegressionLaggingLeaderLearns(t *testing.T) {
 	led := 0
 	for seed := uint64(1); seed <= 20; seed++ {
 		var leader3 bool
-		opts := Options{
+		opts := sim.Options{
 			Seed: seed, Shape: "n3", Quiet: true, Rounds: 400, ClientsStopAt: back - 60,
 			Tune: func(p *proposer.Config, l *learner.Config) {
 				l.SnapshotEvery, l.LogRetain = 1, 0
@@ -101,7 +102,7 @@ func TestRegressionLaggingLeaderLearns(t *testing.T) {
 				return false
 			},
 		}
-		st, err := Run(opts)
+		st, err := run(opts)
 		if err != nil {
 			t.Errorf("seed %d: %v", seed, err)
 			continue

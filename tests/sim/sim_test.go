@@ -1,3 +1,7 @@
+// Package sim runs the simulator of internal/sim as tests: sweeps of
+// seeds, the seeds that once found bugs, and scenarios. It adds the one
+// check the simulator does not link, linearizability of the client history
+// (invariant 6 of docs/design.md), with porcupine.
 package sim
 
 import (
@@ -9,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/paxosd/paxosd/internal/sim"
 )
 
 var (
@@ -20,15 +26,21 @@ var (
 	flagWALSeeds = flag.Int("wal-seeds", 50, "number of seeds TestSimWAL runs on the real Pebble WAL")
 )
 
+// run runs one seed with the linearizability check.
+func run(opts sim.Options) (sim.Stats, error) {
+	opts.Check = linearizable
+	return sim.Run(opts)
+}
+
 // TestSim runs a sweep of seeds, each a whole cluster under faults, on every
 // CPU. With -seed it replays one seed and traces every event.
 func TestSim(t *testing.T) {
 	if *flagSeed != 0 {
-		opts := Options{Seed: *flagSeed, Rounds: *flagRounds, WAL: *flagWAL}
+		opts := sim.Options{Seed: *flagSeed, Rounds: *flagRounds, WAL: *flagWAL}
 		if testing.Verbose() {
 			opts.Trace = os.Stdout
 		}
-		st, err := Run(opts)
+		st, err := run(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,16 +54,43 @@ func TestSim(t *testing.T) {
 			n = 100
 		}
 	}
+	total, shapes, failures := sweep(n, *flagFirst, false)
+	t.Logf("%d seeds from %d; shapes %v; %+v", n, *flagFirst, shapes, total)
+	if n >= 100 {
+		for _, c := range []struct {
+			what string
+			n    int
+		}{
+			{"snapshots recorded", total.Snapshots}, {"snapshots installed from a peer", total.Installs},
+			{"acceptor truncations", total.Truncations}, {"redirects to the leader", total.Redirects},
+			{"requests timed out at a member", total.Timeouts}, {"old requests replayed", total.Ghosts},
+			{"calls given up with an unknown outcome", total.Unknown}, {"duplicates applied once", total.DuplicateApply},
+		} {
+			if c.n == 0 {
+				t.Errorf("the sweep saw no %s: that code went untested", c.what)
+			}
+		}
+		for _, sh := range sim.Shapes {
+			if shapes[sh.Name] == 0 {
+				t.Errorf("no seed ran shape %s", sh.Name)
+			}
+		}
+	}
+	report(t, n, failures)
+}
+
+// sweep runs n seeds from first on every CPU.
+func sweep(n int, first uint64, wal bool) (sim.Stats, map[string]int, []error) {
 	var (
 		next     atomic.Uint64
 		mu       sync.Mutex
 		failures []error
-		total    Stats
+		total    sim.Stats
 		shapes   = map[string]int{}
 		wg       sync.WaitGroup
 	)
-	next.Store(*flagFirst)
-	last := *flagFirst + uint64(n)
+	next.Store(first)
+	last := first + uint64(n)
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for {
@@ -59,37 +98,26 @@ func TestSim(t *testing.T) {
 				if seed >= last {
 					return
 				}
-				st, err := Run(Options{Seed: seed, Rounds: *flagRounds})
+				st, err := run(sim.Options{Seed: seed, Rounds: *flagRounds, WAL: wal})
 				mu.Lock()
 				if err != nil {
 					failures = append(failures, err)
 				}
 				shapes[st.Shape]++
-				total.Ops += st.Ops
-				total.Crashes += st.Crashes
-				total.Partitions += st.Partitions
-				total.Elections += st.Elections
-				total.MultiBatches += st.MultiBatches
-				total.DuplicateApply += st.DuplicateApply
-				total.Retries += st.Retries
-				total.MaxBatch = max(total.MaxBatch, st.MaxBatch)
-				total.MaxPipeline = max(total.MaxPipeline, st.MaxPipeline)
-				total.Snapshots += st.Snapshots
-				total.Installs += st.Installs
-				total.Truncations += st.Truncations
+				total.Add(st)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	t.Logf("%d seeds from %d; shapes %v; ops %d, retries %d, duplicates applied once %d, crashes %d, partitions %d, elections %d, multi-command slots %d (max %d commands), max pipeline %d slots; snapshots taken %d, installed from a peer %d, acceptor truncations %d",
-		n, *flagFirst, shapes, total.Ops, total.Retries, total.DuplicateApply, total.Crashes, total.Partitions, total.Elections, total.MultiBatches, total.MaxBatch, total.MaxPipeline, total.Snapshots, total.Installs, total.Truncations)
-	if n >= 100 && (total.Snapshots == 0 || total.Installs == 0 || total.Truncations == 0) {
-		t.Errorf("the sweep took %d snapshots, installed %d and truncated %d times: snapshot code went untested", total.Snapshots, total.Installs, total.Truncations)
-	}
+	return total, shapes, failures
+}
+
+func report(t *testing.T, n int, failures []error) {
+	t.Helper()
 	var seeds []uint64
 	for i, err := range failures {
-		var f *Failure
+		var f *sim.Failure
 		if !errors.As(err, &f) {
 			t.Error(err)
 			continue
@@ -113,20 +141,7 @@ func TestSimWAL(t *testing.T) {
 	if testing.Short() {
 		n = min(n, 3)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			_, errs[i] = Run(Options{Seed: *flagFirst + uint64(i), WAL: true, Rounds: *flagRounds})
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
+	total, shapes, failures := sweep(n, *flagFirst, true)
+	t.Logf("%d WAL seeds from %d; shapes %v; %+v", n, *flagFirst, shapes, total)
+	report(t, n, failures)
 }

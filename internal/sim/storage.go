@@ -1,19 +1,15 @@
 package sim
 
 import (
-	"errors"
 	"maps"
 	"slices"
 
 	"github.com/paxosd/paxosd/paxos"
 )
 
-// errCrash is what a store returns when the simulator crashes its node in the
-// middle of a synced batch.
-var errCrash = errors.New("sim: node crashed during sync")
-
-// memStore is the simulator's paxos.Storage: the state that survives a crash.
-// Everything a node holds outside it is lost when the node crashes.
+// memStore is the model of a node's durable records: what must survive a
+// crash. Without Options.WAL it is the node's storage itself; with it, the
+// real WAL must recover exactly this.
 type memStore struct {
 	promised paxos.Ballot
 	accepted map[paxos.Slot]paxos.Entry
@@ -21,11 +17,6 @@ type memStore struct {
 	applied  paxos.Slot
 	base     paxos.Slot // learner's snapshot base
 	floor    paxos.Slot // acceptor's floor
-
-	// crashNext makes the next Save crash the node; keepOnCrash says
-	// whether that batch made it to disk (a batch is atomic: all or none).
-	crashNext   bool
-	keepOnCrash bool
 	// onRecord lets the checker see every durable write just before it
 	// lands, with the store still holding the state before it.
 	onRecord func(r paxos.Record)
@@ -33,18 +24,6 @@ type memStore struct {
 
 func newMemStore() *memStore {
 	return &memStore{accepted: map[paxos.Slot]paxos.Entry{}, chosen: map[paxos.Slot]paxos.Value{}}
-}
-
-func (m *memStore) Save(recs []paxos.Record) error {
-	if m.crashNext {
-		m.crashNext = false
-		if m.keepOnCrash {
-			m.apply(recs)
-		}
-		return errCrash
-	}
-	m.apply(recs)
-	return nil
 }
 
 func (m *memStore) apply(recs []paxos.Record) {

@@ -10,7 +10,8 @@ import (
 
 // checker holds what the invariants are checked against: the values chosen
 // so far, every vote cast, every command clients submitted, and the sequence
-// of commands every learner must apply.
+// of commands every learner must apply. The invariants are numbered as in
+// docs/design.md.
 type checker struct {
 	s *sim
 	// chosen is every slot known to be chosen: by a quorum of votes, or
@@ -20,8 +21,13 @@ type checker struct {
 	// votes are the accepted (slot, ballot) pairs made durable, with who
 	// accepted them.
 	votes map[vote]*tally
-	// submitted maps a client command to its bytes (invariant 2).
+	// submitted maps a client command to its bytes, and reads holds the
+	// bytes of every read, which members number themselves (invariant 2).
 	submitted map[cmdID]string
+	reads     map[string]bool
+	// notApplied are commands whose calls ended as certainly not applied
+	// (invariant 9).
+	notApplied []cmdID
 	// ref is the sequence of commands a correct learner applies, derived
 	// from chosen with the session rule; refNext is the next slot to fold
 	// in and refLast the last seq applied per session.
@@ -55,6 +61,7 @@ func (c *checker) init() {
 	c.chosen = map[paxos.Slot]paxos.Value{}
 	c.votes = map[vote]*tally{}
 	c.submitted = map[cmdID]string{}
+	c.reads = map[string]bool{}
 	c.refNext = 1
 	c.refLast = map[uint64]uint64{}
 	c.hashAt = map[paxos.Slot]uint64{}
@@ -67,8 +74,8 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 	{
 		switch r.Type {
 		case paxos.RecPromise:
-			if r.Ballot.Less(n.store.promised) {
-				s.fail("invariant 3: acceptor %d stored promise %v below its stored %v", n.id, r.Ballot, n.store.promised)
+			if r.Ballot.Less(n.model.promised) {
+				s.fail("invariant 3: acceptor %d stored promise %v below its stored %v", n.id, r.Ballot, n.model.promised)
 			}
 		case paxos.RecAccept:
 			c.vote(n.id, r.Slot, r.Ballot, r.Value)
@@ -76,9 +83,10 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 			c.checkTruncate(n, r.Slot)
 			s.stats.Truncations++
 		case paxos.RecSnapshot:
-			if f, ok := n.snaps.newest(); !ok || f.meta.Slot < r.Slot {
-				s.fail("learner %d dropped its log up to slot %d without a durable snapshot covering it", n.id, r.Slot)
+			if newest := n.newestDurable(); newest < r.Slot {
+				s.fail("invariant 8: learner %d dropped its log up to slot %d, but its newest durable snapshot covers %d", n.id, r.Slot, newest)
 			}
+			s.stats.Snapshots++
 			c.dropped = true
 		case paxos.RecChosen:
 			v, ok := c.chosen[r.Slot]
@@ -94,23 +102,23 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 
 // checkTruncate checks the acceptor truncation rule (acceptor.maybeTruncate)
 // as acceptor n durably forgets every slot up to f: each is chosen, and a
-// majority of the learners hold a durable snapshot covering it.
+// majority of the learners hold a durable snapshot covering it (invariant 8).
 func (c *checker) checkTruncate(n *simNode, f paxos.Slot) {
 	s := c.s
-	for sl := n.store.floor + 1; sl <= f; sl++ {
+	for sl := n.model.floor + 1; sl <= f; sl++ {
 		if _, ok := c.chosen[sl]; !ok {
-			s.fail("acceptor %d truncated up to slot %d, but slot %d is not chosen", n.id, f, sl)
+			s.fail("invariant 8: acceptor %d truncated up to slot %d, but slot %d is not chosen", n.id, f, sl)
 		}
 	}
-	learners := s.shape.Config.Learners()
+	learners := s.shape.Membership.Learners()
 	covered := 0
 	for _, id := range learners {
-		if snap, ok := s.nodes[id].snaps.newest(); ok && snap.meta.Slot >= f {
+		if s.nodes[id].newestDurable() >= f {
 			covered++
 		}
 	}
 	if covered <= len(learners)/2 {
-		s.fail("acceptor %d truncated up to slot %d, which only %d of %d learners hold in a durable snapshot", n.id, f, covered, len(learners))
+		s.fail("invariant 8: acceptor %d truncated up to slot %d, which only %d of %d learners hold in a durable snapshot", n.id, f, covered, len(learners))
 	}
 	c.dropped = true
 }
@@ -124,26 +132,24 @@ func (c *checker) checkAvailable() {
 	c.dropped = false
 	need := c.maxChosen
 	best := paxos.Slot(0) // the newest durable snapshot of any learner
-	for _, id := range s.shape.Config.Learners() {
+	for _, id := range s.shape.Membership.Learners() {
 		n := s.nodes[id]
-		need = min(need, max(n.store.applied, n.store.base))
-		if f, ok := n.snaps.newest(); ok {
-			best = max(best, f.meta.Slot)
-		}
+		need = min(need, max(n.model.applied, n.model.base))
+		best = max(best, n.newestDurable())
 	}
 	for sl := max(need, best) + 1; sl <= c.maxChosen; sl++ {
 		if _, ok := c.chosen[sl]; !ok {
 			continue // not chosen yet: nothing to lose
 		}
 		held := false
-		for _, id := range s.shape.Config.Learners() {
-			if _, ok := s.nodes[id].store.chosen[sl]; ok {
+		for _, id := range s.shape.Membership.Learners() {
+			if _, ok := s.nodes[id].model.chosen[sl]; ok {
 				held = true
 				break
 			}
 		}
 		if !held && !c.heldByAcceptors(sl) {
-			s.fail("slot %d is chosen and a learner still needs it, but no learner or acceptor holds it durably", sl)
+			s.fail("invariant 8: slot %d is chosen and a learner still needs it, but no learner or acceptor holds it durably", sl)
 		}
 	}
 }
@@ -151,8 +157,8 @@ func (c *checker) checkAvailable() {
 // heldByAcceptors reports whether some acceptor still holds a durable vote
 // for slot sl.
 func (c *checker) heldByAcceptors(sl paxos.Slot) bool {
-	for _, id := range c.s.shape.Config.Acceptors() {
-		if _, ok := c.s.nodes[id].store.accepted[sl]; ok {
+	for _, id := range c.s.shape.Membership.Acceptors() {
+		if _, ok := c.s.nodes[id].model.accepted[sl]; ok {
 			return true
 		}
 	}
@@ -174,7 +180,7 @@ func (c *checker) vote(id paxos.NodeID, slot paxos.Slot, b paxos.Ballot, v paxos
 		return
 	}
 	t.ids = append(t.ids, id)
-	if c.s.shape.Config.IsQuorum(t.ids) {
+	if c.s.shape.Membership.IsQuorum(t.ids) {
 		c.choose(slot, v, "quorum")
 	}
 }
@@ -194,6 +200,12 @@ func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
 		s.fail("invariant 2: slot %d chosen with a value that does not decode: %v", slot, err)
 	}
 	for _, cmd := range cmds {
+		if cmd.Session == 0 {
+			if !c.reads[string(cmd.Data)] {
+				s.fail("invariant 2: slot %d holds read %d %x that no client sent", slot, cmd.Seq, cmd.Data)
+			}
+			continue
+		}
 		want, ok := c.submitted[cmdID{cmd.Session, cmd.Seq}]
 		if !ok || want != string(cmd.Data) {
 			s.fail("invariant 2: slot %d holds command (%d, %d) %x that no client submitted", slot, cmd.Session, cmd.Seq, cmd.Data)
@@ -212,7 +224,7 @@ func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
 // answer leaves only after the state it reports is durable.
 func (c *checker) onSend(n *simNode, m paxos.Message) {
 	s := c.s
-	st := n.store
+	st := n.model
 	switch m.Type {
 	case paxos.MsgPromise, paxos.MsgNack:
 		if st.promised.Less(m.Ballot) {
@@ -232,7 +244,7 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 	case paxos.MsgDecide:
 		for _, e := range m.Entries {
 			t := c.votes[vote{e.Slot, e.Ballot}]
-			if t == nil || !bytes.Equal(t.value, e.Value) || !s.shape.Config.IsQuorum(t.ids) {
+			if t == nil || !bytes.Equal(t.value, e.Value) || !s.shape.Membership.IsQuorum(t.ids) {
 				s.fail("invariant 1: node %d decided slot %d at %v without a quorum of acceptors", n.id, e.Slot, e.Ballot)
 			}
 			c.choose(e.Slot, e.Value, "decide")
@@ -261,11 +273,12 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 // applied at most once, and equal hashes at equal applied slots.
 func (c *checker) checkApplied(n *simNode) {
 	s := c.s
+	l := n.member.Learner()
 	if n.rec.restored {
 		// A snapshot replaced the state: the recorder's calls begin
 		// after the snapshot's slot.
 		n.rec.restored = false
-		n.callBase, n.checked = c.refIndex(n.lrn.SnapshotSlot()), 0
+		n.callBase, n.checked = c.refIndex(l.SnapshotSlot()), 0
 		s.stats.Installs++
 	}
 	calls := n.rec.calls
@@ -282,8 +295,8 @@ func (c *checker) checkApplied(n *simNode) {
 		}
 	}
 	n.checked = len(calls)
-	if a := n.lrn.Applied(); a > 0 {
-		h := n.lrn.Hash()
+	if a := l.Applied(); a > 0 {
+		h := l.Hash()
 		if prev, ok := c.hashAt[a]; ok && prev != h {
 			s.fail("invariant 5: learner %d at slot %d has hash %016x, another learner had %016x", n.id, a, h, prev)
 		}
@@ -319,5 +332,45 @@ func (c *checker) extendRef() {
 			c.ref = append(c.ref, call{c.refNext, string(cmd.Data)})
 		}
 		c.refNext++
+	}
+}
+
+// onApply sees every batch of decisions a member applied, after it
+// answered its clients. Invariant 9: a client hears of a slot only once it
+// is chosen by durable votes and the learner's record of it is durable, so
+// a crash cannot take an answer back.
+func (s *sim) onApply(n *simNode, ds []paxos.Decision) {
+	for _, d := range ds {
+		if v, ok := s.ck.chosen[d.Slot]; !ok || !bytes.Equal(v, d.Value) {
+			s.fail("invariant 9: node %d applied slot %d before it was durably chosen", n.id, d.Slot)
+		}
+		if v, ok := n.model.chosen[d.Slot]; (!ok && d.Slot > n.model.base) || (ok && !bytes.Equal(v, d.Value)) || n.model.applied < d.Slot {
+			s.fail("invariant 9: node %d applied slot %d before its own record of it was durable", n.id, d.Slot)
+		}
+		for _, r := range d.Results {
+			if r.Duplicate {
+				s.stats.DuplicateApply++
+			}
+		}
+	}
+}
+
+// checkNotApplied checks, at the end of a run, that no command whose call
+// ended as certainly not applied was chosen (invariant 9).
+func (c *checker) checkNotApplied() {
+	if len(c.notApplied) == 0 {
+		return
+	}
+	never := map[cmdID]bool{}
+	for _, id := range c.notApplied {
+		never[id] = true
+	}
+	for sl, v := range c.chosen {
+		cmds, _ := paxos.DecodeBatch(v) // NB: choose already checked that it decodes
+		for _, cmd := range cmds {
+			if never[cmdID{cmd.Session, cmd.Seq}] {
+				c.s.fail("invariant 9: command (%d, %d) was reported certainly not applied, but slot %d chose it", cmd.Session, cmd.Seq, sl)
+			}
+		}
 	}
 }

@@ -1,0 +1,387 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/paxosd/paxosd/paxos"
+	pc "github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/paxos/wire"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// Clients use the Go client's retry rules (client.Call: redirects,
+// back-off, what a failure says about the outcome) and reach the members'
+// own request handling (server.Member.Handle) over simulated connections
+// that break when a member crashes or a reset fault hits them. Every
+// request and response crosses the wire codec.
+
+const (
+	// sessionBase is the session of client 0; client i has sessionBase+i.
+	sessionBase = 1000
+)
+
+var simKeys = []string{"a", "b", "c", "d"}
+
+var (
+	errRefused = errors.New("connection refused: the member is down")
+	errReset   = errors.New("connection reset")
+	errExpired = errors.New("call deadline passed")
+)
+
+// client runs one KV operation at a time, each a client.Call.
+type client struct {
+	s       *sim
+	idx     int
+	session uint64
+	seq     uint64
+	router  *pc.Router
+	conns   map[paxos.NodeID]*conn
+	op      *pendingOp
+	opsLeft int
+	seen    map[string]string // last value seen per key, for compare-and-swap
+	keys    []string
+	// calm: the faults stopped, and a call waits for its answer however
+	// long it takes (invariant 7 bounds that).
+	calm bool
+	// answered are commands this client had answered, for ghost replays.
+	answered []clientapi.Request
+}
+
+type pendingOp struct {
+	in       KVInput
+	call     *pc.Call
+	started  int64 // step of the first attempt, for the history
+	deadline int64 // tick the call gives up at
+	first    bool  // no attempt sent yet
+	attempt  *attempt
+	retryAt  int64 // tick of the next attempt, when none is in flight
+}
+
+// attempt is a request in flight on a connection.
+type attempt struct {
+	conn *conn
+	id   uint64
+}
+
+// conn is a client connection to one incarnation of a member. It breaks
+// when the member crashes or a reset fault hits it; then every request on
+// it fails for the client as a broken TCP connection does: sent, fate
+// unknown.
+type conn struct {
+	c      *client
+	node   paxos.NodeID
+	inc    int
+	broken bool
+	nextID uint64
+	ghost  bool // a throwaway connection for a replayed request
+}
+
+// request is a client request in flight to a member; reply an answer in
+// flight back.
+type request struct {
+	conn *conn
+	req  clientapi.Request
+	at   int64
+}
+
+type reply struct {
+	conn *conn
+	resp clientapi.Response
+	at   int64
+}
+
+func newClient(s *sim, i int) *client {
+	var eps []string
+	for _, id := range s.shape.Membership.Proposers() {
+		eps = append(eps, clientAddr(id))
+	}
+	r, err := pc.NewRouter(eps)
+	if err != nil {
+		s.fail("client %d: %v", i, err)
+	}
+	return &client{
+		s: s, idx: i, session: uint64(sessionBase + i), opsLeft: math.MaxInt, router: r,
+		conns: map[paxos.NodeID]*conn{}, seen: map[string]string{},
+		keys: simKeys[:1+s.rng.IntN(len(simKeys))],
+	}
+}
+
+func (c *client) act() {
+	s := c.s
+	if c.op == nil {
+		if c.opsLeft == 0 || s.rng.IntN(2) == 0 {
+			return
+		}
+		c.opsLeft--
+		c.start()
+	}
+	op := c.op
+	if !c.calm && s.now >= op.deadline {
+		c.finish(nil, op.call.Expire(errExpired))
+		return
+	}
+	if op.attempt != nil {
+		if op.attempt.conn.broken {
+			c.result(clientapi.Response{}, true, errReset)
+		}
+		return
+	}
+	if s.now >= op.retryAt {
+		c.submit()
+	}
+}
+
+// start begins the next operation: a write through the client's session,
+// or a linearizable read through the log.
+func (c *client) start() {
+	s := c.s
+	key := c.keys[s.rng.IntN(len(c.keys))]
+	in := KVInput{Key: key}
+	switch r := s.rng.IntN(10); {
+	case r < 4:
+		in.Op = statemachine.KVPut
+	case r < 6:
+		in.Op = statemachine.KVGet
+	case r < 7:
+		in.Op = statemachine.KVDelete
+	default:
+		in.Op = statemachine.KVCompareAndSwap
+		if old, ok := c.seen[key]; ok && r < 9 {
+			in.Old = old
+		} else {
+			in.ExpectAbsent = true
+		}
+	}
+	req := clientapi.Request{Kind: clientapi.ReqRead}
+	if in.Op != statemachine.KVGet {
+		c.seq++
+		in.Value = fmt.Sprintf("c%d.%d", c.idx, c.seq)
+		req = clientapi.Request{Kind: clientapi.ReqCommand, Session: c.session, Seq: c.seq}
+	}
+	kr := statemachine.KVRequest{Op: in.Op, Key: []byte(in.Key), Old: []byte(in.Old), ExpectAbsent: in.ExpectAbsent}
+	if in.Op == statemachine.KVPut || in.Op == statemachine.KVCompareAndSwap {
+		kr.Value = []byte(in.Value)
+	} else {
+		in.Value = ""
+	}
+	req.Data = kr.Encode()
+	if req.Kind == clientapi.ReqCommand {
+		s.ck.submitted[cmdID{req.Session, req.Seq}] = string(req.Data)
+	} else {
+		s.ck.reads[string(req.Data)] = true
+	}
+	c.op = &pendingOp{in: in, call: pc.NewCall(c.router, req), started: s.step, deadline: s.now + s.callTimeout, first: true}
+	s.tracef("client %d starts %s", c.idx, in.Describe(KVOutput{Unknown: true}))
+}
+
+// submit sends the call's next attempt to the member its Call names.
+func (c *client) submit() {
+	s := c.s
+	op := c.op
+	ep := op.call.Endpoint()
+	id := nodeAt(ep)
+	n := s.nodes[id]
+	if n == nil {
+		s.fail("client %d: the call picked %q, which is no member's address", c.idx, ep)
+	}
+	if !op.first {
+		s.stats.Retries++
+	}
+	op.first = false
+	if !n.up {
+		c.result(clientapi.Response{}, false, errRefused) // the dial fails: not sent
+		return
+	}
+	cn := c.conns[id]
+	if cn == nil || cn.broken || cn.inc != n.inc {
+		cn = &conn{c: c, node: id, inc: n.inc}
+		c.conns[id] = cn
+	}
+	cn.nextID++
+	req := op.call.Request()
+	req.ID = cn.nextID
+	op.attempt = &attempt{conn: cn, id: req.ID}
+	s.tracef("client %d sends %s seq %d to node %d", c.idx, req.Kind, req.Seq, id)
+	s.sendRequest(cn, req)
+}
+
+// result hands the outcome of the attempt in flight to the Call.
+func (c *client) result(resp clientapi.Response, sent bool, err error) {
+	s := c.s
+	op := c.op
+	op.attempt = nil
+	if err == nil {
+		switch resp.Code {
+		case clientapi.CodeNotLeader:
+			s.stats.Redirects++
+		case clientapi.CodeTimeout:
+			s.stats.Timeouts++
+		case clientapi.CodeBadRequest, clientapi.CodeStale:
+			s.fail("client %d: a member answered %s for its current %s: %s", c.idx, resp.Code, op.in.Op, resp.Message)
+		}
+	}
+	data, done, wait, final := op.call.Handle(resp, sent, err)
+	if done {
+		c.finish(data, final)
+		return
+	}
+	op.retryAt = s.now + ticks(wait)
+}
+
+// ticks rounds d up to whole ticks.
+func ticks(d time.Duration) int64 { return int64((d + tickLength - 1) / tickLength) }
+
+// finish ends the operation with its answer, or with the error the Call
+// gave up with.
+func (c *client) finish(data []byte, err error) {
+	s := c.s
+	op := c.op
+	c.op = nil
+	req := op.call.Request()
+	if err != nil {
+		unknown := errors.Is(err, pc.ErrUnknownOutcome)
+		switch {
+		case unknown:
+			s.stats.Unknown++
+		case errors.Is(err, pc.ErrNotApplied):
+			s.stats.NotApplied++
+			if req.Kind == clientapi.ReqCommand {
+				s.ck.notApplied = append(s.ck.notApplied, cmdID{req.Session, req.Seq})
+			}
+		default:
+			s.fail("client %d: a call ended with %v, which is neither not applied nor unknown", c.idx, err)
+		}
+		s.tracef("client %d gives up %s: %v", c.idx, op.in.Describe(KVOutput{Unknown: true}), err)
+		delete(c.seen, op.in.Key)
+		if unknown && req.Kind == clientapi.ReqCommand {
+			// It may take effect at any time from now on.
+			s.history = append(s.history, Op{Client: c.idx, Input: op.in, Output: KVOutput{Unknown: true}, Call: op.started, Return: math.MaxInt64})
+		}
+		return
+	}
+	resp, derr := statemachine.DecodeKVResponse(data)
+	if derr != nil {
+		s.fail("client %d: answer to %s: %v", c.idx, op.in.Op, derr)
+	}
+	if resp.Status == statemachine.KVBadRequest {
+		s.fail("client %d: the KV machine says bad request: %s", c.idx, resp.Err)
+	}
+	out := KVOutput{Status: resp.Status, Value: string(resp.Value), Rev: resp.Rev}
+	switch k := op.in.Key; {
+	case op.in.Op == statemachine.KVPut || (op.in.Op == statemachine.KVCompareAndSwap && resp.Status == statemachine.KVOK):
+		c.seen[k] = op.in.Value
+	case resp.Status == statemachine.KVOK && op.in.Op == statemachine.KVGet,
+		resp.Status == statemachine.KVCompareFailed && resp.Rev != 0:
+		c.seen[k] = out.Value
+	default:
+		delete(c.seen, k)
+	}
+	if req.Kind == clientapi.ReqCommand {
+		c.answered = append(c.answered, req)
+	}
+	s.history = append(s.history, Op{Client: c.idx, Input: op.in, Output: out, Call: op.started, Return: s.step})
+	s.stats.Ops++
+	s.tracef("client %d done: %s", c.idx, op.in.Describe(out))
+}
+
+// Respond is server.Responder: a member's answer goes back over the
+// connection, unless it broke.
+func (cn *conn) Respond(resp clientapi.Response) {
+	s := cn.c.s
+	if cn.broken || cn.ghost {
+		return
+	}
+	resp = wireTrip(s, resp)
+	s.replies = append(s.replies, reply{conn: cn, resp: resp, at: s.now + 1 + int64(s.rng.IntN(2))})
+}
+
+func (s *sim) sendRequest(cn *conn, req clientapi.Request) {
+	req = wireTrip(s, req)
+	s.requests = append(s.requests, request{conn: cn, req: req, at: s.now + 1})
+}
+
+// deliverClientTraffic hands due requests to the members' request
+// handling and due answers to the clients. A reset fault breaks a
+// connection instead of delivering an answer.
+func (s *sim) deliverClientTraffic() {
+	var later []request
+	due := s.requests
+	s.requests = nil
+	for _, r := range due {
+		if r.at > s.now {
+			later = append(later, r)
+			continue
+		}
+		n := s.nodes[r.conn.node]
+		if r.conn.broken || !n.up || n.inc != r.conn.inc {
+			continue // the client hears of the break on its own
+		}
+		s.step++
+		n.member.Handle(r.conn, r.req)
+	}
+	s.requests = append(later, s.requests...)
+	var laterReplies []reply
+	dueReplies := s.replies
+	s.replies = nil
+	for _, r := range dueReplies {
+		if r.at > s.now {
+			laterReplies = append(laterReplies, r)
+			continue
+		}
+		if r.conn.broken {
+			continue
+		}
+		if s.rng.Float64() < s.f.reset {
+			r.conn.broken = true
+			s.tracef("client %d: connection to node %d reset", r.conn.c.idx, r.conn.node)
+			continue
+		}
+		c := r.conn.c
+		if op := c.op; op != nil && op.attempt != nil && op.attempt.conn == r.conn && op.attempt.id == r.resp.ID {
+			c.result(r.resp, true, nil)
+		}
+	}
+	s.replies = append(laterReplies, s.replies...)
+}
+
+// dropConns breaks every client connection to node id.
+func (s *sim) dropConns(id paxos.NodeID) {
+	for _, c := range s.clients {
+		if cn := c.conns[id]; cn != nil {
+			cn.broken = true
+		}
+	}
+}
+
+// replayGhost sends an old command again, after a newer one of the same
+// session was answered: a retry that took a long way round. The session
+// table must not apply it twice (invariant 5); its answer goes nowhere.
+func (s *sim) replayGhost() {
+	c := s.clients[s.rng.IntN(len(s.clients))]
+	if len(c.answered) < 2 {
+		return
+	}
+	req := c.answered[s.rng.IntN(len(c.answered)-1)] // never the newest
+	up := s.upNodes()
+	if len(up) == 0 {
+		return
+	}
+	n := up[s.rng.IntN(len(up))]
+	cn := &conn{c: c, node: n.id, inc: n.inc, ghost: true}
+	s.stats.Ghosts++
+	s.tracef("client %d: an old request, seq %d, reaches node %d again", c.idx, req.Seq, n.id)
+	s.sendRequest(cn, req)
+}
+
+// wireTrip carries a client frame through the codec, as a connection does.
+func wireTrip[T any](s *sim, v T) T {
+	var got T
+	if err := s.wireDec.Decode(wire.Append(nil, &v)[wire.HeaderSize:], &got); err != nil {
+		s.fail("client frame %+v does not decode: %v", v, err)
+	}
+	return got
+}

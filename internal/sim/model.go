@@ -1,0 +1,61 @@
+package sim
+
+import (
+	"fmt"
+
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// KVInput is one client operation as the history records it.
+type KVInput struct {
+	Op           statemachine.KVOp
+	Key          string
+	Value, Old   string
+	ExpectAbsent bool
+}
+
+// KVOutput is what the client saw. Unknown means no answer came (the
+// operation may or may not have taken effect); Rev is the revision the
+// machine reported.
+type KVOutput struct {
+	Status  statemachine.KVStatus
+	Value   string
+	Rev     uint64
+	Unknown bool
+}
+
+// Op is one client operation of a run's history. Call and Return are the
+// simulation steps at which it began and was answered; an operation whose
+// outcome is unknown returns at math.MaxInt64 (it may take effect at any
+// later time). Reads whose outcome is unknown, and operations that were
+// certainly not applied, are not in the history: they constrain nothing.
+type Op struct {
+	Client       int
+	Input        KVInput
+	Output       KVOutput
+	Call, Return int64
+}
+
+// Describe prints the operation and its outcome, for failures and traces.
+func (in KVInput) Describe(out KVOutput) string {
+	res := "?"
+	if !out.Unknown {
+		res = out.Status.String()
+		if out.Value != "" {
+			res += " " + out.Value
+		}
+		if out.Rev != 0 {
+			res += fmt.Sprintf(" @%d", out.Rev)
+		}
+	}
+	switch in.Op {
+	case statemachine.KVPut:
+		return fmt.Sprintf("put(%s, %s) -> %s", in.Key, in.Value, res)
+	case statemachine.KVCompareAndSwap:
+		if in.ExpectAbsent {
+			return fmt.Sprintf("cas(%s, absent, %s) -> %s", in.Key, in.Value, res)
+		}
+		return fmt.Sprintf("cas(%s, %s, %s) -> %s", in.Key, in.Old, in.Value, res)
+	}
+	return fmt.Sprintf("%s(%s) -> %s", in.Op, in.Key, res)
+}

@@ -1,0 +1,155 @@
+package clientapi
+
+import (
+	"strconv"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// RequestKind says what a client asks for.
+type RequestKind uint8
+
+// The kinds of client request. Values are part of the protocol: append new
+// kinds, never renumber.
+const (
+	_ RequestKind = iota
+	// ReqCommand proposes Data as a command of session (Session, Seq). Only
+	// the leader takes it; the answer is the state machine's result once
+	// the command is applied.
+	ReqCommand
+	// ReqQuery asks the contacted member's own state machine (Data is the
+	// query), without going through the log: a serializable read.
+	ReqQuery
+	// ReqStatus asks the member for its view of the cluster.
+	ReqStatus
+	// ReqRead proposes Data, a read-only command, through the log: it is
+	// applied at its place in the order, like a write, so the answer is
+	// linearizable. Unlike ReqCommand it takes no session: the member
+	// tags it itself, and the session table does not keep its answer (a
+	// read may be repeated; it changes nothing).
+	ReqRead
+	// ReqSnapshot reads a snapshot of the member's learner, a chunk per
+	// request. Slot 0 asks the member to take a fresh snapshot and answers
+	// with its first chunk; otherwise Slot names the snapshot and Offset
+	// the byte to read from. The answer carries the chunk in Data and the
+	// snapshot's Slot and Size.
+	ReqSnapshot
+)
+
+var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot"}
+
+// Valid reports whether k is a known kind.
+func (k RequestKind) Valid() bool { return int(k) < len(requestKindNames) && requestKindNames[k] != "" }
+
+// String names the kind.
+func (k RequestKind) String() string {
+	if k.Valid() {
+		return requestKindNames[k]
+	}
+	return "RequestKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Request is a frame from a client.
+type Request struct {
+	ID      uint64      `msgpack:"i"`
+	Kind    RequestKind `msgpack:"k"`
+	Session uint64      `msgpack:"s,omitempty"`
+	Seq     uint64      `msgpack:"q,omitempty"`
+	Data    []byte      `msgpack:"d,omitempty"`
+	// Slot and Offset say which snapshot, and where in it, a ReqSnapshot
+	// reads.
+	Slot   paxos.Slot `msgpack:"n,omitempty"`
+	Offset uint64     `msgpack:"p,omitempty"`
+}
+
+// Code is the outcome of a client request.
+type Code uint8
+
+// The outcomes. Every code but CodeOK says whether the command may have been
+// applied, which decides what a client may safely do next.
+const (
+	// CodeOK: done; Data holds the answer.
+	CodeOK Code = iota
+	// CodeNotLeader: this member does not lead, so the command was not
+	// proposed. Leader and LeaderAddr name the leader if it is known.
+	CodeNotLeader
+	// CodeOverloaded: the leader's queue is full; not proposed.
+	CodeOverloaded
+	// CodeTimeout: proposed, but not applied in time. It may still be
+	// applied; retry with the same (Session, Seq) to find out.
+	CodeTimeout
+	// CodeBadRequest: the request was refused as malformed or too large;
+	// not proposed.
+	CodeBadRequest
+	// CodeUnavailable: the member cannot serve the request (for example
+	// its storage failed, or it runs no learner for a query); not
+	// proposed.
+	CodeUnavailable
+	// CodeStale: the command's session already moved past Seq, so its
+	// answer is gone. It was applied at most once.
+	CodeStale
+)
+
+var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale"}
+
+// Valid reports whether c is a known code.
+func (c Code) Valid() bool { return int(c) < len(codeNames) }
+
+// String names the code.
+func (c Code) String() string {
+	if c.Valid() {
+		return codeNames[c]
+	}
+	return "Code(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Response answers the Request with the same ID.
+type Response struct {
+	ID   uint64 `msgpack:"i"`
+	Code Code   `msgpack:"e"`
+	// Message explains a code other than CodeOK.
+	Message    string       `msgpack:"m,omitempty"`
+	Leader     paxos.NodeID `msgpack:"l,omitempty"`
+	LeaderAddr string       `msgpack:"a,omitempty"`
+	// Data is the state machine's answer.
+	Data []byte `msgpack:"d,omitempty"`
+	// Status answers ReqStatus.
+	Status *Status `msgpack:"S,omitempty"`
+	// Slot and Size describe the snapshot a ReqSnapshot reads.
+	Slot paxos.Slot `msgpack:"s,omitempty"`
+	Size uint64     `msgpack:"z,omitempty"`
+}
+
+// Status is one member's view of itself and the cluster, as `paxosd status`
+// shows it.
+type Status struct {
+	// MemberInfo is the member itself: ID, roles and addresses.
+	MemberInfo
+	// Leader is the leader this member knows of (0: none); IsLeader says
+	// whether it is this member.
+	Leader   paxos.NodeID `msgpack:"l,omitempty"`
+	IsLeader bool         `msgpack:"L,omitempty"`
+	// Promised is the acceptor's promised ballot (zero without the role).
+	Promised paxos.Ballot `msgpack:"b,omitempty"`
+	// Chosen is the highest slot this member knows to be chosen.
+	Chosen paxos.Slot `msgpack:"c,omitempty"`
+	// Applied is the learner's applied slot, and AppliedHash its running
+	// hash over every value applied up to it.
+	Applied     paxos.Slot `msgpack:"A,omitempty"`
+	AppliedHash uint64     `msgpack:"h,omitempty"`
+	// SnapshotSlot is the slot of the learner's newest durable snapshot
+	// (0: none), and LogBytes the size of the member's log store on disk.
+	SnapshotSlot paxos.Slot `msgpack:"n,omitempty"`
+	LogBytes     uint64     `msgpack:"g,omitempty"`
+	// Members lists the cluster with the addresses this member knows.
+	Members []MemberInfo `msgpack:"M,omitempty"`
+}
+
+// MemberInfo is a member as another member knows it: its roles and
+// addresses. ClientAddr is empty until the member has been heard from.
+type MemberInfo struct {
+	ID         paxos.NodeID `msgpack:"i"`
+	Roles      paxos.Role   `msgpack:"r,omitempty"`
+	PeerAddr   string       `msgpack:"p,omitempty"`
+	ClientAddr string       `msgpack:"a,omitempty"`
+}

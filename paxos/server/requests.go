@@ -1,0 +1,207 @@
+package server
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/statemachine"
+)
+
+// MaxCommand is the largest command a client may propose. Bigger ones are
+// refused before they are proposed.
+const MaxCommand = statemachine.MaxValueSize + statemachine.MaxKeySize + 1024
+
+// Responder is a client connection as a member sees it: where the answers
+// to its requests go. Respond must not block (it runs on the node's
+// goroutine); a connection that cannot take an answer drops it, and its
+// client hears of it as a broken connection.
+type Responder interface {
+	Respond(r clientapi.Response)
+}
+
+// Handle serves one client request on the node's goroutine: a command or a
+// linearizable read is proposed and answered once applied (or refused, or
+// timed out by Sweep), a serializable query is answered from the learner's
+// state, a status request at once. Snapshot requests are the daemon's
+// (Server), not the member's.
+func (m *Member) Handle(c Responder, req clientapi.Request) {
+	resp := clientapi.Response{ID: req.ID}
+	switch req.Kind {
+	case clientapi.ReqStatus:
+		st := m.Status()
+		resp.Status = &st
+	case clientapi.ReqQuery:
+		resp = m.query(req)
+	case clientapi.ReqCommand, clientapi.ReqRead:
+		var ok bool
+		if resp, ok = m.propose(c, req); ok {
+			return // answered once applied, or by Sweep
+		}
+	default:
+		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("node %d does not serve %s requests here", m.cfg.ID, req.Kind)
+	}
+	c.Respond(resp)
+}
+
+func (m *Member) query(req clientapi.Request) clientapi.Response {
+	resp := clientapi.Response{ID: req.ID}
+	if m.lrn == nil {
+		resp.Code, resp.Message = clientapi.CodeUnavailable, fmt.Sprintf("node %d runs no learner, so it has no state to read; ask a learner", m.cfg.ID)
+		return resp
+	}
+	data, err := m.lrn.Query(req.Data)
+	if err != nil {
+		resp.Code, resp.Message = clientapi.CodeBadRequest, err.Error()
+		return resp
+	}
+	resp.Data = data
+	return resp
+}
+
+// propose hands a command or a read to the proposer. It reports true when
+// the request now waits for its slot, and otherwise returns the refusal.
+func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response, bool) {
+	resp := clientapi.Response{ID: req.ID}
+	if len(req.Data) > MaxCommand {
+		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("command of %d bytes is larger than the limit of %d", len(req.Data), MaxCommand)
+		return resp, false
+	}
+	if req.Kind == clientapi.ReqRead {
+		m.lastRead++
+		req.Session, req.Seq = 0, m.lastRead
+	} else if req.Session == 0 || req.Seq == 0 {
+		resp.Code, resp.Message = clientapi.CodeBadRequest, "a command needs a non-zero session and sequence number"
+		return resp, false
+	}
+	err := m.node.Propose([]paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data}})
+	var nl *paxos.NotLeaderError
+	switch {
+	case err == nil:
+		k := sessionSeq{req.Session, req.Seq}
+		m.waiters[k] = append(m.waiters[k], waiter{c: c, id: req.ID, deadline: m.io.Now().Add(m.cfg.RequestTimeout)})
+		return resp, true
+	case errors.As(err, &nl):
+		resp.Code, resp.Message = clientapi.CodeNotLeader, err.Error()
+		resp.Leader = nl.Leader
+		if nl.Leader != 0 && m.io.ClientAddr != nil {
+			resp.LeaderAddr = m.io.ClientAddr(nl.Leader)
+		}
+	case errors.Is(err, paxos.ErrOverloaded):
+		resp.Code, resp.Message = clientapi.CodeOverloaded, err.Error()
+	default:
+		resp.Code, resp.Message = clientapi.CodeUnavailable, err.Error()
+	}
+	return resp, false
+}
+
+// appliedLogEvery is how often (in slots) the applied slot and hash are
+// logged, so that logs of different members can be compared.
+const appliedLogEvery = 10000
+
+// apply runs on the node's goroutine with newly applied decisions: it
+// answers the clients waiting for them.
+func (m *Member) apply(ds []paxos.Decision) {
+	for _, d := range ds {
+		for _, r := range d.Results {
+			k := sessionSeq{r.Session, r.Seq}
+			ws := m.waiters[k]
+			if len(ws) == 0 {
+				continue
+			}
+			delete(m.waiters, k)
+			resp := clientapi.Response{Code: clientapi.CodeOK, Data: r.Data}
+			if r.Duplicate && r.Data == nil {
+				resp = clientapi.Response{Code: clientapi.CodeStale, Message: "the session moved past this command; it was applied at most once, and its answer is gone"}
+			}
+			for _, w := range ws {
+				resp.ID = w.id
+				w.c.Respond(resp)
+			}
+		}
+		if d.Slot%appliedLogEvery == 0 && m.lrn != nil {
+			m.logger.Info("applied", "slot", d.Slot, "applied_hash", fmt.Sprintf("%016x", m.lrn.Hash()))
+		}
+	}
+	if m.cfg.Observe != nil {
+		m.cfg.Observe(ds)
+	}
+}
+
+// Sweep answers, with CodeTimeout, every request whose command was not
+// applied by its deadline. The daemon calls it ten times a second, the
+// simulator every tick. Answers go out in deadline order.
+func (m *Member) Sweep() {
+	now := m.io.Now()
+	type due struct {
+		k sessionSeq
+		w waiter
+	}
+	var late []due
+	for k, ws := range m.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if now.Before(w.deadline) {
+				keep = append(keep, w)
+			} else {
+				late = append(late, due{k, w})
+			}
+		}
+		if len(keep) == 0 {
+			delete(m.waiters, k)
+		} else {
+			m.waiters[k] = keep
+		}
+	}
+	// NB: map order is random; answer in a fixed order, so that the
+	// simulator replays.
+	slices.SortFunc(late, func(a, b due) int {
+		return cmp.Or(a.w.deadline.Compare(b.w.deadline), cmp.Compare(a.k.session, b.k.session), cmp.Compare(a.k.seq, b.k.seq), cmp.Compare(a.w.id, b.w.id))
+	})
+	for _, d := range late {
+		d.w.c.Respond(clientapi.Response{ID: d.w.id, Code: clientapi.CodeTimeout,
+			Message: fmt.Sprintf("proposed, but not applied within %v; it may still be applied: retry with the same session and sequence number to find out", m.cfg.RequestTimeout)})
+	}
+}
+
+// Waiting returns how many requests wait for their commands to be applied.
+func (m *Member) Waiting() int {
+	n := 0
+	for _, ws := range m.waiters {
+		n += len(ws)
+	}
+	return n
+}
+
+// Status reports this member's view of itself and the cluster.
+func (m *Member) Status() clientapi.Status {
+	addr := func(f func(paxos.NodeID) string, id paxos.NodeID) string {
+		if f == nil {
+			return ""
+		}
+		return f(id)
+	}
+	st := clientapi.Status{MemberInfo: clientapi.MemberInfo{ID: m.cfg.ID, Roles: m.roles, PeerAddr: addr(m.io.PeerAddr, m.cfg.ID), ClientAddr: addr(m.io.ClientAddr, m.cfg.ID)}}
+	if m.acc != nil {
+		st.Promised = m.acc.Promised()
+	}
+	if m.prop != nil {
+		st.Leader, st.IsLeader = m.prop.Leader(), m.prop.IsLeader()
+		st.Chosen = m.prop.Decided()
+	}
+	if m.lrn != nil {
+		st.Chosen = max(st.Chosen, m.lrn.Known())
+		st.Applied, st.AppliedHash = m.lrn.Applied(), m.lrn.Hash()
+		st.SnapshotSlot = m.lrn.SnapshotSlot()
+	}
+	if m.io.LogBytes != nil {
+		st.LogBytes = m.io.LogBytes()
+	}
+	for _, mem := range m.cfg.Membership.Members() {
+		st.Members = append(st.Members, clientapi.MemberInfo{ID: mem.ID, Roles: mem.Roles, PeerAddr: addr(m.io.PeerAddr, mem.ID), ClientAddr: addr(m.io.ClientAddr, mem.ID)})
+	}
+	return st
+}

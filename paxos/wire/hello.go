@@ -1,0 +1,73 @@
+package wire
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// ProtocolVersion is the version of the wire format. Both sides of a
+// connection must speak the same one; the handshake checks it. Version 2 left
+// Message.To off the wire; version 3 added snapshot transfer (the Snapshot*
+// message types and the Offset, Size and Sum fields); version 4 encodes
+// every message from its struct tags (an empty byte string is always an
+// empty bin, never nil) and gives the client protocol real fields for a
+// snapshot's slot and offset.
+const ProtocolVersion = 4
+
+// HelloKind says what a connection is for.
+type HelloKind uint8
+
+// The kinds of connection.
+const (
+	_ HelloKind = iota
+	// HelloPeer opens a member-to-member connection that carries
+	// paxos.Messages.
+	HelloPeer
+	// HelloClient opens a client connection that carries the requests and
+	// responses of package clientapi.
+	HelloClient
+)
+
+// Valid reports whether k is a known kind.
+func (k HelloKind) Valid() bool { return k == HelloPeer || k == HelloClient }
+
+// String names the kind.
+func (k HelloKind) String() string {
+	switch k {
+	case HelloPeer:
+		return "peer"
+	case HelloClient:
+		return "client"
+	}
+	return "HelloKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Hello is the first frame each side of a connection sends. The side that
+// accepted the connection answers with its own Hello, so both sides learn who
+// is at the other end from the handshake alone, never from the address.
+//
+// NB: these keys are frozen. A member reads another version's Hello to tell
+// an operator which version it speaks; a new field must be omitempty.
+type Hello struct {
+	Kind    HelloKind `msgpack:"k"`
+	Version uint64    `msgpack:"v"`
+	// Cluster is the cluster ID. A client that does not know it sends 0.
+	Cluster uint64 `msgpack:"c,omitempty"`
+	// From is the sender's node ID; 0 for a client.
+	From paxos.NodeID `msgpack:"f,omitempty"`
+	// To is the node ID the dialer expects to reach; 0 for a client.
+	To paxos.NodeID `msgpack:"o,omitempty"`
+	// ClientAddr is the address where the sender serves clients, so that
+	// members can redirect clients to the leader.
+	ClientAddr string `msgpack:"a,omitempty"`
+}
+
+// MaxHelloFrame bounds the first frame of a connection: nothing is
+// allocated for a stranger beyond this before it has identified itself.
+const MaxHelloFrame = 1024
+
+// ErrHandshake reports a connection refused during the handshake: another
+// cluster, an unknown node, a wrong protocol version.
+var ErrHandshake = errors.New("wire: handshake refused")
