@@ -285,6 +285,7 @@ func TestLeaderStepsDown(t *testing.T) {
 		down bool
 	}{
 		{"nack with a higher ballot", paxos.Message{Type: paxos.MsgNack, From: 2, Ballot: b(9, 2)}, true},
+		{"nack of an accept with a higher ballot", paxos.Message{Type: paxos.MsgNack, From: 2, Ballot: b(9, 2), Slot: 1}, true},
 		{"nack with its own ballot", paxos.Message{Type: paxos.MsgNack, From: 2, Ballot: b(1, 1)}, false},
 		{"heartbeat of a higher ballot", paxos.Message{Type: paxos.MsgHeartbeat, From: 3, Ballot: b(2, 3)}, true},
 		{"heartbeat of a lower ballot", paxos.Message{Type: paxos.MsgHeartbeat, From: 3, Ballot: b(0, 3)}, false},
@@ -417,4 +418,73 @@ func TestNackWithFloor(t *testing.T) {
 	if len(acc) != 3 || acc[0].Slot != 3 {
 		t.Fatalf("window freed by the floor was not reused: %v", acc)
 	}
+}
+
+// TestOldBallotVotesDoNotCount: a proposer that leads again at a higher
+// ballot must not count Accepteds of its earlier ballot for a slot it
+// proposes anew; those votes were for another proposal, and an old value
+// may be the one a quorum accepted.
+func TestOldBallotVotesDoNotCount(t *testing.T) {
+	p := newTestProposer(t, func(c *Config) { c.Window = 4 })
+	lead(t, p, nil, nil)
+	old := p.Ballot()
+	step(t, p, paxos.Message{Type: paxos.MsgPropose, From: 1, Cmds: []paxos.Command{cmd(1)}})
+	take(p)
+	step(t, p, paxos.Message{Type: paxos.MsgNack, From: 3, Ballot: b(5, 3)})
+	if p.IsLeader() {
+		t.Fatal("still leads after a higher nack")
+	}
+	// Lead again; acceptor 2 reports slot 1 from the old ballot, so the
+	// new leader re-proposes it at its new ballot.
+	rd := lead(t, p, []paxos.Entry{{Slot: 1, Ballot: old, Value: paxos.EncodeBatch([]paxos.Command{cmd(1)})}}, nil)
+	if len(ofType(rd, paxos.MsgAccept)) == 0 || p.Ballot() == old {
+		t.Fatalf("leads at %v and re-proposed %v", p.Ballot(), ofType(rd, paxos.MsgAccept))
+	}
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: old, Slot: 1})
+	}
+	if d := ofType(take(p), paxos.MsgDecide); len(d) != 0 || p.Decided() != 0 {
+		t.Fatalf("decided slot 1 on votes of the old ballot %v: %v", old, d)
+	}
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: p.Ballot(), Slot: 1})
+	}
+	if p.Decided() != 1 {
+		t.Fatalf("votes of the current ballot did not decide slot 1 (decided %d)", p.Decided())
+	}
+}
+
+// TestHeartbeatAdvertisesOnlyChosenSlots: a leader's heartbeat tells the
+// learners how far the log is chosen; slots in flight are not chosen, and a
+// learner that believed so would wait for them forever if this leader
+// failed.
+func TestHeartbeatAdvertisesOnlyChosenSlots(t *testing.T) {
+	p := newTestProposer(t, func(c *Config) { c.Window = 4; c.HeartbeatTicks = 1 })
+	lead(t, p, nil, nil)
+	for i := range 3 {
+		step(t, p, paxos.Message{Type: paxos.MsgPropose, From: 1, Cmds: []paxos.Command{cmd(i + 1)}})
+	}
+	take(p)
+	// Slot 2 is chosen, slots 1 and 3 are not: the chosen prefix is empty.
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: p.Ballot(), Slot: 2})
+	}
+	check := func(want paxos.Slot) {
+		t.Helper()
+		p.Tick()
+		hbs := ofType(take(p), paxos.MsgHeartbeat)
+		if len(hbs) == 0 {
+			t.Fatal("no heartbeat")
+		}
+		for _, hb := range hbs {
+			if hb.Commit != want {
+				t.Fatalf("heartbeat advertises slots up to %d as chosen, want %d", hb.Commit, want)
+			}
+		}
+	}
+	check(0)
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: p.Ballot(), Slot: 1})
+	}
+	check(2)
 }

@@ -121,6 +121,11 @@ func (c *client) act() {
 	}
 	op := c.op
 	if !c.calm && s.now >= op.deadline {
+		if op.attempt != nil {
+			// As in Client.do: the attempt in flight ends with the
+			// deadline, sent, its fate unknown; then the call gives up.
+			op.call.Handle(clientapi.Response{}, true, errExpired)
+		}
 		c.finish(nil, op.call.Expire(errExpired))
 		return
 	}
@@ -214,6 +219,11 @@ func (c *client) result(resp clientapi.Response, sent bool, err error) {
 	s := c.s
 	op := c.op
 	op.attempt = nil
+	if err != nil {
+		s.tracef("client %d: attempt failed (sent %v): %v", c.idx, sent, err)
+	} else if resp.Code != clientapi.CodeOK {
+		s.tracef("client %d: attempt answered %s: %s", c.idx, resp.Code, resp.Message)
+	}
 	if err == nil {
 		switch resp.Code {
 		case clientapi.CodeNotLeader:

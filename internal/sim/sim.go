@@ -292,7 +292,7 @@ func (s *sim) setup() {
 	}
 	s.chunkSize = []int{16, 100, 1 << 20}[r.IntN(3)]
 	s.requestTimeout = []time.Duration{200 * time.Millisecond, 600 * time.Millisecond}[r.IntN(2)]
-	s.callTimeout = []int64{200, 500, 3000}[r.IntN(3)]
+	s.callTimeout = []int64{40, 200, 500, 3000}[r.IntN(4)]
 	if s.opts.Quiet {
 		s.f = faults{flush: 1, snapDelay: 1}
 	}

@@ -196,5 +196,8 @@ func (c *Call) Expire(cause error) error {
 	if c.maybe {
 		kind = ErrUnknownOutcome
 	}
+	if c.last == nil {
+		return fmt.Errorf("%w: %w before any attempt", kind, cause)
+	}
 	return fmt.Errorf("%w: %w after %d attempts (tried %s); last error: %w", kind, cause, c.attempts, strings.Join(c.tried, ", "), c.last)
 }
