@@ -211,23 +211,13 @@ func (a *Acceptor) handleSnapshotted(m paxos.Message) {
 	}
 }
 
-// maybeTruncate drops accepted values that nobody will ask this acceptor for.
-//
-// The rule: an acceptor may forget slot s once a majority of the learners
-// reported a durable snapshot covering s. That makes s safe to forget in
-// two ways:
-//
-//   - Agreement. A learner only snapshots chosen slots, so s is chosen. A
-//     Promise carries the floor, and a proposer proposes nothing at or
-//     below the highest floor of its quorum. Any phase-1 quorum meets the
-//     quorum that chose s in some acceptor, which either still reports the
-//     chosen value or reports a floor at or above s: a new leader never
-//     fills s with a no-op. An Accept at or below the floor is refused.
-//   - Availability. A learner that still needs s gets it from a peer's log
-//     or, once the peers truncated theirs, as a snapshot; a majority of
-//     learners hold one, so it survives a minority of them failing.
-//
-// The simulator checks both (tests/sim checker.onRecord).
+// maybeTruncate drops accepted values that nobody will ask this acceptor
+// for: every slot up to the highest slot that a majority of the learners
+// reported covered by durable snapshots. Such slots are chosen; every
+// Promise carries the floor, so a new leader proposes nothing at or below
+// it, and a learner that still needs one gets it from a peer's log or
+// snapshot. The whole argument, agreement and availability, is in
+// docs/design.md, "Truncation"; the simulator checks it (invariant 8).
 func (a *Acceptor) maybeTruncate() {
 	learners := a.membership.Learners()
 	reports := make([]paxos.Slot, 0, len(learners))

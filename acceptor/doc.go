@@ -16,7 +16,7 @@
 //   - it forgets slots only up to its floor, which rises once a majority of
 //     the learners report durable snapshots covering it, and it never accepts
 //     at or below the floor. Every Promise carries the floor. The argument
-//     for why this is safe is at maybeTruncate.
+//     for why this is safe is in docs/design.md, "Truncation".
 //
 // The core is deterministic: the same state and inputs give the same Ready.
 package acceptor

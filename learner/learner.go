@@ -536,7 +536,7 @@ func (l *Learner) truncateLog() {
 }
 
 // reportSnapshot tells the acceptors which slots this learner's snapshot
-// covers, so that they may forget them (acceptor.maybeTruncate).
+// covers, so that they may forget them (docs/design.md, "Truncation").
 func (l *Learner) reportSnapshot() {
 	l.reportAge = 0
 	for _, to := range l.cfg.Membership.Acceptors() {

@@ -24,7 +24,7 @@ const (
 	// durable snapshot, and drops its chosen values up to Slot.
 	RecSnapshot
 	// RecTruncate stores the acceptor's floor, Slot, and drops its accepted
-	// values up to Slot. See acceptor.maybeTruncate for when that is safe.
+	// values up to Slot. When that is safe: docs/design.md, "Truncation".
 	RecTruncate
 )
 

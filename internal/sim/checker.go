@@ -100,7 +100,7 @@ func (c *checker) onRecord(n *simNode, r paxos.Record) {
 	}
 }
 
-// checkTruncate checks the acceptor truncation rule (acceptor.maybeTruncate)
+// checkTruncate checks the acceptor truncation rule (docs/design.md, "Truncation")
 // as acceptor n durably forgets every slot up to f: each is chosen, and a
 // majority of the learners hold a durable snapshot covering it (invariant 8).
 func (c *checker) checkTruncate(n *simNode, f paxos.Slot) {
@@ -254,13 +254,13 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 			// A slot the snapshot base covers was durable before the
 			// log dropped it; the learner may keep it in memory.
 			if v, ok := st.chosen[e.Slot]; (!ok && e.Slot > st.base) || (ok && !bytes.Equal(v, e.Value)) {
-				s.fail("learner %d served slot %d that is not durable in its log", n.id, e.Slot)
+				s.fail("invariant 4: learner %d served slot %d that is not durable in its log", n.id, e.Slot)
 			}
 			c.choose(e.Slot, e.Value, "catch-up")
 		}
 	case paxos.MsgLearned:
 		if st.applied < m.Commit {
-			s.fail("learner %d reported slot %d learned before storing it (stored %d)", n.id, m.Commit, st.applied)
+			s.fail("invariant 4: learner %d reported slot %d learned before storing it (stored %d)", n.id, m.Commit, st.applied)
 		}
 	}
 	if m.Type == paxos.MsgPromise || m.Type == paxos.MsgAccepted {
