@@ -201,43 +201,78 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// load reads and checks every key. A new, empty store gets its format key.
+// load reads and checks every key, then the state they make. A new, empty
+// store gets its format key; a format 1 store is upgraded.
 func (s *Store) load() (paxos.State, error) {
-	var st paxos.State
 	// The format key first: a store of a newer format may hold keys this
 	// build does not know, which is not corruption.
-	if v, closer, err := s.db.Get([]byte{prefixFormat}); err == nil {
-		d, derr := decodeKV([]byte{prefixFormat}, v)
-		closer.Close()
-		if derr == nil && d.version > formatVersion {
-			return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", d.version, formatVersion, errors.ErrUnsupported)
-		}
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return st, fmt.Errorf("wal: read format version: %w", err)
+	if err := s.refuseNewer(); err != nil {
+		return paxos.State{}, err
 	}
-	it, err := s.db.NewIter(nil)
+	st, version, nkeys, err := s.scan()
 	if err != nil {
 		return st, err
 	}
-	defer it.Close()
-	var (
-		version uint64
-		nkeys   int
-		applied paxos.Slot
-		corrupt = func(k []byte, format string, args ...any) error {
-			return fmt.Errorf("%w: key %s: %s", ErrCorrupt, keyName(k), fmt.Sprintf(format, args...))
+	switch {
+	case nkeys == 0:
+		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
+			return st, fmt.Errorf("wal: write format version: %w", err)
 		}
-	)
+		return st, nil
+	case version == 0:
+		return st, corruptKey([]byte{prefixFormat}, "missing from a store that holds %d keys", nkeys)
+	case version == 1:
+		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
+			return st, fmt.Errorf("wal: upgrade format 1 to %d: %w", formatVersion, err)
+		}
+		s.logger.Info("store format upgraded", "from", 1, "to", formatVersion)
+	case version != formatVersion:
+		return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", version, formatVersion, errors.ErrUnsupported)
+	}
+	if err := st.Acceptor.Check(); err != nil {
+		return st, fmt.Errorf("%w: acceptor state: %w", ErrCorrupt, err)
+	}
+	if err := st.Learner.Check(); err != nil {
+		return st, fmt.Errorf("%w: learner state: %w", ErrCorrupt, err)
+	}
+	return st, nil
+}
+
+// refuseNewer reads the format key, if any, and refuses a newer format.
+func (s *Store) refuseNewer() error {
+	v, closer, err := s.db.Get([]byte{prefixFormat})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: read format version: %w", err)
+	}
+	d, derr := decodeKV([]byte{prefixFormat}, v)
+	closer.Close()
+	if derr == nil && d.version > formatVersion {
+		return fmt.Errorf("wal: store format %d, this build reads %d: %w", d.version, formatVersion, errors.ErrUnsupported)
+	}
+	return nil // NB: a damaged format key is reported by the scan
+}
+
+// scan reads and checks every key, in order, into the state they hold. It
+// returns the format version found (0: none) and the number of keys.
+func (s *Store) scan() (st paxos.State, version uint64, nkeys int, err error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return st, 0, 0, err
+	}
+	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		nkeys++
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return st, fmt.Errorf("wal: read key %s: %w", keyName(k), err)
+			return st, 0, 0, fmt.Errorf("wal: read key %s: %w", keyName(k), err)
 		}
 		d, err := decodeKV(k, v)
 		if err != nil {
-			return st, corrupt(k, "%v", err)
+			return st, 0, 0, corruptKey(k, "%v", err)
 		}
 		switch d.kind {
 		case prefixFormat:
@@ -249,7 +284,7 @@ func (s *Store) load() (paxos.State, error) {
 		case prefixChosen:
 			st.Learner.Chosen = append(st.Learner.Chosen, paxos.Entry{Slot: d.slot, Value: bytes.Clone(d.value)})
 		case prefixApplied:
-			applied = d.applied
+			st.Learner.Applied = d.applied
 		case prefixBase:
 			st.Learner.Base = d.applied
 		case prefixFloor:
@@ -259,32 +294,14 @@ func (s *Store) load() (paxos.State, error) {
 		}
 	}
 	if err := it.Error(); err != nil {
-		return st, fmt.Errorf("wal: scan: %w", err)
+		return st, 0, 0, fmt.Errorf("wal: scan: %w", err)
 	}
-	switch {
-	case nkeys == 0:
-		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
-			return st, fmt.Errorf("wal: write format version: %w", err)
-		}
-		return st, nil
-	case version == 0:
-		return st, corrupt([]byte{prefixFormat}, "missing from a store that holds %d keys", nkeys)
-	case version == 1:
-		if err := s.db.Set([]byte{prefixFormat}, seal(appendUvarint(formatVersion)), pebble.Sync); err != nil {
-			return st, fmt.Errorf("wal: upgrade format 1 to %d: %w", formatVersion, err)
-		}
-		s.logger.Info("store format upgraded", "from", 1, "to", formatVersion)
-	case version != formatVersion:
-		return st, fmt.Errorf("wal: store format %d, this build reads %d: %w", version, formatVersion, errors.ErrUnsupported)
-	}
-	st.Learner.Applied = applied
-	if err := st.Acceptor.Check(); err != nil {
-		return st, fmt.Errorf("%w: acceptor state: %w", ErrCorrupt, err)
-	}
-	if err := st.Learner.Check(); err != nil {
-		return st, fmt.Errorf("%w: learner state: %w", ErrCorrupt, err)
-	}
-	return st, nil
+	return st, version, nkeys, nil
+}
+
+// corruptKey reports damage at key k.
+func corruptKey(k []byte, format string, args ...any) error {
+	return fmt.Errorf("%w: key %s: %s", ErrCorrupt, keyName(k), fmt.Sprintf(format, args...))
 }
 
 func appendUvarint(x uint64) []byte {

@@ -109,40 +109,10 @@ func runBench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.NArg() != 1 {
-		return o.fail(usageError{errors.New("bench takes one workload: put, get or mixed")})
+	setup, err := benchSetupFrom(c)
+	if err != nil {
+		return o.fail(err)
 	}
-	workload := c.Args().First()
-	if workload != "put" && workload != "get" && workload != "mixed" {
-		return o.fail(usageError{fmt.Errorf("unknown workload %q: use put, get or mixed", workload)})
-	}
-	clients, conns := c.Int("clients"), c.Int("conns")
-	keySize, valSize, keySpace := c.Int("key-size"), c.Int("val-size"), c.Int("key-space")
-	switch {
-	case clients < 1 || conns < 1:
-		return o.fail(usageError{errors.New("--clients and --conns must be at least 1")})
-	case keySize < 1 || keySize > 4096 || valSize < 0 || valSize > 1<<20:
-		return o.fail(usageError{errors.New("--key-size must be 1 to 4096 and --val-size 0 to 1048576")})
-	case keySpace < 1:
-		return o.fail(usageError{errors.New("--key-space must be at least 1")})
-	case c.Int("total") < 1 && c.Duration("duration") <= 0:
-		return o.fail(usageError{errors.New("give --total above 0 or a --duration")})
-	case c.Float64("read-ratio") < 0 || c.Float64("read-ratio") > 1:
-		return o.fail(usageError{errors.New("--read-ratio must be between 0 and 1")})
-	case c.String("consistency") != "linearizable" && c.String("consistency") != "serializable":
-		return o.fail(usageError{errors.New("--consistency: use linearizable or serializable")})
-	}
-	conns = min(conns, clients)
-	setup := benchSetup{Workload: workload, Clients: clients, Conns: conns, KeySize: keySize, ValSize: valSize,
-		KeySpace: keySpace, Sequential: c.Bool("sequential-keys"), Fsync: true, Version: version,
-		GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
-	if workload != "put" {
-		setup.Consistency = c.String("consistency")
-	}
-	if workload == "mixed" {
-		setup.ReadRatio = c.Float64("read-ratio")
-	}
-
 	endpoints := strings.Split(c.String("endpoints"), ",")
 	var local *server.Local
 	var localCfg server.LocalConfig
@@ -170,104 +140,209 @@ func runBench(c *cli.Context) error {
 	}
 	setup.Members = len(endpoints)
 
-	pool := make([]*client.Client, conns)
-	for i := range pool {
-		cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: c.Duration("timeout")})
-		if err != nil {
-			return o.fail(usageError{fmt.Errorf("--endpoints: %w", err)})
+	pool, err := benchClients(c.Context, setup, endpoints, c.Duration("timeout"))
+	if err != nil {
+		return o.fail(err)
+	}
+	defer func() {
+		for _, cl := range pool {
+			cl.Close()
 		}
-		defer cl.Close()
+	}()
+	if path := c.String("cpuprofile"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return o.fail(err)
+		}
+		defer stop()
+	}
+	stopBar := func() {}
+	load := benchLoad{setup: setup, pool: pool, total: c.Int("total"), duration: c.Duration("duration")}
+	lat, kinds, elapsed := load.run(c.Context, func(done *atomic.Int64, start time.Time) {
+		stopBar = startProgress(c.App.ErrWriter, o.json, done, load.total, load.duration, start)
+	})
+	stopBar()
+	res := summarize(setup, lat, kinds, elapsed)
+	if local != nil && c.Bool("restart") {
+		if local, err = benchRestart(c.Context, local, localCfg, &res); err != nil {
+			return o.fail(err)
+		}
+	}
+	if o.json {
+		o.printJSON(res)
+	} else {
+		printBench(o.w, res, lat)
+	}
+	if res.Errors == res.Requests {
+		return o.fail(fmt.Errorf("every request failed: %v", kinds))
+	}
+	return nil
+}
+
+// benchSetupFrom reads and checks the workload flags.
+func benchSetupFrom(c *cli.Context) (benchSetup, error) {
+	if c.NArg() != 1 {
+		return benchSetup{}, usageError{errors.New("bench takes one workload: put, get or mixed")}
+	}
+	workload := c.Args().First()
+	if workload != "put" && workload != "get" && workload != "mixed" {
+		return benchSetup{}, usageError{fmt.Errorf("unknown workload %q: use put, get or mixed", workload)}
+	}
+	clients, conns := c.Int("clients"), c.Int("conns")
+	keySize, valSize, keySpace := c.Int("key-size"), c.Int("val-size"), c.Int("key-space")
+	switch {
+	case clients < 1 || conns < 1:
+		return benchSetup{}, usageError{errors.New("--clients and --conns must be at least 1")}
+	case keySize < 1 || keySize > 4096 || valSize < 0 || valSize > 1<<20:
+		return benchSetup{}, usageError{errors.New("--key-size must be 1 to 4096 and --val-size 0 to 1048576")}
+	case keySpace < 1:
+		return benchSetup{}, usageError{errors.New("--key-space must be at least 1")}
+	case c.Int("total") < 1 && c.Duration("duration") <= 0:
+		return benchSetup{}, usageError{errors.New("give --total above 0 or a --duration")}
+	case c.Float64("read-ratio") < 0 || c.Float64("read-ratio") > 1:
+		return benchSetup{}, usageError{errors.New("--read-ratio must be between 0 and 1")}
+	case c.String("consistency") != "linearizable" && c.String("consistency") != "serializable":
+		return benchSetup{}, usageError{errors.New("--consistency: use linearizable or serializable")}
+	}
+	setup := benchSetup{Workload: workload, Clients: clients, Conns: min(conns, clients), KeySize: keySize, ValSize: valSize,
+		KeySpace: keySpace, Sequential: c.Bool("sequential-keys"), Fsync: true, Version: version,
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
+	if workload != "put" {
+		setup.Consistency = c.String("consistency")
+	}
+	if workload == "mixed" {
+		setup.ReadRatio = c.Float64("read-ratio")
+	}
+	return setup, nil
+}
+
+// benchClients opens the connection pool and warms it up: it finds the
+// leader and writes one value, so that reads have something to read.
+func benchClients(ctx context.Context, setup benchSetup, endpoints []string, timeout time.Duration) ([]*client.Client, error) {
+	pool := make([]*client.Client, setup.Conns)
+	for i := range pool {
+		cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: timeout})
+		if err != nil {
+			for _, c := range pool[:i] {
+				c.Close()
+			}
+			return nil, usageError{fmt.Errorf("--endpoints: %w", err)}
+		}
 		pool[i] = cl
 	}
-	// Warm up: find the leader (and, for reads, write something to read).
-	ctx := c.Context
-	if err := pool[0].Put(ctx, keyName(0, keySize), make([]byte, valSize)); err != nil {
-		return o.fail(fmt.Errorf("first write: %w", err))
+	if err := pool[0].Put(ctx, keyName(0, setup.KeySize), make([]byte, setup.ValSize)); err != nil {
+		for _, c := range pool {
+			c.Close()
+		}
+		return nil, fmt.Errorf("first write: %w", err)
 	}
+	return pool, nil
+}
 
-	if path := c.String("cpuprofile"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return o.fail(fmt.Errorf("--cpuprofile: %w", err))
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return o.fail(fmt.Errorf("--cpuprofile: %w", err))
-		}
-		defer pprof.StopCPUProfile()
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
-	total, duration := c.Int("total"), c.Duration("duration")
-	var issued, done atomic.Int64
-	lat := make([][]time.Duration, clients)
-	errs := make([]map[string]int, clients)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// benchLoad is one run of the load: setup.Clients goroutines, each with one
+// request in flight, over the pool, for total requests or for duration.
+type benchLoad struct {
+	setup    benchSetup
+	pool     []*client.Client
+	total    int
+	duration time.Duration
+
+	issued, done, seq atomic.Int64
+}
+
+// run runs the load and returns every request's latency, sorted, the
+// errors by kind, and how long it took. started is called once the clock
+// starts, with the count of finished requests.
+func (l *benchLoad) run(ctx context.Context, started func(done *atomic.Int64, start time.Time)) ([]time.Duration, map[string]int, time.Duration) {
+	lat := make([][]time.Duration, l.setup.Clients)
+	errs := make([]map[string]int, l.setup.Clients)
 	start := time.Now()
-	deadline := time.Time{}
-	if duration > 0 {
-		deadline = start.Add(duration)
-	}
-	stopBar := startProgress(c.App.ErrWriter, o.json, &done, total, duration, start)
-	var seq atomic.Int64
+	started(&l.done, start)
 	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := pool[i%conns]
-			rng := rand.New(rand.NewPCG(uint64(i), 42))
-			val := make([]byte, valSize)
-			errs[i] = map[string]int{}
-			for {
-				if duration > 0 {
-					if time.Now().After(deadline) {
-						return
-					}
-				} else if issued.Add(1) > int64(total) {
-					return
-				}
-				k := rng.IntN(keySpace)
-				if setup.Sequential {
-					k = int(seq.Add(1)-1) % keySpace
-				}
-				key := keyName(k, keySize)
-				read := workload == "get" || (workload == "mixed" && rng.Float64() < setup.ReadRatio)
-				t0 := time.Now()
-				var err error
-				switch {
-				case !read:
-					err = cl.Put(ctx, key, val)
-				case setup.Consistency == "serializable":
-					_, err = cl.GetSerializable(ctx, key)
-				default:
-					_, err = cl.Get(ctx, key)
-				}
-				if errors.Is(err, client.ErrNotFound) {
-					err = nil // a read of a key not written yet is an answer
-				}
-				lat[i] = append(lat[i], time.Since(t0))
-				if err != nil {
-					errs[i][errorKind(err)]++
-				}
-				done.Add(1)
-			}
-		}()
+	for i := range l.setup.Clients {
+		wg.Go(func() { lat[i], errs[i] = l.client(ctx, i, start) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	stopBar()
-
 	var all []time.Duration
 	kinds := map[string]int{}
-	nerr := 0
 	for i := range lat {
 		all = append(all, lat[i]...)
 		for k, n := range errs[i] {
 			kinds[k] += n
-			nerr += n
 		}
 	}
 	slices.Sort(all)
-	res := benchResult{benchSetup: setup, Requests: len(all), Errors: nerr, Seconds: elapsed.Seconds(),
-		OpsPerSec: float64(len(all)-nerr) / elapsed.Seconds(), LatencyMS: map[string]float64{}}
+	return all, kinds, elapsed
+}
+
+// client is one client of the load: it returns its latencies and errors.
+func (l *benchLoad) client(ctx context.Context, i int, start time.Time) ([]time.Duration, map[string]int) {
+	setup := &l.setup
+	cl := l.pool[i%len(l.pool)]
+	rng := rand.New(rand.NewPCG(uint64(i), 42))
+	val := make([]byte, setup.ValSize)
+	var lat []time.Duration
+	errs := map[string]int{}
+	for {
+		if l.duration > 0 {
+			if time.Since(start) > l.duration {
+				return lat, errs
+			}
+		} else if l.issued.Add(1) > int64(l.total) {
+			return lat, errs
+		}
+		k := rng.IntN(setup.KeySpace)
+		if setup.Sequential {
+			k = int(l.seq.Add(1)-1) % setup.KeySpace
+		}
+		key := keyName(k, setup.KeySize)
+		read := setup.Workload == "get" || (setup.Workload == "mixed" && rng.Float64() < setup.ReadRatio)
+		t0 := time.Now()
+		var err error
+		switch {
+		case !read:
+			err = cl.Put(ctx, key, val)
+		case setup.Consistency == "serializable":
+			_, err = cl.GetSerializable(ctx, key)
+		default:
+			_, err = cl.Get(ctx, key)
+		}
+		if errors.Is(err, client.ErrNotFound) {
+			err = nil // a read of a key not written yet is an answer
+		}
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			errs[errorKind(err)]++
+		}
+		l.done.Add(1)
+	}
+}
+
+// summarize turns the latencies (sorted) and errors of a run into its
+// report.
+func summarize(setup benchSetup, sorted []time.Duration, kinds map[string]int, elapsed time.Duration) benchResult {
+	nerr := 0
+	for _, n := range kinds {
+		nerr += n
+	}
+	res := benchResult{benchSetup: setup, Requests: len(sorted), Errors: nerr, Seconds: elapsed.Seconds(),
+		OpsPerSec: float64(len(sorted)-nerr) / elapsed.Seconds(), LatencyMS: map[string]float64{}}
 	if len(kinds) > 0 {
 		res.ErrorKind = kinds
 	}
@@ -275,23 +350,10 @@ func runBench(c *cli.Context) error {
 		name string
 		q    float64
 	}{{"min", 0}, {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}, {"max", 1}} {
-		res.LatencyMS[p.name] = ms(percentile(all, p.q))
+		res.LatencyMS[p.name] = ms(percentile(sorted, p.q))
 	}
-	res.LatencyMS["mean"] = ms(mean(all))
-	if local != nil && c.Bool("restart") {
-		if local, err = benchRestart(ctx, local, localCfg, &res); err != nil {
-			return o.fail(err)
-		}
-	}
-	if o.json {
-		o.printJSON(res)
-	} else {
-		printBench(o.w, res, all)
-	}
-	if nerr == len(all) {
-		return o.fail(fmt.Errorf("every request failed: %v", kinds))
-	}
-	return nil
+	res.LatencyMS["mean"] = ms(mean(sorted))
+	return res
 }
 
 // benchRestart stops the local cluster, measures its data directories,

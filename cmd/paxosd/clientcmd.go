@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -302,87 +304,12 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 	}
-	ask := func(eps []string) map[string]memberStatusOrErr {
-		res := map[string]memberStatusOrErr{}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, ep := range eps {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				st, err := cl.Status(ctx, ep)
-				mu.Lock()
-				res[ep] = memberStatusOrErr{st, err}
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		return res
-	}
 	endpoints := strings.Split(c.String("endpoints"), ",")
 	for i := range endpoints {
 		endpoints[i] = strings.TrimSpace(endpoints[i])
 	}
-	got := ask(endpoints)
-	// Members the answers name, with their client addresses.
-	known := map[paxos.NodeID]clientapi.MemberInfo{}
-	for _, r := range got {
-		for _, m := range r.st.Members {
-			if k, ok := known[m.ID]; !ok || k.ClientAddr == "" {
-				known[m.ID] = m
-			}
-		}
-	}
-	var more []string
-	asked := map[string]bool{}
-	for _, ep := range endpoints {
-		asked[ep] = true
-	}
-	for _, m := range known {
-		if m.ClientAddr != "" && !asked[m.ClientAddr] {
-			more = append(more, m.ClientAddr)
-			asked[m.ClientAddr] = true
-		}
-	}
-	for ep, r := range ask(more) {
-		got[ep] = r
-	}
-	rows := map[paxos.NodeID]memberStatus{}
-	var unknown []memberStatus // endpoints that failed and name no member
-	byAddr := map[string]paxos.NodeID{}
-	for id, m := range known {
-		if m.ClientAddr != "" {
-			byAddr[m.ClientAddr] = id
-		}
-	}
+	list := statusRows(askStatus(ctx, cl, endpoints))
 	failed := 0
-	for ep, r := range got {
-		if r.err == nil {
-			s := r.st
-			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
-				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash),
-				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes}
-			continue
-		}
-		if id, ok := byAddr[ep]; ok {
-			m := known[id]
-			rows[id] = memberStatus{ID: id, ClientAddr: ep, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: r.err.Error()}
-		} else {
-			unknown = append(unknown, memberStatus{ClientAddr: ep, Error: r.err.Error()})
-		}
-	}
-	for id, m := range known {
-		if _, ok := rows[id]; !ok {
-			rows[id] = memberStatus{ID: id, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: "client address unknown: no reachable member has heard from it"}
-		}
-	}
-	var list []memberStatus
-	for _, r := range rows {
-		list = append(list, r)
-	}
-	slices.SortFunc(list, func(a, b memberStatus) int { return int(a.ID) - int(b.ID) })
-	slices.SortFunc(unknown, func(a, b memberStatus) int { return strings.Compare(a.ClientAddr, b.ClientAddr) })
-	list = append(list, unknown...)
 	for _, r := range list {
 		if r.Error != "" {
 			failed++
@@ -394,23 +321,7 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		}
 		o.printJSON(list)
 	} else {
-		tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tERROR")
-		for _, r := range list {
-			id, lead := "?", ""
-			if r.ID != 0 {
-				id = r.ID.String()
-			}
-			if r.Leader {
-				lead = "*"
-			}
-			if r.Error != "" {
-				fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
-				continue
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes))
-		}
-		tw.Flush()
+		printStatus(o.w, list)
 	}
 	if failed > 0 {
 		if failed == len(list) {
@@ -419,6 +330,110 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 		return exitError{exitFailed, fmt.Errorf("%d of %d members did not answer", failed, len(list)), o.json}
 	}
 	return nil
+}
+
+// statusAnswers are the answers to status requests, by endpoint, and the
+// members the answers name, with the client addresses they know.
+type statusAnswers struct {
+	got   map[string]memberStatusOrErr
+	known map[paxos.NodeID]clientapi.MemberInfo
+}
+
+// askStatus asks every endpoint for its status at once, then the members
+// the answers name that were not asked.
+func askStatus(ctx context.Context, cl *client.Client, endpoints []string) statusAnswers {
+	ask := func(eps []string) map[string]memberStatusOrErr {
+		res := map[string]memberStatusOrErr{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, ep := range eps {
+			wg.Go(func() {
+				st, err := cl.Status(ctx, ep)
+				mu.Lock()
+				res[ep] = memberStatusOrErr{st, err}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return res
+	}
+	a := statusAnswers{got: ask(endpoints), known: map[paxos.NodeID]clientapi.MemberInfo{}}
+	for _, r := range a.got {
+		for _, m := range r.st.Members {
+			if k, ok := a.known[m.ID]; !ok || k.ClientAddr == "" {
+				a.known[m.ID] = m
+			}
+		}
+	}
+	asked := map[string]bool{}
+	for _, ep := range endpoints {
+		asked[ep] = true
+	}
+	var more []string
+	for _, m := range a.known {
+		if m.ClientAddr != "" && !asked[m.ClientAddr] {
+			more = append(more, m.ClientAddr)
+			asked[m.ClientAddr] = true
+		}
+	}
+	maps.Copy(a.got, ask(more))
+	return a
+}
+
+// statusRows makes one row per member, in ID order, then one per endpoint
+// that failed and names no member.
+func statusRows(a statusAnswers) []memberStatus {
+	rows := map[paxos.NodeID]memberStatus{}
+	var unknown []memberStatus
+	byAddr := map[string]paxos.NodeID{}
+	for id, m := range a.known {
+		if m.ClientAddr != "" {
+			byAddr[m.ClientAddr] = id
+		}
+	}
+	for ep, r := range a.got {
+		if r.err == nil {
+			s := r.st
+			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
+				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash),
+				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes}
+			continue
+		}
+		if id, ok := byAddr[ep]; ok {
+			m := a.known[id]
+			rows[id] = memberStatus{ID: id, ClientAddr: ep, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: r.err.Error()}
+		} else {
+			unknown = append(unknown, memberStatus{ClientAddr: ep, Error: r.err.Error()})
+		}
+	}
+	for id, m := range a.known {
+		if _, ok := rows[id]; !ok {
+			rows[id] = memberStatus{ID: id, PeerAddr: m.PeerAddr, Roles: m.Roles.String(), Error: "client address unknown: no reachable member has heard from it"}
+		}
+	}
+	list := slices.SortedFunc(maps.Values(rows), func(a, b memberStatus) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(unknown, func(a, b memberStatus) int { return strings.Compare(a.ClientAddr, b.ClientAddr) })
+	return append(list, unknown...)
+}
+
+func printStatus(w io.Writer, list []memberStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tERROR")
+	for _, r := range list {
+		id, lead := "?", ""
+		if r.ID != 0 {
+			id = r.ID.String()
+		}
+		if r.Leader {
+			lead = "*"
+		}
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes))
+	}
+	tw.Flush()
 }
 
 // humanBytes prints n in the largest binary unit that keeps it at least 1.

@@ -184,8 +184,9 @@ func TestHostileConnections(t *testing.T) {
 	c.converged(1, 2, 3)
 }
 
-// A peer with the wrong cluster ID or an unknown node ID is refused: the
-// connection is closed without an answer, and the member says why.
+// A peer with the wrong cluster ID, an unknown node ID or another protocol
+// version, and a client of another version, are refused: the connection is
+// closed without an answer, and the member says why.
 func TestStrangerPeersRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -201,9 +202,17 @@ func TestStrangerPeersRefused(t *testing.T) {
 	}{
 		{"wrong cluster ID", wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID + 1, From: 2, To: 1}, "belongs to cluster"},
 		{"unknown node ID", wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID, From: 9, To: 1}, "node 9 is not a member"},
+		// Hello's keys are the same in every version, so a member of
+		// version 3 is told, not just dropped.
+		{"older protocol", wire.Hello{Kind: wire.HelloPeer, Version: 3, Cluster: clusterID, From: 2, To: 1}, "node 2 speaks protocol version 3, this node 4"},
+		{"older client", wire.Hello{Kind: wire.HelloClient, Version: 3}, "client speaks protocol version 3, this node 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", target.peer)
+			addr := target.peer
+			if tc.h.Kind == wire.HelloClient {
+				addr = target.client
+			}
+			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
