@@ -12,4 +12,10 @@
 //
 // A Client is safe for concurrent use. Each call in flight uses a session of
 // its own, and requests share one connection per member.
+//
+// The retry rules are a Call over a Router: where the next attempt goes,
+// how long to wait before it, and what the answers so far say about the
+// outcome. Client drives a Call over TCP; the simulator drives the same
+// Call over its simulated network, so the rules are tested under its
+// faults.
 package client

@@ -81,9 +81,10 @@ type snapshotStore struct {
 	change chan struct{} // closed and replaced whenever newest changes
 }
 
-// maxPulls bounds the pulls served at once; more are dropped and the peer
-// asks again.
-const maxPulls = 64
+// maxPulls bounds the pulls being served at once, and so the chunk buffers
+// waiting for the rate limit (a lagging peer has one pull outstanding);
+// more are dropped and the peer asks again.
+const maxPulls = 8
 
 // snapshotStoreConfig is what a snapshot store needs.
 type snapshotStoreConfig struct {
