@@ -124,7 +124,7 @@ func runBench(c *cli.Context) error {
 			}
 			defer os.RemoveAll(dir)
 		}
-		localCfg = server.LocalConfig{Dir: dir, Members: n}
+		localCfg = server.LocalConfig{Dir: dir, Size: n}
 		if err := snapshotConfig(c, &localCfg.Template); err != nil {
 			return o.fail(err)
 		}
@@ -363,7 +363,7 @@ func benchRestart(ctx context.Context, l *server.Local, cfg server.LocalConfig, 
 		return l, fmt.Errorf("stop for the restart: %w", err)
 	}
 	res.DataDirMB = map[string]float64{}
-	for i := 1; i <= cfg.Members; i++ {
+	for i := 1; i <= cfg.Size; i++ {
 		var size int64
 		err := filepath.WalkDir(filepath.Join(cfg.Dir, strconv.Itoa(i)), func(_ string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {

@@ -71,7 +71,7 @@ func runDev(c *cli.Context) error {
 	}
 	machine := c.String("machine")
 	l, err := server.StartLocal(server.LocalConfig{
-		Dir: root, Members: devMembers, Host: devHost, ClientPort: cp, PeerPort: pp, Template: tmpl,
+		Dir: root, Size: devMembers, Host: devHost, ClientPort: cp, PeerPort: pp, Template: tmpl,
 		Machine: func() statemachine.Machine {
 			m, _ := statemachine.New(machine) // memberConfig checked the name
 			return m

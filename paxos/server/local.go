@@ -18,8 +18,8 @@ type LocalConfig struct {
 	// one is empty the cluster is bootstrapped; if all hold data it
 	// restarts; a mix is refused.
 	Dir string
-	// Members is the cluster size; default 3.
-	Members int
+	// Size is how many members the cluster has; default 3.
+	Size int
 	// Host is the loopback address to listen on; default 127.0.0.1.
 	Host string
 	// ClientPort and PeerPort are member 1's ports; member i uses port+i-1.
@@ -48,8 +48,8 @@ const localToken = "paxosd-local"
 
 // StartLocal starts every member of a local cluster.
 func StartLocal(cfg LocalConfig) (*Local, error) {
-	if cfg.Members <= 0 {
-		cfg.Members = 3
+	if cfg.Size <= 0 {
+		cfg.Size = 3
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -57,10 +57,10 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 	if cfg.Machine == nil {
 		cfg.Machine = func() statemachine.Machine { return statemachine.NewKV() }
 	}
-	l := &Local{cfg: cfg, members: paxos.Uniform(cfg.Members), peerAddrs: map[paxos.NodeID]string{},
+	l := &Local{cfg: cfg, members: paxos.Uniform(cfg.Size), peerAddrs: map[paxos.NodeID]string{},
 		clientAddrs: map[paxos.NodeID]string{}, servers: map[paxos.NodeID]*Server{}}
 	empty := 0
-	for i := 1; i <= cfg.Members; i++ {
+	for i := 1; i <= cfg.Size; i++ {
 		e, err := dirIsEmpty(l.dir(paxos.NodeID(i)))
 		if err != nil {
 			return nil, err
@@ -69,10 +69,10 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			empty++
 		}
 	}
-	if empty != 0 && empty != cfg.Members {
+	if empty != 0 && empty != cfg.Size {
 		return nil, fmt.Errorf("server: %s holds data for some members but not all; remove the whole directory to start afresh, or use another one", cfg.Dir)
 	}
-	l.bootstrapped = empty == cfg.Members
+	l.bootstrapped = empty == cfg.Size
 
 	// Listen everywhere first: with free ports, the addresses are only
 	// known once the listeners exist.
@@ -86,7 +86,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			ln.Close()
 		}
 	}
-	for i := 1; i <= cfg.Members; i++ {
+	for i := 1; i <= cfg.Size; i++ {
 		id := paxos.NodeID(i)
 		pl, err := listen(cfg.Host, cfg.PeerPort, i)
 		if err != nil {
@@ -102,7 +102,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 		clientLs[id] = cl
 		l.peerAddrs[id], l.clientAddrs[id] = pl.Addr().String(), cl.Addr().String()
 	}
-	for i := 1; i <= cfg.Members; i++ {
+	for i := 1; i <= cfg.Size; i++ {
 		id := paxos.NodeID(i)
 		if err := l.start(id, peerLs[id], clientLs[id], l.bootstrapped); err != nil {
 			delete(peerLs, id)
@@ -153,7 +153,7 @@ func (l *Local) Bootstrapped() bool { return l.bootstrapped }
 // Servers returns the running members in ID order.
 func (l *Local) Servers() []*Server {
 	var out []*Server
-	for i := 1; i <= l.cfg.Members; i++ {
+	for i := 1; i <= l.cfg.Size; i++ {
 		if s := l.servers[paxos.NodeID(i)]; s != nil {
 			out = append(out, s)
 		}
@@ -164,7 +164,7 @@ func (l *Local) Servers() []*Server {
 // Endpoints returns every member's client address, running or not.
 func (l *Local) Endpoints() []string {
 	var out []string
-	for i := 1; i <= l.cfg.Members; i++ {
+	for i := 1; i <= l.cfg.Size; i++ {
 		out = append(out, l.clientAddrs[paxos.NodeID(i)])
 	}
 	return out
