@@ -10,7 +10,8 @@ import (
 )
 
 // ErrCorrupt reports a store whose contents fail a check. It is always
-// wrapped with the key and what is wrong.
+// wrapped with what is wrong: the key, for a value that fails its own
+// check, or the slots, for state that does not hold together.
 var ErrCorrupt = errors.New("wal: store is corrupt")
 
 // formatVersion is the version of the key layout and value encodings.

@@ -76,7 +76,7 @@ func (s *Store) SetIdentity(id Identity) error {
 
 // Open opens or creates the store in dir, recovers its state and checks it.
 // A store that fails a check is closed again and an error wrapping
-// ErrCorrupt names the key and the problem.
+// ErrCorrupt says what is wrong (the key, or the slots that disagree).
 func Open(dir string, opts Options) (*Store, paxos.State, error) {
 	logger := opts.Logger
 	if logger == nil {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,6 +21,9 @@ type plan struct {
 	fields   []field
 	required uint64 // bits of the fields that must be present
 	min      int    // fewest bytes an encoding of the struct can take
+	// lenient plans skip unknown keys instead of refusing them (Hello,
+	// whose keys a later version may add to).
+	lenient bool
 }
 
 type field struct {
@@ -50,10 +54,22 @@ type coder struct {
 	elem  *coder // kindPtr and kindSlice: the element
 	plan  *plan  // kindStruct
 	// min is the fewest bytes the decoder accepts as an encoding of a
-	// value of this type. Array lengths are checked against it, so
-	// decoding never allocates an element per byte of input.
+	// value of this type.
 	min int
+	// cost is what an element of a slice must be held to take in the
+	// input: at least min bytes, and at least an eighth of its size in
+	// memory. Array lengths are checked against it, so an array never
+	// allocates more than eight bytes per byte of input left.
+	cost int
 }
+
+// maxExpansion bounds the memory an array may allocate per byte of input.
+const maxExpansion = 8
+
+// lenientKeys is implemented by types whose decoding skips unknown keys.
+type lenientKeys interface{ lenientKeys() }
+
+var lenientType = reflect.TypeFor[lenientKeys]()
 
 // validator is implemented by enums; an unknown value is bad input.
 type validator interface{ Valid() bool }
@@ -113,6 +129,7 @@ func coderOf(t reflect.Type) *coder {
 			c.kind = kindBytes
 		case reflect.Struct:
 			c.kind, c.elem = kindSlice, coderOf(t.Elem())
+			c.cost = max(c.elem.min, (int(t.Elem().Size())+maxExpansion-1)/maxExpansion)
 		default:
 			panic(fmt.Sprintf("wire: unsupported slice type %v", t))
 		}
@@ -123,6 +140,7 @@ func coderOf(t reflect.Type) *coder {
 		c.kind, c.elem = kindPtr, coderOf(t.Elem())
 	case reflect.Struct:
 		c.kind, c.plan = kindStruct, buildPlan(t)
+		c.plan.lenient = t.Implements(lenientType)
 		c.min = c.plan.min
 	default:
 		panic(fmt.Sprintf("wire: unsupported type %v", t))
@@ -300,12 +318,12 @@ func newDecoder() *decoder {
 func (x *decoder) left() int { return x.r.Len() }
 
 func (p *plan) decode(x *decoder, v reflect.Value) error {
+	if err := x.expect("a map", isMap); err != nil {
+		return err
+	}
 	n, err := x.d.DecodeMapLen()
 	if err != nil {
 		return err
-	}
-	if n < 0 {
-		return fmt.Errorf("%w: nil where a map belongs", ErrBadFrame)
 	}
 	// Every entry takes at least two bytes.
 	if n > x.left()/2 {
@@ -318,6 +336,12 @@ func (p *plan) decode(x *decoder, v reflect.Value) error {
 			return err
 		}
 		f := p.lookup(k)
+		if f == nil && p.lenient {
+			if err := x.skipScalar(); err != nil {
+				return fmt.Errorf("key %q: %w", k, err)
+			}
+			continue
+		}
 		if f == nil {
 			return fmt.Errorf("%w: unknown key %q", ErrBadFrame, k)
 		}
@@ -369,6 +393,9 @@ func (x *decoder) key() ([]byte, error) {
 func (c *coder) decode(x *decoder, v reflect.Value) error {
 	switch c.kind {
 	case kindUint:
+		if err := x.expect("an unsigned integer", isUint); err != nil {
+			return err
+		}
 		u, err := x.d.DecodeUint64()
 		if err != nil {
 			return err
@@ -381,6 +408,9 @@ func (c *coder) decode(x *decoder, v reflect.Value) error {
 			return fmt.Errorf("%w: unknown %v %d", ErrBadFrame, c.typ, u)
 		}
 	case kindBool:
+		if err := x.expect("a bool", isBool); err != nil {
+			return err
+		}
 		b, err := x.d.DecodeBool()
 		if err != nil {
 			return err
@@ -410,14 +440,17 @@ func (c *coder) decode(x *decoder, v reflect.Value) error {
 		}
 		v.Set(p)
 	case kindSlice:
+		if err := x.expect("an array", isArray); err != nil {
+			return err
+		}
 		n, err := x.d.DecodeArrayLen()
 		if err != nil {
 			return err
 		}
-		if n <= 0 {
+		if n == 0 {
 			return nil
 		}
-		if n > x.left()/c.elem.min {
+		if n > x.left()/c.cost {
 			return fmt.Errorf("%w: array of %d elements in %d bytes", ErrBadFrame, n, x.left())
 		}
 		s := reflect.MakeSlice(c.typ, n, n)
@@ -431,14 +464,81 @@ func (c *coder) decode(x *decoder, v reflect.Value) error {
 	return nil
 }
 
-// bytes reads a byte or text string. An empty or nil string decodes as nil.
+// expect refuses the next value unless its first byte is of the kind the
+// field needs: msgpack's own decoders also take nil, and negative numbers
+// for unsigned ones, and the decoder is strict.
+func (x *decoder) expect(what string, ok func(byte) bool) error {
+	c, err := x.d.PeekCode()
+	if err != nil {
+		return err
+	}
+	if !ok(c) {
+		return fmt.Errorf("%w: %s expected, found %#x", ErrBadFrame, what, c)
+	}
+	return nil
+}
+
+// skipScalar skips a value of a key the decoder does not know: a number,
+// bool, nil or string, whose length is checked against what is left. (The
+// msgpack decoder's own Skip allocates what a length declares.)
+func (x *decoder) skipScalar() error {
+	c, err := x.d.PeekCode()
+	if err != nil {
+		return err
+	}
+	var n int
+	switch {
+	case c <= msgpcode.PosFixedNumHigh || c >= msgpcode.NegFixedNumLow, c == msgpcode.Nil, isBool(c):
+		n = 1
+	case c == msgpcode.Uint8 || c == msgpcode.Int8:
+		n = 2
+	case c == msgpcode.Uint16 || c == msgpcode.Int16:
+		n = 3
+	case c == msgpcode.Uint32 || c == msgpcode.Int32 || c == msgpcode.Float:
+		n = 5
+	case c == msgpcode.Uint64 || c == msgpcode.Int64 || c == msgpcode.Double:
+		n = 9
+	case isBytes(c):
+		l, err := x.d.DecodeBytesLen()
+		if err != nil {
+			return err
+		}
+		if l > x.left() {
+			return fmt.Errorf("%w: string of %d bytes, %d left in frame", ErrBadFrame, l, x.left())
+		}
+		_, err = x.r.Seek(int64(l), io.SeekCurrent)
+		return err
+	default:
+		return fmt.Errorf("%w: a key this version does not know holds a value other than a number or string (%#x)", ErrBadFrame, c)
+	}
+	if n > x.left() {
+		return fmt.Errorf("%w: truncated value", ErrBadFrame)
+	}
+	_, err = x.r.Seek(int64(n), io.SeekCurrent)
+	return err
+}
+
+func isUint(c byte) bool {
+	return c <= msgpcode.PosFixedNumHigh || (c >= msgpcode.Uint8 && c <= msgpcode.Uint64)
+}
+func isBool(c byte) bool  { return c == msgpcode.True || c == msgpcode.False }
+func isBytes(c byte) bool { return msgpcode.IsString(c) || msgpcode.IsBin(c) }
+func isArray(c byte) bool {
+	return msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32
+}
+func isMap(c byte) bool { return msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32 }
+
+// bytes reads a byte or text string. An empty one decodes as nil.
 // The result is a new allocation of exactly its length.
 func (x *decoder) bytes() ([]byte, error) {
+	if err := x.expect("a string", isBytes); err != nil {
+		return nil, err
+	}
 	n, err := x.d.DecodeBytesLen()
 	if err != nil {
 		return nil, err
 	}
-	if n <= 0 {
+	if n == 0 {
 		return nil, nil
 	}
 	if n > x.left() {

@@ -181,6 +181,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"wrong value type", mustBody(t, map[string]any{"t": "x", "f": 1, "b": ballot})},
 		{"checksum above 32 bits", mustBody(t, map[string]any{"t": 1, "f": 1, "b": ballot, "k": uint64(1) << 32})},
 		{"type above 8 bits", mustBody(t, map[string]any{"t": 257, "f": 1, "b": ballot})},
+		{"nil sender", mustBody(t, map[string]any{"t": 1, "f": nil, "b": ballot})},
+		{"negative slot", mustBody(t, map[string]any{"t": 1, "f": 1, "b": ballot, "s": -5})},
+		{"nil value", mustBody(t, map[string]any{"t": 1, "f": 1, "b": ballot, "v": nil})},
+		{"nil entries", mustBody(t, map[string]any{"t": 1, "f": 1, "b": ballot, "e": nil})},
+		{"nil ballot", mustBody(t, map[string]any{"t": 1, "f": 1, "b": nil})},
 		{"repeated key", append(append([]byte{0x84}, mustBody(t, map[string]any{"t": 1})[1:]...), mustBody(t, map[string]any{"t": 1, "f": 1, "b": ballot})[1:]...)},
 		// A bin32 that claims 4 GiB in a 20-byte body.
 		{"length bomb bytes", []byte{0x84, 0xa1, 't', 3, 0xa1, 'f', 1, 0xa1, 's', 2, 0xa1, 'v', 0xc6, 0xff, 0xff, 0xff, 0xff, 0}},
@@ -276,5 +281,31 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if err := d.Decode(body, &m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHelloSkipsUnknownKeys: a Hello from a later version, with a key this
+// one does not know, still decodes, so the version can be told; every other
+// frame refuses unknown keys.
+func TestHelloSkipsUnknownKeys(t *testing.T) {
+	body := mustBody(t, map[string]any{"k": 1, "v": 9, "f": 2, "zz": "a new key", "zy": -3, "zx": uint64(1) << 40})
+	var h Hello
+	if err := NewDecoder().Decode(body, &h); err != nil || h.Version != 9 || h.From != 2 {
+		t.Fatalf("a later Hello: %+v, %v", h, err)
+	}
+	// An unknown key's value is bounded like every other: a string that
+	// claims more than the frame holds is refused, and so is a value the
+	// skip does not read (a map).
+	for _, bad := range [][]byte{
+		{0x83, 0xa1, 'k', 1, 0xa1, 'v', 4, 0xa2, 'z', 'z', 0xdb, 0x7f, 0xff, 0xff, 0xff},
+		mustBody(t, map[string]any{"k": 1, "v": 4, "zz": map[string]any{"a": 1}}),
+	} {
+		if err := NewDecoder().Decode(bad, &h); !errors.Is(err, ErrBadFrame) {
+			t.Fatalf("Hello %x: %v, want ErrBadFrame", bad, err)
+		}
+	}
+	var m paxos.Message
+	if err := NewDecoder().Decode(mustBody(t, map[string]any{"t": 1, "f": 1, "b": map[string]any{"r": 1, "n": 1}, "zz": 1}), &m); !errors.Is(err, ErrBadFrame) {
+		t.Fatalf("a Message with an unknown key: %v, want ErrBadFrame", err)
 	}
 }

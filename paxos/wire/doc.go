@@ -21,11 +21,11 @@
 // Decoding treats every byte as hostile. A frame above the reader's limit is
 // refused before anything is allocated, and its body is read in 64 KiB steps
 // as it arrives. Inside a body every declared length is checked against the
-// bytes left (an array is checked against the least number of bytes its
-// elements can take), so decoding N bytes allocates a small multiple of N.
-// Unknown keys, repeated keys, missing required keys, values of the wrong
-// type, integers that overflow their field and unknown enum values are all
-// ErrBadFrame.
+// bytes left (an array against what its elements take: the least bytes they
+// can be encoded in, and at least an eighth of their size in memory), so
+// decoding N bytes allocates at most about 8N. Unknown keys, repeated keys,
+// missing required keys, values of the wrong type (nil included), negative
+// or overflowing integers and unknown enum values are all ErrBadFrame.
 //
 // Encoding is canonical: equal values (with nil and empty slices alike)
 // give equal bytes. Same reports, without encoding, whether two values are
@@ -33,6 +33,7 @@
 //
 // Hello, the first frame of every connection, is defined here because both
 // the peer transport and the client protocol open with it. Its keys never
-// change, so that a member can always read another version's Hello and say
-// which version it speaks.
+// change, and its decoding skips keys it does not know (holding a number or
+// a string), so that a member can always read another version's Hello and
+// say which version it speaks.
 package wire

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"strings"
@@ -212,13 +213,14 @@ func pathNames(t reflect.Type, path []int) []string {
 	return names
 }
 
-// FuzzDecodeClientFrames feeds the same bytes to every decoder of a client
-// connection: nothing may panic or allocate beyond a small multiple of the
-// input.
+// FuzzDecodeClientFrames feeds the same bytes to every decoder of a
+// connection: nothing may panic, and no decoder may allocate beyond a small
+// multiple of the input.
 func FuzzDecodeClientFrames(f *testing.F) {
 	f.Add(Append(nil, &Hello{Kind: HelloClient, Version: 1})[HeaderSize:])
 	f.Add(Append(nil, &clientapi.Request{ID: 1, Kind: clientapi.ReqCommand, Data: []byte("x")})[HeaderSize:])
 	f.Add(Append(nil, &clientapi.Response{Status: &clientapi.Status{Members: []clientapi.MemberInfo{{ID: 1}}}})[HeaderSize:])
+	f.Add(memberBomb(1 << 10))
 	for _, v := range framed() {
 		n := uint64(0)
 		fill(reflect.ValueOf(v).Elem(), &n)
@@ -226,13 +228,38 @@ func FuzzDecodeClientFrames(f *testing.F) {
 	}
 	d := NewDecoder()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		used := measureAlloc(func() {
-			for _, v := range framed() {
+		for _, v := range framed() {
+			used := measureAlloc(func() {
 				_ = d.Decode(body, v) // errors are expected; only cost and panics matter here
+			})
+			if used > allocBound(len(body)) {
+				t.Fatalf("decoding %d bytes as %T allocated %d bytes (bound %d)", len(body), v, used, allocBound(len(body)))
 			}
-		})
-		if bound := uint64(4 * (8*len(body) + 2048)); used > bound {
-			t.Fatalf("decoding %d bytes four ways allocated %d bytes", len(body), used)
 		}
 	})
+}
+
+// memberBomb is a Response whose status lists n members, each the
+// smallest map the decoder accepts: four bytes of input for a 48-byte
+// struct.
+func memberBomb(n int) []byte {
+	b := []byte{0x82, 0xa1, 'i', 0x00, 0xa1, 'S', 0x81, 0xa1, 'M', 0xdd}
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	for range n {
+		b = append(b, 0x81, 0xa1, 'i', 0x00) // {"i":0}
+	}
+	return b
+}
+
+// TestSmallElementsDoNotAmplify: an array's length is held to the memory
+// its elements take, not only to their smallest encoding. A member list
+// declared far longer than the bytes sent, of four-byte entries that are 48
+// bytes in memory, once cost 12 times the input.
+func TestSmallElementsDoNotAmplify(t *testing.T) {
+	body := memberBomb(1 << 16)
+	var r clientapi.Response
+	used := measureAlloc(func() { _ = NewDecoder().Decode(body, &r) })
+	if used > allocBound(len(body)) {
+		t.Fatalf("decoding %d bytes allocated %d (bound %d)", len(body), used, allocBound(len(body)))
+	}
 }

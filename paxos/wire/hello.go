@@ -49,7 +49,9 @@ func (k HelloKind) String() string {
 // is at the other end from the handshake alone, never from the address.
 //
 // NB: these keys are frozen. A member reads another version's Hello to tell
-// an operator which version it speaks; a new field must be omitempty.
+// an operator which version it speaks: it skips keys it does not know that
+// hold numbers or strings, so a later version may add such keys but must
+// not change these.
 type Hello struct {
 	Kind    HelloKind `msgpack:"k"`
 	Version uint64    `msgpack:"v"`
@@ -63,6 +65,11 @@ type Hello struct {
 	// members can redirect clients to the leader.
 	ClientAddr string `msgpack:"a,omitempty"`
 }
+
+// lenientKeys makes the decoder skip keys it does not know in a Hello (if
+// they hold a number or a string): a later version may add a key, and this
+// one must still read the version.
+func (Hello) lenientKeys() {}
 
 // MaxHelloFrame bounds the first frame of a connection: nothing is
 // allocated for a stranger beyond this before it has identified itself.
