@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"cmp"
+	"maps"
 	"slices"
 
 	"github.com/paxosd/paxosd/paxos"
@@ -365,8 +366,8 @@ func (c *checker) checkNotApplied() {
 	for _, id := range c.notApplied {
 		never[id] = true
 	}
-	for sl, v := range c.chosen {
-		cmds, _ := paxos.DecodeBatch(v) // NB: choose already checked that it decodes
+	for _, sl := range slices.Sorted(maps.Keys(c.chosen)) {
+		cmds, _ := paxos.DecodeBatch(c.chosen[sl]) // NB: choose already checked that it decodes
 		for _, cmd := range cmds {
 			if never[cmdID{cmd.Session, cmd.Seq}] {
 				c.s.fail("invariant 9: command (%d, %d) was reported certainly not applied, but slot %d chose it", cmd.Session, cmd.Seq, sl)

@@ -17,9 +17,10 @@
 // client requests that arrive after newer ones were answered.
 //
 // After every step the checker tests the invariants of docs/design.md that
-// can be checked at a step (1-5, 8, 9); after the faults stop, every
-// pending operation must finish within a bound (7); at the end the
-// learners must hold the same state, and the client history goes to
+// can be checked at a step (1-4, 8, and parts of 5 and 9); after the
+// faults stop, every pending operation must finish within a bound (7); at
+// the end the learners must hold the same state, no call reported not
+// applied may have been applied, and the client history goes to
 // Options.Check, where the tests check it is linearizable (6). The
 // simulator links no checker of its own, so that `paxosd sim` carries no
 // test code. A failure reports the seed, the step, each node's state, the

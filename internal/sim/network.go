@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/paxosd/paxosd/paxos"
@@ -22,21 +23,58 @@ type transport struct {
 	inc int
 }
 
-// wire encodes m into a frame and decodes it again, as the TCP transport
-// does. A message that does not fit in a frame, or does not survive the
-// trip, fails the run.
-func (s *sim) wire(from paxos.NodeID, m paxos.Message) paxos.Message {
-	frame := wire.Append(s.frameBuf[:0], &m)
-	s.frameBuf = frame
+// wire carries m to its receiver as the TCP transport does: encoded into a
+// frame, or into the frame of the message before it when wire.Same says
+// the two encode alike (a broadcast shares one frame), and decoded again.
+// A message that does not fit in a frame, or does not survive the trip,
+// fails the run.
+func (s *sim) wire(from paxos.NodeID, m, prev *paxos.Message) paxos.Message {
+	if prev == nil || !wire.Same(prev, m) {
+		s.frameBuf = wire.Append(s.frameBuf[:0], m)
+	}
+	frame := s.frameBuf
 	if n := len(frame) - wire.HeaderSize; n > wire.DefaultMaxFrame {
-		s.fail("node %d sent %v of %d bytes, above the frame limit %d", from, m, n, wire.DefaultMaxFrame)
+		s.fail("node %d sent %v of %d bytes, above the frame limit %d", from, *m, n, wire.DefaultMaxFrame)
 	}
 	var got paxos.Message
 	if err := s.wireDec.Decode(frame[wire.HeaderSize:], &got); err != nil {
-		s.fail("node %d sent %v, which does not decode: %v", from, m, err)
+		s.fail("node %d sent %v, which does not decode: %v", from, *m, err)
 	}
 	got.To = m.To // the connection names the receiver, as in the transport
+	if !sameMessage(got, *m) {
+		s.fail("node %d sent %+v, which arrived as %+v", from, *m, got)
+	}
 	return got
+}
+
+// sameMessage compares what was sent with what arrived, nil and empty byte
+// strings alike (the wire does not tell them apart).
+func sameMessage(a, b paxos.Message) bool {
+	norm := func(m paxos.Message) paxos.Message {
+		if len(m.Value) == 0 {
+			m.Value = nil
+		}
+		m.Entries = slices.Clone(m.Entries)
+		for i := range m.Entries {
+			if len(m.Entries[i].Value) == 0 {
+				m.Entries[i].Value = nil
+			}
+		}
+		m.Cmds = slices.Clone(m.Cmds)
+		for i := range m.Cmds {
+			if len(m.Cmds[i].Data) == 0 {
+				m.Cmds[i].Data = nil
+			}
+		}
+		if len(m.Entries) == 0 {
+			m.Entries = nil
+		}
+		if len(m.Cmds) == 0 {
+			m.Cmds = nil
+		}
+		return m
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
 }
 
 func (t transport) Send(msgs []paxos.Message) {
@@ -44,14 +82,19 @@ func (t transport) Send(msgs []paxos.Message) {
 	if !t.n.up || t.n.inc != t.inc {
 		return // sent by an incarnation that crashed
 	}
-	for _, m := range msgs {
+	for i := range msgs {
+		m := msgs[i]
 		if m.From != t.n.id {
 			s.fail("node %d sent %v with the wrong sender", t.n.id, m)
 		}
 		s.ck.onSend(t.n, m)
 		// Every message crosses the wire codec, as it does between
 		// daemons, so a field the codec loses breaks the run.
-		m = s.wire(t.n.id, m)
+		var prev *paxos.Message
+		if i > 0 {
+			prev = &msgs[i-1]
+		}
+		m = s.wire(t.n.id, &msgs[i], prev)
 		if s.cut[[2]paxos.NodeID{m.From, m.To}] || (s.opts.Drop != nil && s.opts.Drop(m)) || (s.opts.DropAt != nil && s.opts.DropAt(s.now, m)) {
 			s.tracef("cut %v", m)
 			continue
@@ -101,6 +144,7 @@ func (s *sim) deliverDue() {
 			s.tracef("lost %v", e.m)
 			continue
 		}
+		dst.heard[e.m.From] = true
 		s.deliver(dst, e.m)
 		if s.rng.Float64() < s.f.flush {
 			s.flush(dst)

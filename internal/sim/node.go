@@ -32,8 +32,12 @@ type simNode struct {
 	model *memStore
 	wal   *wal.Store // the real WAL, with Options.WAL
 
-	member    *server.Member
-	inc       int // incarnation: bumped by every boot
+	member *server.Member
+	inc    int // incarnation: bumped by every boot
+	// heard are the peers this incarnation has had a message from. As a
+	// daemon learns a peer's client address from its handshake, a member
+	// here knows the client address of those peers only (for redirects).
+	heard     map[paxos.NodeID]bool
 	up        bool
 	restartAt int64
 	// work is the member's slow snapshot work (server.Executor), run at
@@ -80,6 +84,7 @@ func nodeAt(addr string) paxos.NodeID {
 // (or the model) and the snapshot files, through server.NewMember.
 func (s *sim) boot(n *simNode) {
 	n.inc++
+	n.heard = map[paxos.NodeID]bool{n.id: true}
 	st := n.model.load()
 	if s.opts.WAL {
 		store, recovered, err := wal.Open("wal", wal.Options{FS: n.fs, Logger: s.logger})
@@ -102,8 +107,13 @@ func (s *sim) boot(n *simNode) {
 		Storage: n, State: st,
 		FS: n.fs, SnapshotDir: snapDir, SnapshotChunk: s.chunkSize,
 		Transport: transport{s, n, n.inc}, Executor: n, Now: s.clock,
-		ClientAddr: clientAddr,
-		PeerAddr:   func(id paxos.NodeID) string { return "node" + id.String() + ":7101" },
+		ClientAddr: func(id paxos.NodeID) string {
+			if !n.heard[id] {
+				return "" // not heard from yet: a redirect names no address
+			}
+			return clientAddr(id)
+		},
+		PeerAddr: func(id paxos.NodeID) string { return "node" + id.String() + ":7101" },
 	})
 	if err != nil {
 		s.fail("node %d does not start from what survived its crash: %v", n.id, err)

@@ -214,8 +214,13 @@ func (s *Server) memberIO(st paxos.State) MemberIO {
 		FS: vfs.Default, SnapshotDir: filepath.Join(s.cfg.DataDir, snapDir), SnapshotRate: max(s.cfg.SnapshotRate, 0),
 		Transport: s.tr, Executor: &s.exec, Now: time.Now,
 		ClientAddr: s.tr.ClientAddr,
-		PeerAddr:   func(id paxos.NodeID) string { return s.cfg.PeerAddrs[id] },
-		LogBytes:   s.store.DiskUsage,
+		PeerAddr: func(id paxos.NodeID) string {
+			if id == s.cfg.ID {
+				return s.PeerAddr() // where it listens, which --listen-peer may set
+			}
+			return s.cfg.PeerAddrs[id]
+		},
+		LogBytes: s.store.DiskUsage,
 	}
 }
 
