@@ -301,9 +301,10 @@ func Same(a, b any) bool {
 // straight from the bytes.Reader (it needs no buffering of its own), so
 // r.Len() is exactly what is left of the body.
 type decoder struct {
-	r  bytes.Reader
-	d  *msgpack.Decoder
-	kb [maxKey]byte // see key
+	r    bytes.Reader
+	d    *msgpack.Decoder
+	body []byte       // what r reads, for peeking at the next byte
+	kb   [maxKey]byte // see key
 }
 
 // maxKey bounds a map key.
@@ -468,10 +469,10 @@ func (c *coder) decode(x *decoder, v reflect.Value) error {
 // field needs: msgpack's own decoders also take nil, and negative numbers
 // for unsigned ones, and the decoder is strict.
 func (x *decoder) expect(what string, ok func(byte) bool) error {
-	c, err := x.d.PeekCode()
-	if err != nil {
-		return err
+	if x.r.Len() == 0 {
+		return io.ErrUnexpectedEOF
 	}
+	c := x.body[len(x.body)-x.r.Len()]
 	if !ok(c) {
 		return fmt.Errorf("%w: %s expected, found %#x", ErrBadFrame, what, c)
 	}

@@ -135,6 +135,8 @@ func (d *Decoder) Decode(body []byte, v any) error {
 	rv.SetZero()
 	x := d.x
 	x.r.Reset(body)
+	x.body = body
+	defer func() { x.body = nil }() // do not keep a big frame alive
 	x.d.ResetReader(&x.r)
 	if err := p.decode(x, rv); err != nil {
 		return wrapBad(err)
