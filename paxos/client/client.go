@@ -434,14 +434,14 @@ func handshake(nc net.Conn, ep string) error {
 	}
 	body, err := wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
 	if err != nil {
-		return fmt.Errorf("handshake (is %s a paxosd client port?): %w", ep, err)
+		return fmt.Errorf("handshake (is %s a paxosd client port, of a member of this version? members of other versions close the connection too): %w", ep, err)
 	}
 	var h wire.Hello
 	if err := wire.NewDecoder().Decode(body, &h); err != nil {
 		return fmt.Errorf("handshake with %s: %w", ep, err)
 	}
 	if h.Kind != wire.HelloClient || h.Version != wire.ProtocolVersion {
-		return fmt.Errorf("%w: %s answered as a %s of protocol version %d, this client speaks %d; use a paxosd client of the member's version", wire.ErrHandshake, ep, h.Kind, h.Version, wire.ProtocolVersion)
+		return fmt.Errorf("%w: %s is a paxosd member of protocol version %d, this client speaks %d; use a paxosd client of the member's version", wire.ErrHandshake, ep, h.Version, wire.ProtocolVersion)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -210,5 +212,35 @@ func TestRedirectLoopPauses(t *testing.T) {
 	}
 	if n := len(a.requests()) + len(b.requests()); n > 60 {
 		t.Fatalf("%d requests in 500ms: the client spins between redirects", n)
+	}
+}
+
+// A member of another protocol version answers the Hello with its own and
+// closes; the client says which versions met.
+func TestOtherVersionIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := wire.ReadFrame(nc, 1024, nil); err == nil {
+				nc.Write(wire.Append(nil, &wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion + 1}))
+			}
+			nc.Close()
+		}
+	}()
+	c, _ := New(ln.Addr().String())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = c.Put(ctx, "k", []byte("v"))
+	if !errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), fmt.Sprintf("protocol version %d, this client speaks %d", wire.ProtocolVersion+1, wire.ProtocolVersion)) {
+		t.Fatalf("Put against a member of another version: %v", err)
 	}
 }

@@ -196,18 +196,24 @@ func (c *clientConn) handshake() error {
 	if err := wire.NewDecoder().Decode(body, &h); err != nil {
 		return err
 	}
+	answer := func() error {
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		a := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion, Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}
+		_, err := c.nc.Write(wire.Append(nil, &a))
+		return err
+	}
 	switch {
 	case h.Kind != wire.HelloClient:
 		return fmt.Errorf("%w: kind %s on the client port (peers use the peer port)", wire.ErrHandshake, h.Kind)
 	case h.Version != wire.ProtocolVersion:
+		// Answer before closing, so that the client can tell its user
+		// which version this member speaks.
+		_ = answer() // NB: the refusal is the error worth reporting
 		return fmt.Errorf("%w: client speaks protocol version %d, this node %d; use a paxosd client of the same version", wire.ErrHandshake, h.Version, wire.ProtocolVersion)
 	case h.Cluster != 0 && h.Cluster != c.s.cluster:
 		return fmt.Errorf("%w: client expects cluster %016x, this is cluster %016x", wire.ErrHandshake, h.Cluster, c.s.cluster)
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	answer := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion, Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}
-	_, err = c.nc.Write(wire.Append(nil, &answer))
-	return err
+	return answer()
 }
 
 // writer sends answers, coalescing whatever is queued into one write.

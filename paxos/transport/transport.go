@@ -334,6 +334,13 @@ func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder) (paxos.NodeID, error) {
 		return 0, fmt.Errorf("%w: %w", wire.ErrHandshake, err)
 	}
 	if err := t.checkHello(h, 0); err != nil {
+		if h.Kind == wire.HelloPeer && h.Version != wire.ProtocolVersion {
+			// Answer before closing, so that the peer's log says which
+			// version this member speaks.
+			c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+			answer := t.hello(h.From)
+			_, _ = c.Write(wire.Append(nil, &answer)) // NB: the refusal is the error worth reporting
+		}
 		return 0, err
 	}
 	if h.To != t.cfg.ID {

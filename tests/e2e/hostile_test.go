@@ -186,7 +186,8 @@ func TestHostileConnections(t *testing.T) {
 
 // A peer with the wrong cluster ID, an unknown node ID or another protocol
 // version, and a client of another version, are refused: the connection is
-// closed without an answer, and the member says why.
+// closed (after this member's Hello, for another version, so that the
+// other side can say which version it met), and the member says why.
 func TestStrangerPeersRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -219,7 +220,18 @@ func TestStrangerPeersRefused(t *testing.T) {
 			defer conn.Close()
 			conn.SetDeadline(time.Now().Add(5 * time.Second))
 			conn.Write(wire.Append(nil, &tc.h))
-			if body, err := wire.ReadFrame(conn, 1024, nil); err == nil {
+			body, err := wire.ReadFrame(conn, 1024, nil)
+			if tc.h.Version != wire.ProtocolVersion {
+				// Another version is answered, so that it can say
+				// which version the member speaks, then cut off.
+				var h wire.Hello
+				if err != nil || wire.NewDecoder().Decode(body, &h) != nil || h.Version != wire.ProtocolVersion {
+					t.Fatalf("hello %+v: answer %x, %v; want this member's Hello", tc.h, body, err)
+				}
+				if _, err := wire.ReadFrame(conn, 1024, nil); err == nil {
+					t.Fatal("the connection stayed open after the answer")
+				}
+			} else if err == nil {
 				t.Fatalf("hello %+v was answered with %x", tc.h, body)
 			}
 			waitUntil(t, "the refusal in the log", 5*time.Second, func() bool { return strings.Contains(target.log.String(), tc.log) })
