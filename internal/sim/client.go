@@ -318,14 +318,7 @@ func (s *sim) sendRequest(cn *conn, req clientapi.Request) {
 // handling and due answers to the clients. A reset fault breaks a
 // connection instead of delivering an answer.
 func (s *sim) deliverClientTraffic() {
-	var later []request
-	due := s.requests
-	s.requests = nil
-	for _, r := range due {
-		if r.at > s.now {
-			later = append(later, r)
-			continue
-		}
+	for _, r := range takeDue(&s.requests, func(r request) bool { return r.at <= s.now }) {
 		n := s.nodes[r.conn.node]
 		if r.conn.broken || !n.up || n.inc != r.conn.inc {
 			continue // the client hears of the break on its own
@@ -333,15 +326,7 @@ func (s *sim) deliverClientTraffic() {
 		s.step++
 		n.member.Handle(r.conn, r.req)
 	}
-	s.requests = append(later, s.requests...)
-	var laterReplies []reply
-	dueReplies := s.replies
-	s.replies = nil
-	for _, r := range dueReplies {
-		if r.at > s.now {
-			laterReplies = append(laterReplies, r)
-			continue
-		}
+	for _, r := range takeDue(&s.replies, func(r reply) bool { return r.at <= s.now }) {
 		if r.conn.broken {
 			continue
 		}
@@ -355,7 +340,21 @@ func (s *sim) deliverClientTraffic() {
 			c.result(r.resp, true, nil)
 		}
 	}
-	s.replies = append(laterReplies, s.replies...)
+}
+
+// takeDue removes the items that are due from *q and returns them, in
+// order. Items added to *q while the caller handles them stay queued.
+func takeDue[T any](q *[]T, due func(T) bool) []T {
+	var now, later []T
+	for _, x := range *q {
+		if due(x) {
+			now = append(now, x)
+		} else {
+			later = append(later, x)
+		}
+	}
+	*q = later
+	return now
 }
 
 // dropConns breaks every client connection to node id.

@@ -209,17 +209,9 @@ func (n *simNode) Go(f func()) {
 
 // runDue runs the work that is due, in the order it was given.
 func (n *simNode) runDue() {
-	var later []pendingWork
-	due := n.work
-	n.work = nil
-	for _, w := range due {
-		if w.at <= n.s.now {
-			w.f()
-		} else {
-			later = append(later, w)
-		}
+	for _, w := range takeDue(&n.work, func(w pendingWork) bool { return w.at <= n.s.now }) {
+		w.f()
 	}
-	n.work = append(later, n.work...)
 }
 
 // durableSnapshots returns the slots of n's snapshot files that survive a
