@@ -11,24 +11,41 @@ import (
 
 // Config configures an Acceptor.
 type Config struct {
-	ID         paxos.NodeID
-	Membership paxos.Membership
-	Logger     *slog.Logger
+	ID paxos.NodeID
+	// Configs are the configurations this node knows; the acceptor counts
+	// the learners of the newest one when it decides what it may forget.
+	// A node with a learner passes later ones to Reconfigure.
+	Configs paxos.History
+	// StickyTicks is how long after it last heard a leader's heartbeat the
+	// acceptor refuses pre-votes: a member that restarts or returns from a
+	// partition cannot depose a leader a quorum still hears. Default 10,
+	// the proposers' election timeout.
+	StickyTicks int
+	Logger      *slog.Logger
 }
 
 // Validate reports what is wrong with c.
 func (c Config) Validate() error {
-	if !c.Membership.Has(c.ID, paxos.RoleAcceptor) {
-		return fmt.Errorf("acceptor: node %d is not an acceptor of the cluster", c.ID)
+	switch {
+	case c.ID == 0:
+		return fmt.Errorf("acceptor: node ID 0 is reserved")
+	case len(c.Configs) == 0:
+		return fmt.Errorf("acceptor: Config.Configs is required")
+	case c.StickyTicks < 0:
+		return fmt.Errorf("acceptor: StickyTicks must not be negative")
 	}
 	return nil
 }
 
 // Acceptor is the acceptor core. It is not safe for concurrent use.
 type Acceptor struct {
-	id         paxos.NodeID
-	membership paxos.Membership
-	logger     *slog.Logger
+	id      paxos.NodeID
+	configs paxos.History
+	sticky  int // StickyTicks
+	logger  *slog.Logger
+	// quiet is how many ticks passed since a leader's heartbeat; it starts
+	// high, so that an acceptor that just started grants pre-votes.
+	quiet int
 
 	promised paxos.Ballot // Invariant: never decreases, even across restarts.
 	// accepted holds, per slot, the value accepted at the highest ballot.
@@ -54,14 +71,19 @@ func New(cfg Config, st paxos.AcceptorState) (*Acceptor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.StickyTicks == 0 {
+		cfg.StickyTicks = 10
+	}
 	a := &Acceptor{
-		id:         cfg.ID,
-		membership: cfg.Membership,
-		logger:     cfg.Logger,
-		promised:   st.Promised,
-		accepted:   make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
-		floor:      st.Floor,
-		snapshots:  map[paxos.NodeID]paxos.Slot{},
+		id:        cfg.ID,
+		configs:   cfg.Configs,
+		sticky:    cfg.StickyTicks,
+		quiet:     cfg.StickyTicks,
+		logger:    cfg.Logger,
+		promised:  st.Promised,
+		accepted:  make(map[paxos.Slot]paxos.Entry, len(st.Accepted)),
+		floor:     st.Floor,
+		snapshots: map[paxos.NodeID]paxos.Slot{},
 	}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
@@ -99,22 +121,35 @@ func (a *Acceptor) Accepted(s paxos.Slot) (paxos.Entry, bool) {
 	return e, ok
 }
 
-// Step handles MsgPrepare, MsgAccept and MsgSnapshotted.
+// Configs returns the configurations the acceptor knows.
+func (a *Acceptor) Configs() paxos.History { return a.configs }
+
+// Reconfigure gives the acceptor the configurations its node's learner
+// knows.
+func (a *Acceptor) Reconfigure(h paxos.History) { a.configs = h }
+
+// Step handles MsgPrepare, MsgAccept, MsgPreVote, MsgHeartbeat and
+// MsgSnapshotted. It takes them from any member: only the proposers count
+// votes, each by the configuration of the slot, and the transport admits
+// only members.
 func (a *Acceptor) Step(m paxos.Message) error {
 	if m.Type == paxos.MsgSnapshotted {
-		if !a.membership.Has(m.From, paxos.RoleLearner) {
-			return fmt.Errorf("acceptor: %s from %d, which is not a learner of the cluster", m.Type, m.From)
-		}
 		a.handleSnapshotted(m)
 		return nil
-	}
-	if !a.membership.Has(m.From, paxos.RoleProposer) {
-		return fmt.Errorf("acceptor: %s from %d, which is not a proposer of the cluster", m.Type, m.From)
 	}
 	if m.Ballot.Node != m.From {
 		return fmt.Errorf("acceptor: %s from %d carries ballot %v of node %d", m.Type, m.From, m.Ballot, m.Ballot.Node)
 	}
 	switch m.Type {
+	case paxos.MsgHeartbeat:
+		a.quiet = 0
+		a.send(paxos.Message{Type: paxos.MsgHeartbeatAck, To: m.From, Ballot: a.promised})
+	case paxos.MsgPreVote:
+		// NB: a pre-vote changes nothing here, so granting it is always
+		// safe; refusing it while a leader is heard is what keeps a
+		// returning member from raising a ballot the others would adopt.
+		a.send(paxos.Message{Type: paxos.MsgPreVoteReply, To: m.From, Ballot: a.promised, Slot: m.Slot,
+			Grant: a.quiet >= a.sticky && a.promised.Less(m.Ballot)})
 	case paxos.MsgPrepare:
 		a.handlePrepare(m)
 	case paxos.MsgAccept:
@@ -219,7 +254,7 @@ func (a *Acceptor) handleSnapshotted(m paxos.Message) {
 // snapshot. The whole argument, agreement and availability, is in
 // docs/design.md, "Truncation"; the simulator checks it (invariant 8).
 func (a *Acceptor) maybeTruncate() {
-	learners := a.membership.Learners()
+	learners := a.configs.Latest().Membership().Learners()
 	reports := make([]paxos.Slot, 0, len(learners))
 	for _, id := range learners {
 		reports = append(reports, a.snapshots[id])
@@ -247,8 +282,12 @@ func (a *Acceptor) send(m paxos.Message) {
 	a.rd.Messages = append(a.rd.Messages, m)
 }
 
-// Tick does nothing: an acceptor only reacts.
-func (a *Acceptor) Tick() {}
+// Tick counts the time since a leader's heartbeat.
+func (a *Acceptor) Tick() {
+	if a.quiet < a.sticky {
+		a.quiet++
+	}
+}
 
 // Ready returns the writes and replies produced since the last Advance.
 func (a *Acceptor) Ready() paxos.Ready { return a.rd }

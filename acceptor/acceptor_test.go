@@ -11,7 +11,7 @@ func b(round uint64, node paxos.NodeID) paxos.Ballot { return paxos.Ballot{Round
 
 func newTestAcceptor(t *testing.T, st paxos.AcceptorState) *Acceptor {
 	t.Helper()
-	a, err := New(Config{ID: 1, Membership: paxos.Uniform(5)}, st)
+	a, err := New(Config{ID: 1, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(5))}}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,6 @@ func TestAccept(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	a := newTestAcceptor(t, paxos.AcceptorState{})
 	for _, m := range []paxos.Message{
-		{Type: paxos.MsgPrepare, From: 9, Ballot: b(1, 9)},            // not a member
 		{Type: paxos.MsgPrepare, From: 2, Ballot: b(1, 3)},            // someone else's ballot
 		{Type: paxos.MsgAccept, From: 2, Ballot: b(1, 2), Slot: 0},    // slot 0
 		{Type: paxos.MsgDecide, From: 2, Ballot: b(1, 2)},             // not for an acceptor
@@ -157,7 +156,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestRecoveryRefusesAcceptedAbovePromise(t *testing.T) {
-	_, err := New(Config{ID: 1, Membership: paxos.Uniform(3)}, paxos.AcceptorState{
+	_, err := New(Config{ID: 1, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(3))}}, paxos.AcceptorState{
 		Promised: b(1, 1),
 		Accepted: []paxos.Entry{{Slot: 1, Ballot: b(2, 2)}},
 	})
@@ -167,14 +166,63 @@ func TestRecoveryRefusesAcceptedAbovePromise(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := paxos.MustMembership(paxos.Member{ID: 1, Roles: paxos.RoleAcceptor}, paxos.Member{ID: 2, Roles: paxos.RoleProposer | paxos.RoleLearner})
-	if _, err := New(Config{ID: 2, Membership: c}, paxos.AcceptorState{}); err == nil {
-		t.Fatal("New made an acceptor of a node that is not one")
+	h := paxos.History{paxos.InitialConfig(paxos.Uniform(3))}
+	for _, c := range []Config{{ID: 0, Configs: h}, {ID: 1}, {ID: 1, Configs: h, StickyTicks: -1}} {
+		if _, err := New(c, paxos.AcceptorState{}); err == nil {
+			t.Errorf("New took %+v", c)
+		}
+	}
+}
+
+// An acceptor grants a pre-vote only once it has not heard a leader for
+// StickyTicks, and only for a ballot above its promise; granting changes
+// nothing it stores. A heartbeat is answered with the promise.
+func TestPreVoteSticky(t *testing.T) {
+	a, err := New(Config{ID: 1, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(3))}, StickyTicks: 3}, paxos.AcceptorState{Promised: b(2, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(ballot paxos.Ballot) bool {
+		t.Helper()
+		if err := a.Step(paxos.Message{Type: paxos.MsgPreVote, From: ballot.Node, To: 1, Ballot: ballot, Slot: 5}); err != nil {
+			t.Fatal(err)
+		}
+		rd := a.Ready()
+		a.Advance()
+		if len(rd.Writes) != 0 || len(rd.Messages) != 1 || rd.Messages[0].Type != paxos.MsgPreVoteReply || rd.Messages[0].Slot != 5 || rd.Messages[0].Ballot != b(2, 2) {
+			t.Fatalf("pre-vote answered with %+v", rd)
+		}
+		return rd.Messages[0].Grant
+	}
+	if !ask(b(3, 3)) {
+		t.Fatal("a fresh acceptor refused a pre-vote above its promise")
+	}
+	if ask(b(2, 1)) {
+		t.Fatal("granted a pre-vote below the promise")
+	}
+	if err := a.Step(paxos.Message{Type: paxos.MsgHeartbeat, From: 2, To: 1, Ballot: b(2, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if rd := a.Ready(); len(rd.Messages) != 1 || rd.Messages[0].Type != paxos.MsgHeartbeatAck || rd.Messages[0].Ballot != b(2, 2) {
+		t.Fatalf("heartbeat answered with %+v", rd.Messages)
+	}
+	a.Advance()
+	for i := range 3 {
+		if ask(b(3, 3)) {
+			t.Fatalf("granted a pre-vote %d ticks after a leader's heartbeat", i)
+		}
+		a.Tick()
+	}
+	if !ask(b(3, 3)) {
+		t.Fatal("refused a pre-vote though no leader was heard for StickyTicks")
+	}
+	if a.Promised() != b(2, 2) {
+		t.Fatalf("pre-votes changed the promise to %v", a.Promised())
 	}
 }
 
 func BenchmarkAcceptorStep(b *testing.B) {
-	a, err := New(Config{ID: 1, Membership: paxos.Uniform(3)}, paxos.AcceptorState{})
+	a, err := New(Config{ID: 1, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(3))}}, paxos.AcceptorState{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -226,10 +274,15 @@ func TestTruncate(t *testing.T) {
 	if m := rd.Messages[0]; m.Type != paxos.MsgNack || m.Commit != 6 || len(rd.Writes) != 0 {
 		t.Fatalf("Accept below the floor: %v with %d writes, want a Nack with floor 6 and nothing written", m, len(rd.Writes))
 	}
-	if err := a.Step(paxos.Message{Type: paxos.MsgSnapshotted, From: 9, To: 1, Slot: 3}); err == nil {
-		t.Fatal("a report from a stranger was taken")
+	// A report from a node the configuration does not list as a learner
+	// is kept but does not count toward a majority.
+	if err := a.Step(paxos.Message{Type: paxos.MsgSnapshotted, From: 9, To: 1, Slot: 9}); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(5)}, paxos.AcceptorState{Promised: b(1, 2), Floor: 3, Accepted: accepted[:4]}); err == nil {
+	if rd := a.Ready(); len(rd.Writes) != 0 || a.Floor() != 6 {
+		t.Fatalf("a stranger's report raised the floor to %d", a.Floor())
+	}
+	if _, err := New(Config{ID: 1, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(5))}}, paxos.AcceptorState{Promised: b(1, 2), Floor: 3, Accepted: accepted[:4]}); err == nil {
 		t.Fatal("recovered an accepted slot below the floor")
 	}
 }

@@ -16,8 +16,10 @@ import (
 
 // Config configures a Learner. Zero values take the defaults named.
 type Config struct {
-	ID         paxos.NodeID
-	Membership paxos.Membership
+	ID paxos.NodeID
+	// Proposer says a proposer runs on this node: the learner tells it
+	// how far the log is applied (MsgLearned).
+	Proposer bool
 	// Machine is the state machine to apply chosen commands to. Required.
 	Machine statemachine.Machine
 	// CatchUpTicks is how long a gap may stand before the learner asks a
@@ -70,8 +72,8 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case !c.Membership.Has(c.ID, paxos.RoleLearner):
-		return fmt.Errorf("learner: node %d is not a learner of the cluster", c.ID)
+	case c.ID == 0:
+		return fmt.Errorf("learner: node ID 0 is reserved")
 	case c.Machine == nil:
 		return fmt.Errorf("learner: Config.Machine is required")
 	case c.Rand == nil:
@@ -93,10 +95,13 @@ var ErrConflict = errors.New("learner: conflicting value for a chosen slot")
 
 // Learner is the learner core. It is not safe for concurrent use.
 type Learner struct {
-	cfg      Config
-	logger   *slog.Logger
-	peers    []paxos.NodeID // other learners, asked to fill gaps
-	proposer bool           // a proposer runs on this node and wants MsgLearned
+	cfg    Config
+	logger *slog.Logger
+	peers  []paxos.NodeID // other learners, asked to fill gaps
+	// configs are the configurations that govern the slots after applied:
+	// the first governs applied+1. Applying a change appends one; applying
+	// past a Start drops the one before.
+	configs paxos.History
 
 	sessions *statemachine.Sessions
 	applied  paxos.Slot // Invariant: every slot <= applied was applied once, in order.
@@ -154,7 +159,6 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 	l := &Learner{
 		cfg:      cfg,
 		logger:   cfg.Logger,
-		proposer: cfg.Membership.Has(cfg.ID, paxos.RoleProposer),
 		sessions: statemachine.NewSessions(cfg.Machine),
 		hash:     hashSeed,
 		logStart: 1,
@@ -166,11 +170,14 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 		l.logger = slog.New(slog.DiscardHandler)
 	}
 	l.logger = l.logger.With("node", cfg.ID, "role", "learner")
-	for _, id := range cfg.Membership.Learners() {
-		if id != cfg.ID {
-			l.peers = append(l.peers, id)
-		}
+	l.configs = st.Configs
+	if len(st.Snapshot.Configs) > 0 {
+		l.configs = st.Snapshot.Configs
 	}
+	if len(l.configs) == 0 {
+		return nil, fmt.Errorf("learner: no configuration to start from")
+	}
+	l.configsChanged()
 	if st.Base > st.Snapshot.Slot {
 		return nil, fmt.Errorf("learner: the log was truncated up to slot %d, but the newest snapshot covers only slot %d", st.Base, st.Snapshot.Slot)
 	}
@@ -199,6 +206,8 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 		l.known = max(l.known, e.Slot)
 		l.applyReady(false)
 	}
+	l.pruneConfigs()
+	l.rd.Configs = nil // the node starts its cores with Configs()
 	if l.applied < st.Applied {
 		return nil, fmt.Errorf("learner: recovered applied slot %d, but the chosen log stops at %d", st.Applied, l.applied)
 	}
@@ -216,6 +225,10 @@ func New(cfg Config, st paxos.LearnerState) (*Learner, error) {
 	l.reportLearned()
 	return l, nil
 }
+
+// Configs returns the configurations that govern the slots after the
+// applied one.
+func (l *Learner) Configs() paxos.History { return l.configs }
 
 // Applied returns the highest slot applied.
 func (l *Learner) Applied() paxos.Slot { return l.applied }
@@ -253,14 +266,13 @@ func (l *Learner) Query(q []byte) ([]byte, error) {
 
 // Step handles MsgDecide, MsgHeartbeat, MsgCatchUp and MsgCatchUpReply.
 func (l *Learner) Step(m paxos.Message) error {
+	// Any member may send these (the transport admits only members): a
+	// joining learner is a peer before every member knows it is.
 	switch m.Type {
 	case paxos.MsgDecide, paxos.MsgHeartbeat:
-		if !l.cfg.Membership.Has(m.From, paxos.RoleProposer) {
-			return fmt.Errorf("learner: %s from %d, which is not a proposer", m.Type, m.From)
-		}
 	case paxos.MsgCatchUp, paxos.MsgCatchUpReply, paxos.MsgSnapshotOffer, paxos.MsgSnapshotChunk:
-		if m.From == l.cfg.ID || !l.cfg.Membership.Has(m.From, paxos.RoleLearner) {
-			return fmt.Errorf("learner: %s from %d, which is not a peer learner", m.Type, m.From)
+		if m.From == l.cfg.ID {
+			return fmt.Errorf("learner: %s from itself", m.Type)
 		}
 	case paxos.MsgSnapshotSaved:
 		if m.From != l.cfg.ID {
@@ -274,6 +286,7 @@ func (l *Learner) Step(m paxos.Message) error {
 		return l.learn(m.From, m.Entries)
 	case paxos.MsgHeartbeat:
 		l.known = max(l.known, m.Commit)
+		l.send(paxos.Message{Type: paxos.MsgProgress, To: m.From, Commit: l.applied})
 	case paxos.MsgCatchUp:
 		l.handleCatchUp(m)
 	case paxos.MsgCatchUpReply:
@@ -370,15 +383,60 @@ func (l *Learner) applyReady(report bool) bool {
 	}
 	if l.applied > start {
 		l.gap = 0
+		l.pruneConfigs()
 		return true
 	}
 	return false
+}
+
+// pruneConfigs drops configurations that govern no slot after the applied
+// one, and reports the configurations to the node when they changed.
+func (l *Learner) pruneConfigs() {
+	if from := l.configs.From(l.applied + 1); len(from) < len(l.configs) {
+		l.configs = slices.Clone(from)
+		l.configsChanged()
+	}
+}
+
+func (l *Learner) configsChanged() {
+	l.rd.Configs = l.configs
+	l.peers = l.peers[:0]
+	for _, c := range l.configs {
+		for _, id := range c.Membership().Learners() {
+			if id != l.cfg.ID && !slices.Contains(l.peers, id) {
+				l.peers = append(l.peers, id)
+			}
+		}
+	}
+	slices.Sort(l.peers)
+}
+
+// applyConfig takes in the configuration change chosen in slot s. A change
+// computed from a configuration other than the newest is applied as a
+// no-op, the same way by every learner.
+func (l *Learner) applyConfig(s paxos.Slot, v paxos.Value) {
+	c, err := paxos.DecodeConfig(v, s)
+	if err != nil {
+		l.logger.Error("chosen configuration does not decode; applied as a no-op", "slot", s, "err", err)
+		return
+	}
+	if latest := l.configs.Latest(); c.Base != latest.Made {
+		l.logger.Warn("configuration change made from an older configuration; applied as a no-op", "slot", s, "base", c.Base, "newest", latest.Made)
+		return
+	}
+	l.configs = append(slices.Clip(l.configs), c)
+	l.logger.Info("configuration chosen", "slot", s, "from", c.Start, "members", c.Membership().Members())
+	l.configsChanged()
 }
 
 // apply runs the commands of slot s through the session table.
 func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 	l.hash = chainHash(l.hash, s, v)
 	d := paxos.Decision{Slot: s, Value: v}
+	if v.IsConfig() {
+		l.applyConfig(s, v)
+		return d
+	}
 	cmds, err := paxos.DecodeBatch(v)
 	if err != nil {
 		// Every learner decodes the same bytes the same way, so skipping
@@ -398,7 +456,7 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 // reportLearned tells the proposer on this node how far the chosen log is
 // known and, once this Ready is flushed, durable here.
 func (l *Learner) reportLearned() {
-	if l.proposer && l.applied > 0 {
+	if l.cfg.Proposer && l.applied > 0 {
 		l.send(paxos.Message{Type: paxos.MsgLearned, To: l.cfg.ID, Commit: l.applied})
 	}
 }
@@ -473,7 +531,11 @@ func (l *Learner) maybeSnapshot() {
 }
 
 func (l *Learner) capture() {
-	l.saving = paxos.SnapshotMeta{Slot: l.applied, Hash: l.hash}
+	// NB: only the configurations after the snapshot's slot, pruned here
+	// though the apply loop prunes at its end: two learners' snapshots of
+	// one slot must be the same bytes, since a transfer may switch between
+	// them.
+	l.saving = paxos.SnapshotMeta{Slot: l.applied, Hash: l.hash, Configs: l.configs.From(l.applied + 1)}
 	l.sinceSlots, l.sinceBytes = 0, 0
 	l.rd.Snapshot = &paxos.SnapshotJob{Meta: l.saving, Write: l.sessions.Freeze()}
 }
@@ -539,8 +601,14 @@ func (l *Learner) truncateLog() {
 // covers, so that they may forget them (docs/design.md, "Truncation").
 func (l *Learner) reportSnapshot() {
 	l.reportAge = 0
-	for _, to := range l.cfg.Membership.Acceptors() {
-		l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
+	var sent []paxos.NodeID
+	for _, c := range l.configs {
+		for _, to := range c.Membership().Acceptors() {
+			if !slices.Contains(sent, to) {
+				sent = append(sent, to)
+				l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
+			}
+		}
 	}
 }
 
@@ -653,6 +721,10 @@ func (l *Learner) RestoreSnapshot(meta paxos.SnapshotMeta, r io.Reader) error {
 		}
 	}
 	l.snap = meta
+	if len(meta.Configs) > 0 {
+		l.configs = slices.Clone(meta.Configs)
+		l.configsChanged()
+	}
 	l.sinceSlots, l.sinceBytes = 0, 0
 	l.rd.Writes = append(l.rd.Writes,
 		paxos.Record{Type: paxos.RecSnapshot, Slot: meta.Slot},

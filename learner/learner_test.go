@@ -11,11 +11,17 @@ import (
 	"github.com/paxosd/paxosd/statemachine"
 )
 
+// testConfigs is the configuration of three full members.
+var testConfigs = paxos.History{paxos.InitialConfig(paxos.Uniform(3))}
+
 func newTestLearner(t testing.TB, st paxos.LearnerState, mod func(*Config)) *Learner {
 	t.Helper()
-	cfg := Config{ID: 1, Membership: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 2))}
+	cfg := Config{ID: 1, Proposer: true, Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 2))}
 	if mod != nil {
 		mod(&cfg)
+	}
+	if st.Configs == nil {
+		st.Configs = testConfigs
 	}
 	l, err := New(cfg, st)
 	if err != nil {
@@ -123,6 +129,10 @@ func TestCatchUp(t *testing.T) {
 	if err := l.Step(paxos.Message{Type: paxos.MsgHeartbeat, From: 2, To: 1, Commit: 5}); err != nil {
 		t.Fatal(err)
 	}
+	if msgs := l.Ready().Messages; len(msgs) != 1 || msgs[0].Type != paxos.MsgProgress || msgs[0].To != 2 || msgs[0].Commit != 0 {
+		t.Fatalf("heartbeat answered with %v, want the learner's progress", msgs)
+	}
+	l.Advance()
 	l.Tick()
 	if msgs := l.Ready().Messages; len(msgs) != 0 {
 		t.Fatalf("asked after 1 tick: %v", msgs)
@@ -211,8 +221,8 @@ func TestRecovery(t *testing.T) {
 	if rd := restarted.Ready(); len(rd.Decided) != 0 || len(rd.Writes) != 0 {
 		t.Fatalf("replay produced work: %+v", rd)
 	}
-	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(3), Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 1))},
-		paxos.LearnerState{Chosen: entries, Applied: 4}); err == nil {
+	if _, err := New(Config{ID: 1, Proposer: true, Machine: statemachine.NewKV(), Rand: rand.New(rand.NewPCG(1, 1))},
+		paxos.LearnerState{Configs: testConfigs, Chosen: entries, Applied: 4}); err == nil {
 		t.Fatal("recovered an applied slot beyond a gap in the chosen log")
 	}
 }
@@ -220,7 +230,6 @@ func TestRecovery(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	l := newTestLearner(t, paxos.LearnerState{}, nil)
 	for _, m := range []paxos.Message{
-		{Type: paxos.MsgDecide, From: 9, Entries: []paxos.Entry{entry(1)}},
 		{Type: paxos.MsgDecide, From: 2, Entries: []paxos.Entry{entry(0)}},
 		{Type: paxos.MsgCatchUp, From: 1, Slot: 1}, // from itself
 		{Type: paxos.MsgPrepare, From: 2},
@@ -258,5 +267,52 @@ func BenchmarkLearnerApply(b *testing.B) {
 			b.Fatal(err)
 		}
 		l.Advance()
+	}
+}
+
+// A configuration change chosen in slot s is applied to the learner's
+// configurations, not to the machine, and governs from s+ConfigDelay on;
+// one made from an older configuration is a no-op. Once the applied slot
+// passes a Start, the configuration before it is dropped.
+func TestConfigChange(t *testing.T) {
+	l := newTestLearner(t, paxos.LearnerState{}, nil)
+	boot := testConfigs[0]
+	add := func(id paxos.NodeID, base paxos.Slot) paxos.Value {
+		peers := append(append([]paxos.Peer(nil), boot.Peers...), paxos.Peer{ID: id, Roles: paxos.RoleLearner, PeerAddr: "x"})
+		c, err := paxos.NewConfig(0, 0, peers, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Base = base
+		return paxos.EncodeConfig(c)
+	}
+	rd := decide(t, l, paxos.Entry{Slot: 1, Value: add(4, 0)}, paxos.Entry{Slot: 2, Value: add(5, 0)})
+	h := l.Configs()
+	if len(h) != 2 || h[1].Made != 1 || h[1].Start != 1+paxos.ConfigDelay || !h[1].Membership().Has(4, paxos.RoleLearner) {
+		t.Fatalf("configurations after a change in slot 1: %+v", h)
+	}
+	if len(rd.Configs) != 2 || len(rd.Decided) != 2 || rd.Decided[0].Results != nil {
+		t.Fatalf("Ready after the change: configs %d, decided %+v", len(rd.Configs), rd.Decided)
+	}
+	if h.At(paxos.ConfigDelay).Made != 0 || h.At(1+paxos.ConfigDelay).Made != 1 {
+		t.Fatal("the change governs before slot 1+ConfigDelay, or not from it")
+	}
+	// Apply up to the change's Start: the bootstrap configuration goes.
+	var es []paxos.Entry
+	for s := paxos.Slot(3); s <= paxos.ConfigDelay; s++ {
+		es = append(es, entry(s))
+	}
+	rd = decide(t, l, es...)
+	if h := l.Configs(); len(h) != 1 || h[0].Made != 1 || rd.Configs == nil {
+		t.Fatalf("at slot %d the configurations are %+v", paxos.ConfigDelay, h)
+	}
+	if rd := decide(t, l, paxos.Entry{Slot: paxos.ConfigDelay + 1, Value: add(6, 0)}); rd.Configs != nil || len(l.Configs()) != 1 {
+		t.Fatal("a change made from an older configuration was applied")
+	}
+	if rd := decide(t, l, paxos.Entry{Slot: paxos.ConfigDelay + 2, Value: add(6, 1)}); rd.Configs == nil || l.Configs().Latest().Made != paxos.ConfigDelay+2 {
+		t.Fatal("a change made from the newest configuration was not applied")
+	}
+	if job := l.TakeSnapshot(); job == 0 || len(l.Ready().Snapshot.Meta.Configs) != 2 {
+		t.Fatalf("snapshot of slot %d does not carry the two configurations that govern after it", job)
 	}
 }

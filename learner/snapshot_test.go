@@ -230,12 +230,12 @@ func TestRestartFromSnapshot(t *testing.T) {
 	if rd := r.Ready(); !reflect.DeepEqual(rd.Writes, []paxos.Record{{Type: paxos.RecSnapshot, Slot: 2}, {Type: paxos.RecApplied, Slot: 3}}) {
 		t.Fatalf("restart from a snapshot newer than the base wrote %v, want Snapshot 2 and Applied 3", rd.Writes)
 	}
-	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(3), Machine: live.sessions.Machine(), Rand: live.cfg.Rand},
-		paxos.LearnerState{Base: 2, Chosen: entries[2:], Applied: 3}); err == nil {
+	if _, err := New(Config{ID: 1, Proposer: true, Machine: live.sessions.Machine(), Rand: live.cfg.Rand},
+		paxos.LearnerState{Configs: testConfigs, Base: 2, Chosen: entries[2:], Applied: 3}); err == nil {
 		t.Fatal("started with a truncated log and no snapshot")
 	}
-	if _, err := New(Config{ID: 1, Membership: paxos.Uniform(3), Machine: live.sessions.Machine(), Rand: live.cfg.Rand},
-		paxos.LearnerState{Snapshot: meta, SnapshotData: io.LimitReader(bytes.NewReader(snap.Bytes()), 5)}); err == nil {
+	if _, err := New(Config{ID: 1, Proposer: true, Machine: live.sessions.Machine(), Rand: live.cfg.Rand},
+		paxos.LearnerState{Configs: testConfigs, Snapshot: meta, SnapshotData: io.LimitReader(bytes.NewReader(snap.Bytes()), 5)}); err == nil {
 		t.Fatal("started from a cut-off snapshot")
 	}
 }

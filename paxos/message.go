@@ -63,6 +63,25 @@ const (
 	// MsgSnapshotSaved tells the learner on the same node that its snapshot
 	// of Slot is durable. Driver to learner.
 	MsgSnapshotSaved
+	// MsgPreVote asks an acceptor whether it would promise a new ballot
+	// (Ballot, the one the sender would use), without changing anything.
+	// An acceptor that heard a leader within its sticky time says no.
+	// Proposer to acceptors.
+	MsgPreVote
+	// MsgPreVoteReply answers MsgPreVote: Grant, and Ballot, the
+	// acceptor's promise. Acceptor to proposer.
+	MsgPreVoteReply
+	// MsgHeartbeatAck answers a leader's heartbeat: Ballot is the
+	// acceptor's promise. It tells the leader which acceptors it reaches.
+	// Acceptor to proposer.
+	MsgHeartbeatAck
+	// MsgProgress answers a leader's heartbeat with Commit, the learner's
+	// applied slot; the leader promotes joining members by it. Learner to
+	// proposer.
+	MsgProgress
+	// MsgTimeoutNow hands leadership over: the receiver campaigns at once,
+	// without a pre-vote, above Ballot. Leader to proposer.
+	MsgTimeoutNow
 )
 
 var msgTypeNames = [...]string{
@@ -82,6 +101,11 @@ var msgTypeNames = [...]string{
 	MsgSnapshotPull:  "SnapshotPull",
 	MsgSnapshotChunk: "SnapshotChunk",
 	MsgSnapshotSaved: "SnapshotSaved",
+	MsgPreVote:       "PreVote",
+	MsgPreVoteReply:  "PreVoteReply",
+	MsgHeartbeatAck:  "HeartbeatAck",
+	MsgProgress:      "Progress",
+	MsgTimeoutNow:    "TimeoutNow",
 }
 
 // String returns the type's name, for example "Promise".
@@ -116,6 +140,7 @@ type Message struct {
 	Offset  uint64    `msgpack:"p,omitempty"`
 	Size    uint64    `msgpack:"z,omitempty"`
 	Sum     uint32    `msgpack:"k,omitempty"`
+	Grant   bool      `msgpack:"g,omitempty"`
 }
 
 // IsLocal reports whether t only ever passes between the parts of one node,

@@ -230,11 +230,11 @@ func (n *Node) Deliver(m Message) error {
 	if m.To != n.cfg.ID {
 		return fmt.Errorf("paxos: %v delivered to node %d", m, n.cfg.ID)
 	}
-	var targets [2]Core
+	var targets [3]Core
 	switch m.Type {
-	case MsgPrepare, MsgAccept:
+	case MsgPrepare, MsgAccept, MsgPreVote:
 		targets[0] = n.cfg.Acceptor
-	case MsgPromise, MsgAccepted, MsgNack, MsgPropose, MsgLearned:
+	case MsgPromise, MsgAccepted, MsgNack, MsgPropose, MsgLearned, MsgPreVoteReply, MsgHeartbeatAck, MsgProgress, MsgTimeoutNow:
 		targets[0] = n.cfg.Proposer
 	case MsgCatchUp, MsgCatchUpReply, MsgSnapshotOffer, MsgSnapshotChunk, MsgSnapshotSaved:
 		targets[0] = n.cfg.Learner
@@ -247,8 +247,10 @@ func (n *Node) Deliver(m Message) error {
 		}
 		n.cfg.Snapshots.Serve(m)
 		return nil
-	case MsgDecide, MsgHeartbeat:
-		targets = [2]Core{n.cfg.Proposer, n.cfg.Learner}
+	case MsgDecide:
+		targets = [3]Core{n.cfg.Proposer, n.cfg.Learner}
+	case MsgHeartbeat:
+		targets = [3]Core{n.cfg.Proposer, n.cfg.Learner, n.cfg.Acceptor}
 	default:
 		return fmt.Errorf("paxos: unknown message type %d from %d", m.Type, m.From)
 	}
@@ -313,9 +315,13 @@ func (n *Node) Flush() error {
 		var remote, local []Message
 		var decided []Decision
 		var snap snapWork
+		var configs History
 		for _, c := range n.cores {
 			rd := c.Ready()
 			snap.add(rd)
+			if rd.Configs != nil {
+				configs = rd.Configs
+			}
 			writes = append(writes, rd.Writes...)
 			for _, m := range rd.Messages {
 				if m.To == n.cfg.ID {
@@ -342,8 +348,13 @@ func (n *Node) Flush() error {
 		for _, c := range n.cores {
 			c.Advance()
 		}
+		if configs != nil {
+			// Before the local messages: the proposer must know the
+			// configurations up to the applied slot a MsgLearned reports.
+			n.reconfigure(configs)
+		}
 		installed := n.doSnapshotWork(snap)
-		if len(local) == 0 && !installed {
+		if len(local) == 0 && !installed && configs == nil {
 			return nil
 		}
 		for _, m := range local {
@@ -354,6 +365,21 @@ func (n *Node) Flush() error {
 		}
 	}
 	panic(fmt.Sprintf("paxos: node %d still has local work after %d rounds", n.cfg.ID, maxLocalRounds))
+}
+
+// Reconfigurable is a core that follows the configurations the node's
+// learner knows.
+type Reconfigurable interface {
+	Reconfigure(History)
+}
+
+// reconfigure hands the learner's configurations to the other cores.
+func (n *Node) reconfigure(h History) {
+	for _, c := range []Core{n.cfg.Acceptor, n.cfg.Proposer} {
+		if r, ok := c.(Reconfigurable); ok && c != nil {
+			r.Reconfigure(h)
+		}
+	}
 }
 
 // snapWork is the snapshot work of one Ready.
@@ -423,9 +449,11 @@ func (n *Node) snapshotSaved(slot Slot) {
 	}
 }
 
-// maxLocalRounds bounds Flush's loop. A chain of local messages is short:
-// Accept, Accepted, Decide, Learned.
-const maxLocalRounds = 16
+// maxLocalRounds bounds Flush's loop. A chain of local messages is short
+// (Accept, Accepted, Decide, Learned), but a leader whose own acceptor is a
+// quorum alone goes round it once per window of slots, and after a
+// configuration change it fills up to ConfigDelay slots with no-ops.
+const maxLocalRounds = 16 + 2*int(ConfigDelay)
 
 // NotLeaderError is returned for commands given to a proposer that does not
 // lead. Leader is the leader it knows of, or 0 when it knows none.

@@ -71,12 +71,15 @@ type Ready struct {
 	// Install, when not zero, is the slot of a snapshot received whole: the
 	// driver makes it durable and hands it to the learner (Node.Flush).
 	Install Slot
+	// Configs, when not nil, are the learner's configurations, changed
+	// since the last Ready: the node hands them to its other cores.
+	Configs History
 }
 
 // Empty reports whether rd holds no work.
 func (rd Ready) Empty() bool {
 	return len(rd.Writes) == 0 && len(rd.Messages) == 0 && len(rd.Decided) == 0 &&
-		rd.Snapshot == nil && len(rd.Chunks) == 0 && rd.Install == 0
+		rd.Snapshot == nil && len(rd.Chunks) == 0 && rd.Install == 0 && rd.Configs == nil
 }
 
 // AcceptorState is what an acceptor recovers from storage.
@@ -100,6 +103,10 @@ type LearnerState struct {
 	// before it replays Chosen. Slot 0 means none.
 	Snapshot     SnapshotMeta
 	SnapshotData io.Reader
+	// Configs are the configurations as of Base, filled in by the driver:
+	// the ones the snapshot recorded, or the stored bootstrap
+	// configuration for a snapshot without them or no snapshot.
+	Configs History
 }
 
 // Check reports what is wrong with a recovered acceptor state: a value

@@ -10,6 +10,9 @@ import (
 type SnapshotMeta struct {
 	Slot Slot
 	Hash uint64
+	// Configs are the configurations that govern the slots after Slot.
+	// Snapshots written before version 5 hold none.
+	Configs History
 }
 
 // SnapshotJob is a snapshot a learner captured for its driver to write.

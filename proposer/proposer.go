@@ -2,6 +2,7 @@ package proposer
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -12,8 +13,10 @@ import (
 
 // Config configures a Proposer. Zero values take the defaults named.
 type Config struct {
-	ID         paxos.NodeID
-	Membership paxos.Membership
+	ID paxos.NodeID
+	// Configs are the configurations the local learner knows, as of its
+	// applied slot. Later ones arrive with Reconfigure.
+	Configs paxos.History
 	// Window is how many slots a leader keeps in flight at once. Default 32.
 	Window int
 	// MaxBatch is the most commands one slot carries. Default 512.
@@ -34,6 +37,10 @@ type Config struct {
 	// RetransmitTicks is how long a leader waits for acceptors to answer an
 	// Accept before sending it again. Default 4.
 	RetransmitTicks int
+	// PromoteLag is how close to the leader's applied slot a joining
+	// member's learner must be before the leader proposes its promotion.
+	// Default paxos.ConfigDelay.
+	PromoteLag int
 	// Rand draws the randomized timeouts. Required: the core never uses
 	// the global source, so that runs replay.
 	Rand   *rand.Rand
@@ -53,14 +60,15 @@ func (c *Config) setDefaults() {
 	def(&c.HeartbeatTicks, 2)
 	def(&c.ElectionTicks, 10)
 	def(&c.RetransmitTicks, 4)
+	def(&c.PromoteLag, int(paxos.ConfigDelay))
 }
 
 // Validate reports what is wrong with c after defaults are applied.
 func (c Config) Validate() error {
 	c.setDefaults()
 	switch {
-	case !c.Membership.Has(c.ID, paxos.RoleProposer):
-		return fmt.Errorf("proposer: node %d is not a proposer of the cluster", c.ID)
+	case len(c.Configs) == 0:
+		return fmt.Errorf("proposer: Config.Configs is required")
 	case c.Rand == nil:
 		return fmt.Errorf("proposer: Config.Rand is required")
 	case c.Window < 1 || c.MaxBatch < 1 || c.MaxBatchBytes < 1 || c.MaxQueue < 1:
@@ -77,6 +85,9 @@ type state uint8
 
 const (
 	stateFollower state = iota
+	// statePreCandidate asks the acceptors whether they would promise,
+	// before raising any ballot (MsgPreVote).
+	statePreCandidate
 	stateCandidate
 	stateLeader
 )
@@ -85,6 +96,8 @@ func (s state) String() string {
 	switch s {
 	case stateFollower:
 		return "follower"
+	case statePreCandidate:
+		return "pre-candidate"
 	case stateCandidate:
 		return "candidate"
 	case stateLeader:
@@ -104,12 +117,13 @@ type proposal struct {
 type Proposer struct {
 	cfg    Config
 	logger *slog.Logger
-	// peers are the heartbeat targets: every learner, this node's own too.
-	// NB: the local learner needs the heartbeat as much as the others. A
-	// new leader may start above slots its learner never heard were chosen
-	// (an acceptor's floor says so), and with no new commands nothing else
-	// would tell that learner to catch up.
-	peers []paxos.NodeID
+	// configs are the configurations the local learner knows, from the
+	// one that governs the slot after its applied one; applied is that
+	// slot. Together they say which slots this proposer may propose in:
+	// those up to applied+paxos.ConfigDelay (docs/design.md,
+	// "Reconfiguration").
+	configs paxos.History
+	applied paxos.Slot
 
 	state   state
 	ballot  paxos.Ballot // our ballot while candidate or leader
@@ -124,11 +138,17 @@ type Proposer struct {
 	decided      paxos.Slot
 	decidedAbove map[paxos.Slot]struct{} // chosen slots above decided
 
-	// Candidate state: the phase-1 start slot, who promised, and per slot
-	// the entry with the highest ballot among the promises.
+	// Campaign state, kept while leading: the phase-1 start slot, the
+	// pre-vote grants, the acceptors sent a Prepare and those that
+	// promised, and per slot the entry with the highest ballot among the
+	// promises not yet re-proposed. top is the highest slot a promise
+	// reported.
 	from     paxos.Slot
+	votes    []paxos.NodeID
+	prepared []paxos.NodeID
 	promised []paxos.NodeID
 	found    map[paxos.Slot]paxos.Entry
+	top      paxos.Slot
 	// floor is the highest acceptor floor the promises reported: every
 	// slot <= floor is chosen and must not be proposed again.
 	floor paxos.Slot
@@ -139,6 +159,15 @@ type Proposer struct {
 	queue      []paxos.Command // waiting for a slot; kept by candidate and leader
 	hbElapsed  int
 	decidedBuf []paxos.Entry // chosen since the last Ready, to announce
+	// Check-quorum: the acceptors heard from in this period and the last.
+	heard, heardBefore map[paxos.NodeID]bool
+	cqElapsed          int
+	// progress is each learner's applied slot, from MsgProgress.
+	progress map[paxos.NodeID]paxos.Slot
+	// change is a configuration change waiting for a slot; changeSlot the
+	// slot it was proposed in, until it is chosen.
+	change     paxos.Value
+	changeSlot paxos.Slot
 
 	rd paxos.Ready
 }
@@ -151,12 +180,11 @@ func New(cfg Config) (*Proposer, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	p := &Proposer{cfg: cfg, logger: cfg.Logger, decidedAbove: map[paxos.Slot]struct{}{}}
+	p := &Proposer{cfg: cfg, logger: cfg.Logger, configs: cfg.Configs, decidedAbove: map[paxos.Slot]struct{}{}}
 	if p.logger == nil {
 		p.logger = slog.New(slog.DiscardHandler)
 	}
 	p.logger = p.logger.With("node", cfg.ID, "role", "proposer")
-	p.peers = cfg.Membership.Learners()
 	p.resetTimeout()
 	return p, nil
 }
@@ -174,10 +202,46 @@ func (p *Proposer) Ballot() paxos.Ballot { return p.ballot }
 // Decided returns the prefix of the log this proposer knows to be chosen.
 func (p *Proposer) Decided() paxos.Slot { return p.decided }
 
-// State returns "follower", "candidate" or "leader".
+// State returns "follower", "pre-candidate", "candidate" or "leader".
 func (p *Proposer) State() string { return p.state.String() }
 
+// Configs returns the configurations this proposer knows.
+func (p *Proposer) Configs() paxos.History { return p.configs }
+
+// Reachable returns the members a leader heard from in its last two
+// check-quorum periods, in ID order; nil when it does not lead.
+func (p *Proposer) Reachable() []paxos.NodeID {
+	if p.state != stateLeader {
+		return nil
+	}
+	var out []paxos.NodeID
+	for id := range p.heard {
+		out = append(out, id)
+	}
+	for id := range p.heardBefore {
+		if !p.heard[id] {
+			out = append(out, id)
+		}
+	}
+	for id := range p.progress {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Progress returns the applied slot learner id last reported to this
+// leader, and whether it reported one.
+func (p *Proposer) Progress(id paxos.NodeID) (paxos.Slot, bool) {
+	s, ok := p.progress[id]
+	return s, ok
+}
+
 // Step handles one message; see the MsgType constants for who sends what.
+// Votes count only where a configuration says the sender is an acceptor, so
+// messages from any member are taken; the transport admits only members.
 func (p *Proposer) Step(m paxos.Message) error {
 	switch m.Type {
 	case paxos.MsgPropose:
@@ -186,14 +250,14 @@ func (p *Proposer) Step(m paxos.Message) error {
 		if m.From != p.cfg.ID {
 			return fmt.Errorf("proposer: Learned from %d, which is not this node", m.From)
 		}
+		p.applied = max(p.applied, m.Commit)
 		p.advanceDecided(m.Commit)
+		p.skipChosen()
+		p.maybePropose()
 		return nil
-	case paxos.MsgPromise, paxos.MsgAccepted, paxos.MsgNack:
-		if !p.cfg.Membership.Has(m.From, paxos.RoleAcceptor) {
-			return fmt.Errorf("proposer: %s from %d, which is not an acceptor", m.Type, m.From)
-		}
-	case paxos.MsgHeartbeat, paxos.MsgDecide:
-		if !p.cfg.Membership.Has(m.From, paxos.RoleProposer) || m.Ballot.Node != m.From {
+	case paxos.MsgPromise, paxos.MsgAccepted, paxos.MsgNack, paxos.MsgPreVoteReply, paxos.MsgHeartbeatAck, paxos.MsgProgress:
+	case paxos.MsgHeartbeat, paxos.MsgDecide, paxos.MsgTimeoutNow:
+		if m.Ballot.Node != m.From {
 			return fmt.Errorf("proposer: %s from %d with ballot %v", m.Type, m.From, m.Ballot)
 		}
 	default:
@@ -204,9 +268,23 @@ func (p *Proposer) Step(m paxos.Message) error {
 	case paxos.MsgPromise:
 		return p.handlePromise(m)
 	case paxos.MsgAccepted:
+		p.hear(m.From)
 		p.handleAccepted(m)
 	case paxos.MsgNack:
+		p.hear(m.From)
 		p.handleNack(m)
+	case paxos.MsgPreVoteReply:
+		p.handlePreVoteReply(m)
+	case paxos.MsgHeartbeatAck:
+		p.hear(m.From)
+		if p.state == stateLeader && p.ballot.Less(m.Ballot) {
+			p.logger.Info("stepping down", "ballot", p.ballot, "peer", m.From, "promised", m.Ballot)
+			p.becomeFollower(0, paxos.Ballot{})
+		}
+	case paxos.MsgProgress:
+		if p.state == stateLeader {
+			p.progress[m.From] = max(p.progress[m.From], m.Commit)
+		}
 	case paxos.MsgHeartbeat:
 		p.handleLeaderAlive(m)
 	case paxos.MsgDecide:
@@ -214,17 +292,49 @@ func (p *Proposer) Step(m paxos.Message) error {
 		for _, e := range m.Entries {
 			p.markDecided(e.Slot)
 		}
+	case paxos.MsgTimeoutNow:
+		if p.state != stateLeader && p.isProposer() {
+			p.logger.Info("leadership handed over", "peer", m.From, "ballot", m.Ballot)
+			p.becomeCandidate()
+		}
 	}
 	return nil
+}
+
+// Reconfigure gives the proposer the configurations its learner knows,
+// after the learner applied a change, restored a snapshot or pruned ones
+// that no longer govern. A candidate or leader asks the acceptors a new
+// configuration adds for their promises.
+func (p *Proposer) Reconfigure(h paxos.History) {
+	p.configs = h
+	if p.state == stateCandidate || p.state == stateLeader {
+		p.prepareAll()
+	}
+	if p.state == stateLeader && !p.isProposer() && !p.configs.Pending(p.applied) {
+		p.handOver()
+	}
+	p.maybePropose()
+}
+
+// isProposer reports whether the newest configuration makes this node a
+// proposer.
+func (p *Proposer) isProposer() bool {
+	return p.configs.Latest().Membership().Has(p.cfg.ID, paxos.RoleProposer)
+}
+
+func (p *Proposer) hear(id paxos.NodeID) {
+	if p.state == stateLeader {
+		p.heard[id] = true
+	}
 }
 
 // Tick drives the failure detector, heartbeats and retransmission.
 func (p *Proposer) Tick() {
 	switch p.state {
-	case stateFollower, stateCandidate:
+	case stateFollower, statePreCandidate, stateCandidate:
 		p.elapsed++
 		if p.elapsed >= p.timeout {
-			p.becomeCandidate()
+			p.campaign()
 		}
 	case stateLeader:
 		p.hbElapsed++
@@ -232,6 +342,8 @@ func (p *Proposer) Tick() {
 			p.bcastHeartbeat()
 		}
 		p.maybeRetransmit()
+		p.checkQuorum()
+		p.maybePromote()
 	}
 }
 
@@ -239,6 +351,21 @@ func (p *Proposer) Tick() {
 func (p *Proposer) Ready() paxos.Ready {
 	p.bcastDecided()
 	return p.rd
+}
+
+// members returns every member of the configurations that govern the slots
+// from s on, in ID order.
+func (p *Proposer) members(s paxos.Slot, r paxos.Role) []paxos.NodeID {
+	var out []paxos.NodeID
+	for _, c := range p.configs.From(s) {
+		for _, m := range c.Membership().Members() {
+			if m.Roles&r != 0 && !slices.Contains(out, m.ID) {
+				out = append(out, m.ID)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // bcastDecided announces the slots chosen since the last call with one
@@ -249,7 +376,7 @@ func (p *Proposer) bcastDecided() {
 	if len(p.decidedBuf) == 0 {
 		return
 	}
-	for _, to := range p.cfg.Membership.Learners() {
+	for _, to := range p.members(p.decidedBuf[0].Slot, paxos.RoleLearner) {
 		p.send(paxos.Message{Type: paxos.MsgDecide, To: to, Ballot: p.ballot, Entries: p.decidedBuf})
 	}
 	p.decidedBuf = nil
@@ -263,10 +390,44 @@ func (p *Proposer) resetTimeout() {
 	p.timeout = p.cfg.ElectionTicks + p.cfg.Rand.IntN(p.cfg.ElectionTicks)
 }
 
+// campaign starts an election after a timeout: first a pre-vote, so that a
+// member that restarts or returns from a partition raises no ballot while
+// the acceptors still hear a leader. A member that is not a proposer of the
+// newest configuration, or whose learner lags far behind what it knows is
+// chosen (it could not propose until it caught up), does not campaign.
+func (p *Proposer) campaign() {
+	if !p.isProposer() || p.decided > p.applied+paxos.ConfigDelay/2 {
+		p.becomeFollower(p.leader, p.leaderBallot)
+		return
+	}
+	p.dropLeaderState()
+	p.state = statePreCandidate
+	p.leader, p.leaderBallot = 0, paxos.Ballot{}
+	p.from = p.decided + 1
+	p.votes = p.votes[:0]
+	p.resetTimeout()
+	b := paxos.Ballot{Round: max(p.maxSeen.Round, p.ballot.Round) + 1, Node: p.cfg.ID}
+	for _, to := range p.configs.At(p.from).Membership().Acceptors() {
+		p.send(paxos.Message{Type: paxos.MsgPreVote, To: to, Ballot: b, Slot: p.from})
+	}
+}
+
+func (p *Proposer) handlePreVoteReply(m paxos.Message) {
+	if p.state != statePreCandidate || m.Slot != p.from || !m.Grant || slices.Contains(p.votes, m.From) {
+		return
+	}
+	p.votes = append(p.votes, m.From)
+	if p.configs.At(p.from).Membership().IsQuorum(p.votes) {
+		p.becomeCandidate()
+	}
+}
+
 // becomeCandidate starts phase 1 for every slot from the first one not known
 // to be chosen, with a ballot above every ballot seen (§2.2, §3).
 func (p *Proposer) becomeCandidate() {
+	queue := p.queue
 	p.dropLeaderState()
+	p.queue = queue
 	p.state = stateCandidate
 	p.ballot = paxos.Ballot{Round: max(p.maxSeen.Round, p.ballot.Round) + 1, Node: p.cfg.ID}
 	p.maxSeen = p.ballot
@@ -278,17 +439,30 @@ func (p *Proposer) becomeCandidate() {
 	// would never re-propose it, and every learner would wait for it.
 	p.from = p.decided + 1
 	p.found = map[paxos.Slot]paxos.Entry{}
+	p.top = p.from - 1
 	p.resetTimeout()
 	p.logger.Info("campaigning", "ballot", p.ballot, "slot", p.from)
-	for _, to := range p.cfg.Membership.Acceptors() {
-		p.send(paxos.Message{Type: paxos.MsgPrepare, To: to, Ballot: p.ballot, Slot: p.from})
+	p.prepareAll()
+}
+
+// prepareAll sends a Prepare to every acceptor of a configuration that
+// governs a slot from the phase-1 start on and was not sent one at this
+// ballot. A slot may be proposed in only once a quorum of its own
+// configuration promised (canPropose).
+func (p *Proposer) prepareAll() {
+	for _, to := range p.members(p.from, paxos.RoleAcceptor) {
+		if !slices.Contains(p.prepared, to) {
+			p.prepared = append(p.prepared, to)
+			p.send(paxos.Message{Type: paxos.MsgPrepare, To: to, Ballot: p.ballot, Slot: p.from})
+		}
 	}
 }
 
-// handlePromise collects phase 1b answers; a quorum makes this proposer the
-// leader.
+// handlePromise collects phase 1b answers; a quorum of the configuration of
+// the phase-1 start makes this proposer the leader. Promises that come later
+// still count, for the slots of configurations that need them.
 func (p *Proposer) handlePromise(m paxos.Message) error {
-	if p.state != stateCandidate || m.Ballot != p.ballot || m.Slot != p.from {
+	if (p.state != stateCandidate && p.state != stateLeader) || m.Ballot != p.ballot || m.Slot != p.from {
 		return nil // late or duplicate: not for this campaign
 	}
 	if slices.Contains(p.promised, m.From) {
@@ -299,83 +473,173 @@ func (p *Proposer) handlePromise(m paxos.Message) error {
 			return fmt.Errorf("proposer: promise from %d for %v holds slot %d at ballot %v", m.From, m.Ballot, e.Slot, e.Ballot)
 		}
 	}
+	p.hear(m.From)
 	for _, e := range m.Entries {
+		if p.state == stateLeader && e.Slot < p.next {
+			// NB: already proposed, with the highest value a quorum of
+			// the slot's configuration reported; a value from a wider set
+			// of acceptors is no more right.
+			continue
+		}
 		if cur, ok := p.found[e.Slot]; !ok || cur.Ballot.Less(e.Ballot) {
 			p.found[e.Slot] = e
 		}
+		p.top = max(p.top, e.Slot)
 	}
 	p.floor = max(p.floor, m.Commit)
 	p.promised = append(p.promised, m.From)
-	if p.cfg.Membership.IsQuorum(p.promised) {
+	switch {
+	case p.state == stateCandidate && p.configs.At(p.from).Membership().IsQuorum(p.promised):
 		p.becomeLeader()
+	case p.state == stateLeader:
+		p.applyFloor()
+		p.maybePropose()
 	}
 	return nil
 }
 
-// becomeLeader ends phase 1: it re-proposes, with its own ballot, the
-// highest-ballot value reported for every slot from the phase-1 start up to
-// the highest slot any promise mentioned, filling holes with no-ops (§3).
-// Slots at or below an acceptor's floor are chosen already and skipped: the
-// acceptor no longer reports their values, so a no-op there could overwrite
-// a chosen value.
+// becomeLeader ends phase 1. From the phase-1 start on, it re-proposes with
+// its own ballot the highest-ballot value reported for each slot up to the
+// highest slot any promise mentioned, filling holes with no-ops (§3), then
+// new commands; each slot only once a quorum of its configuration promised
+// and its configuration is known (maybePropose). Slots at or below an
+// acceptor's floor are chosen already and skipped: the acceptor no longer
+// reports their values, so a no-op there could overwrite a chosen value.
 func (p *Proposer) becomeLeader() {
 	p.state = stateLeader
 	p.leader, p.leaderBallot = p.cfg.ID, p.ballot
-	p.advanceDecided(p.floor)
-	start := max(p.from, p.floor+1)
-	top := start - 1
-	for s := range p.found {
-		top = max(top, s)
+	p.inflight = make(map[paxos.Slot]*proposal, 2*p.cfg.Window)
+	p.heard, p.heardBefore = map[paxos.NodeID]bool{}, map[paxos.NodeID]bool{}
+	p.progress = map[paxos.NodeID]paxos.Slot{}
+	p.cqElapsed = 0
+	for _, id := range p.promised {
+		p.heard[id] = true
 	}
-	// NB: the range can be long when this proposer's learner lags far
-	// behind the acceptors; size the map for a normal window, not for it.
-	p.inflight = make(map[paxos.Slot]*proposal, min(uint64(top-start+1), uint64(4*p.cfg.Window)))
-	for s := start; s <= top; s++ {
-		p.propose(s, p.found[s].Value) // a hole reads as the nil Value: the no-op
-	}
-	p.next = top + 1
-	p.found = nil
-	p.logger.Info("became leader", "ballot", p.ballot, "slot", start, "recovered", int(top-start+1))
+	p.next = p.from
+	p.applyFloor()
+	p.logger.Info("became leader", "ballot", p.ballot, "slot", p.next, "recovered", int(p.top)-int(p.next)+1)
 	p.bcastHeartbeat()
 	p.maybePropose()
 }
 
+// applyFloor takes in that every slot up to the promises' floor is chosen.
+func (p *Proposer) applyFloor() {
+	p.advanceDecided(p.floor)
+	p.skipChosen()
+}
+
+// skipChosen makes a leader give up the slots it knows to be chosen: it
+// neither proposes in them nor counts votes for them. NB: this is not only
+// economy. The configurations a proposer knows begin after its learner's
+// applied slot; one that governed a slot at or below it may be forgotten,
+// so a vote there could be counted against the wrong configuration.
+func (p *Proposer) skipChosen() {
+	if p.state != stateLeader {
+		return
+	}
+	p.next = max(p.next, p.decided+1)
+	for s := range p.found {
+		if s <= p.decided {
+			delete(p.found, s)
+		}
+	}
+	for s := range p.inflight {
+		if s <= p.decided {
+			p.dropProposal(s)
+		}
+	}
+}
+
 func (p *Proposer) handlePropose(m paxos.Message) error {
-	if p.state == stateFollower {
+	if p.state == stateFollower || p.state == statePreCandidate {
 		return &paxos.NotLeaderError{Leader: p.leader}
 	}
 	if len(p.queue)+len(m.Cmds) > p.cfg.MaxQueue {
 		return paxos.ErrOverloaded
 	}
 	p.queue = append(p.queue, m.Cmds...)
-	if p.state == stateLeader {
-		p.maybePropose()
-	}
+	p.maybePropose()
 	return nil
 }
 
-// maybePropose fills free window places with batches of queued commands.
-// Batching is adaptive: a lone command goes out at once, and commands that
-// arrive while the window is full share the next free slot.
+// ErrChangePending is returned for a configuration change proposed while
+// another is on its way: one change at a time.
+var ErrChangePending = errors.New("proposer: a configuration change is already in progress; wait for it to take effect")
+
+// ProposeChange proposes c, computed from the newest configuration, as the
+// next configuration. It returns a *paxos.NotLeaderError when this node does
+// not lead, and ErrChangePending while another change is proposed, chosen
+// but not yet in effect, or may be (the local learner lags).
+func (p *Proposer) ProposeChange(c paxos.Config) error {
+	if p.state != stateLeader {
+		return &paxos.NotLeaderError{Leader: p.leader}
+	}
+	if p.changePending() {
+		return ErrChangePending
+	}
+	c.Base = p.configs.Latest().Made
+	p.change = paxos.EncodeConfig(c)
+	p.maybePropose()
+	return nil
+}
+
+func (p *Proposer) changePending() bool {
+	return p.change != nil || p.changeSlot != 0 || p.configs.Pending(p.applied) || p.applied < p.decided
+}
+
+// canPropose reports whether the leader may propose in slot s: its
+// configuration is known (every slot up to s-ConfigDelay is applied here)
+// and a quorum of that configuration promised this ballot.
+func (p *Proposer) canPropose(s paxos.Slot) bool {
+	return s <= p.applied+paxos.ConfigDelay && p.configs.At(s).Membership().IsQuorum(p.promised)
+}
+
+// maybePropose fills free window places: first with the values phase 1
+// recovered (no-ops in holes), then with a configuration change, then with
+// batches of queued commands; and while a chosen change is not yet in
+// effect, with no-ops, so that it takes effect without waiting for
+// traffic. Batching is adaptive: a lone command goes out at once, and
+// commands that arrive while the window is full share the next free slot.
 func (p *Proposer) maybePropose() {
-	for len(p.queue) > 0 && len(p.inflight) < p.cfg.Window {
-		n, size := 0, 0
-		for n < len(p.queue) && n < p.cfg.MaxBatch {
-			size += len(p.queue[n].Data)
-			if n > 0 && size > p.cfg.MaxBatchBytes {
-				break
-			}
-			n++
-		}
-		v := paxos.EncodeBatch(p.queue[:n])
-		clear(p.queue[:n]) // let the command bytes be collected
-		p.queue = p.queue[n:]
-		if len(p.queue) == 0 {
-			p.queue = nil
+	if p.state != stateLeader {
+		return
+	}
+	for len(p.inflight) < p.cfg.Window && p.canPropose(p.next) {
+		var v paxos.Value
+		if e, ok := p.found[p.next]; ok {
+			v = e.Value
+			delete(p.found, p.next)
+		} else if p.next <= p.top {
+			// a hole: the no-op
+		} else if p.change != nil {
+			v, p.change, p.changeSlot = p.change, nil, p.next
+		} else if len(p.queue) > 0 {
+			v = p.takeBatch()
+		} else if p.configs.Latest().Start <= p.next {
+			return
 		}
 		p.propose(p.next, v)
 		p.next++
 	}
+}
+
+// takeBatch takes the next batch of queued commands.
+func (p *Proposer) takeBatch() paxos.Value {
+	n, size := 0, 0
+	for n < len(p.queue) && n < p.cfg.MaxBatch {
+		size += len(p.queue[n].Data)
+		if n > 0 && size > p.cfg.MaxBatchBytes {
+			break
+		}
+		n++
+	}
+	v := paxos.EncodeBatch(p.queue[:n])
+	clear(p.queue[:n]) // let the command bytes be collected
+	p.queue = p.queue[n:]
+	if len(p.queue) == 0 {
+		p.queue = nil
+	}
+	return v
 }
 
 // propose starts phase 2 for slot s with value v at the leader's ballot.
@@ -384,12 +648,13 @@ func (p *Proposer) propose(s paxos.Slot, v paxos.Value) {
 		panic(fmt.Sprintf("proposer: slot %d proposed twice at ballot %v", s, p.ballot))
 	}
 	p.inflight[s] = &proposal{value: v}
-	for _, to := range p.cfg.Membership.Acceptors() {
+	for _, to := range p.configs.At(s).Membership().Acceptors() {
 		p.send(paxos.Message{Type: paxos.MsgAccept, To: to, Ballot: p.ballot, Slot: s, Value: v})
 	}
 }
 
-// handleAccepted counts phase 2b answers; a quorum chooses the slot.
+// handleAccepted counts phase 2b answers; a quorum of the slot's
+// configuration chooses the slot.
 func (p *Proposer) handleAccepted(m paxos.Message) {
 	if p.state != stateLeader || m.Ballot != p.ballot {
 		return
@@ -399,13 +664,20 @@ func (p *Proposer) handleAccepted(m paxos.Message) {
 		return
 	}
 	pr.acks = append(pr.acks, m.From)
-	if !p.cfg.Membership.IsQuorum(pr.acks) {
+	if !p.configs.At(m.Slot).Membership().IsQuorum(pr.acks) {
 		return
 	}
-	delete(p.inflight, m.Slot)
+	p.dropProposal(m.Slot)
 	p.decidedBuf = append(p.decidedBuf, paxos.Entry{Slot: m.Slot, Ballot: p.ballot, Value: pr.value})
 	p.markDecided(m.Slot)
 	p.maybePropose()
+}
+
+func (p *Proposer) dropProposal(s paxos.Slot) {
+	delete(p.inflight, s)
+	if s == p.changeSlot {
+		p.changeSlot = 0
+	}
 }
 
 // handleNack steps down when an acceptor has promised a higher ballot, and
@@ -417,22 +689,19 @@ func (p *Proposer) handleNack(m paxos.Message) {
 		if p.state == stateLeader {
 			// The slots are chosen; what this leader proposed there was
 			// a re-proposal, and the learners get them from each other.
-			for s := range p.inflight {
-				if s <= m.Commit {
-					delete(p.inflight, s)
-				}
-			}
-			p.next = max(p.next, m.Commit+1)
+			p.floor = max(p.floor, m.Commit)
+			p.applyFloor()
 			p.maybePropose()
 		}
 	}
-	if p.state != stateFollower && p.ballot.Less(m.Ballot) {
+	if (p.state == stateCandidate || p.state == stateLeader) && p.ballot.Less(m.Ballot) {
 		p.logger.Info("stepping down", "ballot", p.ballot, "peer", m.From, "promised", m.Ballot)
 		p.becomeFollower(0, paxos.Ballot{})
 	}
 }
 
-// handleLeaderAlive notes a heartbeat or decision from a leader.
+// handleLeaderAlive notes a heartbeat or decision from a leader. A
+// pre-candidate that hears one gives up its campaign: the leader lives.
 func (p *Proposer) handleLeaderAlive(m paxos.Message) {
 	if m.From == p.cfg.ID {
 		return
@@ -443,6 +712,8 @@ func (p *Proposer) handleLeaderAlive(m paxos.Message) {
 			p.logger.Info("stepping down", "ballot", p.ballot, "peer", m.From, "leader_ballot", m.Ballot)
 			p.becomeFollower(m.From, m.Ballot)
 		}
+	case statePreCandidate:
+		p.becomeFollower(m.From, m.Ballot)
 	case stateFollower:
 		if !m.Ballot.Less(p.leaderBallot) {
 			p.leader, p.leaderBallot = m.From, m.Ballot
@@ -468,13 +739,112 @@ func (p *Proposer) dropLeaderState() {
 	p.found = nil
 	p.floor = 0
 	p.promised = p.promised[:0]
+	p.prepared = p.prepared[:0]
+	p.change, p.changeSlot = nil, 0
+	p.heard, p.heardBefore, p.progress = nil, nil, nil
 }
 
 func (p *Proposer) bcastHeartbeat() {
 	p.hbElapsed = 0
-	for _, to := range p.peers {
+	for _, to := range p.members(p.decided+1, paxos.RoleAll) {
 		p.send(paxos.Message{Type: paxos.MsgHeartbeat, To: to, Ballot: p.ballot, Commit: p.decided})
 	}
+}
+
+// checkQuorum steps down a leader that heard from no quorum of acceptors
+// for an election timeout, so that its clients are told at once that
+// nobody leads instead of waiting for an answer that cannot come. A leader
+// still missing the promises of a configuration it needs after as long
+// campaigns again, which asks every acceptor anew.
+func (p *Proposer) checkQuorum() {
+	if p.cqElapsed++; p.cqElapsed < p.cfg.ElectionTicks {
+		return
+	}
+	p.cqElapsed = 0
+	var heard []paxos.NodeID
+	for id := range p.heard {
+		heard = append(heard, id)
+	}
+	p.heardBefore, p.heard = p.heard, map[paxos.NodeID]bool{}
+	if !p.configs.At(p.next).Membership().IsQuorum(heard) {
+		p.logger.Warn("stepping down: no quorum of acceptors answered for an election timeout", "ballot", p.ballot, "heard", heard)
+		p.becomeFollower(0, paxos.Ballot{})
+		return
+	}
+	if p.next <= p.applied+paxos.ConfigDelay && !p.configs.At(p.next).Membership().IsQuorum(p.promised) {
+		p.logger.Info("campaigning again: a quorum of a new configuration has not promised", "ballot", p.ballot, "slot", p.next)
+		p.becomeCandidate()
+	}
+}
+
+// maybePromote proposes the promotion of a joining member whose learner came
+// within PromoteLag slots of this leader's, when no other change is on its
+// way.
+func (p *Proposer) maybePromote() {
+	if p.changePending() {
+		return
+	}
+	latest := p.configs.Latest()
+	for i, peer := range latest.Peers {
+		if peer.Target == 0 {
+			continue
+		}
+		at, ok := p.progress[peer.ID]
+		if !ok || at+paxos.Slot(p.cfg.PromoteLag) < p.applied {
+			continue
+		}
+		peers := slices.Clone(latest.Peers)
+		peers[i].Roles, peers[i].Target = peer.Target, 0
+		c, err := paxos.NewConfig(0, 0, peers, latest.Removed)
+		if err != nil {
+			p.logger.Error("promotion not proposed", "member", peer.ID, "err", err)
+			continue
+		}
+		p.logger.Info("promoting a member that caught up", "member", peer.ID, "roles", peer.Target, "applied", at)
+		_ = p.ProposeChange(c) // checked above: this node leads, nothing pending
+		return
+	}
+}
+
+// ErrTransfer reports a leadership transfer that cannot be done.
+var ErrTransfer = errors.New("proposer: cannot hand leadership over")
+
+// TransferTo hands leadership to proposer id: this leader stops taking
+// commands and tells id to campaign at once, skipping the pre-vote. If id
+// does not take over, a new leader is elected after an election timeout.
+func (p *Proposer) TransferTo(id paxos.NodeID) error {
+	switch {
+	case p.state != stateLeader:
+		return &paxos.NotLeaderError{Leader: p.leader}
+	case id == p.cfg.ID:
+		return fmt.Errorf("%w: node %d leads already", ErrTransfer, id)
+	case !p.configs.Latest().Membership().Has(id, paxos.RoleProposer):
+		return fmt.Errorf("%w: node %d is not a proposer", ErrTransfer, id)
+	}
+	p.logger.Info("handing leadership over", "to", id, "ballot", p.ballot)
+	b := p.ballot
+	p.becomeFollower(id, paxos.Ballot{})
+	p.send(paxos.Message{Type: paxos.MsgTimeoutNow, To: id, Ballot: b})
+	return nil
+}
+
+// handOver passes leadership to the proposer that is furthest along, when
+// the newest configuration no longer makes this node one, or steps down
+// if there is none it heard from.
+func (p *Proposer) handOver() {
+	var best paxos.NodeID
+	var bestAt paxos.Slot
+	for _, id := range p.configs.Latest().Membership().Proposers() {
+		if at, ok := p.progress[id]; ok && (best == 0 || at > bestAt) {
+			best, bestAt = id, at
+		}
+	}
+	if best == 0 {
+		p.logger.Info("stepping down: no longer a proposer", "ballot", p.ballot)
+		p.becomeFollower(0, paxos.Ballot{})
+		return
+	}
+	_ = p.TransferTo(best) // leads, and best is a proposer
 }
 
 // maybeRetransmit resends Accepts that have waited RetransmitTicks, to the
@@ -491,7 +861,7 @@ func (p *Proposer) maybeRetransmit() {
 	for _, s := range due {
 		pr := p.inflight[s]
 		pr.age = 0
-		for _, to := range p.cfg.Membership.Acceptors() {
+		for _, to := range p.configs.At(s).Membership().Acceptors() {
 			if !slices.Contains(pr.acks, to) {
 				p.send(paxos.Message{Type: paxos.MsgAccept, To: to, Ballot: p.ballot, Slot: s, Value: pr.value})
 			}

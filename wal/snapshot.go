@@ -20,11 +20,17 @@ import (
 
 // A snapshot file holds a learner's state as of one slot:
 //
-//	magic     "PXSNAP01"
+//	magic     "PXSNAP02"
 //	header    4-byte big-endian length, then: uvarint slot, 8-byte applied
-//	          hash, uvarint cluster ID, uvarint member count, per member
-//	          uvarint ID and one byte of roles, uvarint length and the
-//	          machine's name
+//	          hash, uvarint cluster ID, the configurations that govern
+//	          the slots after the snapshot (paxos.History.Encode), uvarint
+//	          length and the machine's name
+//
+// Files of version 1 ("PXSNAP01", written before paxosd had
+// reconfiguration) hold the member list instead of the configurations:
+// uvarint member count, per member uvarint ID and one byte of roles. They
+// are read with Configs empty, which tells the member to start from its
+// stored bootstrap configuration: nothing could change it back then.
 //	data      the state, as the learner's Snapshot writes it
 //	trailer   8-byte big-endian data length, 4-byte CRC-32C of every byte
 //	          before it
@@ -35,7 +41,8 @@ import (
 // as ErrCorrupt, never skipped.
 
 const (
-	snapMagic     = "PXSNAP01"
+	snapMagic     = "PXSNAP02"
+	snapMagicV1   = "PXSNAP01"
 	snapPrefix    = "snap-"
 	snapSuffix    = ".pxsnap"
 	snapTemp      = ".tmp"
@@ -44,8 +51,10 @@ const (
 )
 
 // SnapshotHeader is the header of a snapshot file: what the learner knows
-// of the snapshot (its slot and the applied hash there), and the cluster it
-// belongs to, for checks and for people reading it.
+// of the snapshot (its slot, the applied hash there and the configurations
+// after it), and the cluster it belongs to, for checks and for people
+// reading it. Members is the newest configuration's (or, in a version 1
+// file, the bootstrap members); it is derived, not written.
 type SnapshotHeader struct {
 	paxos.SnapshotMeta
 	Cluster uint64
@@ -323,9 +332,10 @@ func newSnapshotReader(f vfs.File, path string) (*SnapshotReader, error) {
 	r := io.TeeReader(sr.br, sr.crc)
 	var magic [8]byte
 	var hlen [4]byte
-	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != snapMagic {
+	if _, err := io.ReadFull(r, magic[:]); err != nil || (string(magic[:]) != snapMagic && string(magic[:]) != snapMagicV1) {
 		return nil, sr.corrupt("not a snapshot file (bad magic)")
 	}
+	v1 := string(magic[:]) == snapMagicV1
 	if _, err := io.ReadFull(r, hlen[:]); err != nil {
 		return nil, sr.corrupt("truncated header")
 	}
@@ -337,7 +347,7 @@ func newSnapshotReader(f vfs.File, path string) (*SnapshotReader, error) {
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, sr.corrupt("truncated header")
 	}
-	if sr.Header, err = decodeSnapHeader(hdr); err != nil {
+	if sr.Header, err = decodeSnapHeader(hdr, v1); err != nil {
 		return nil, sr.corrupt("%v", err)
 	}
 	sr.size = size - 12 - n - snapTrailer
@@ -384,16 +394,12 @@ func encodeSnapHeader(m SnapshotHeader) []byte {
 	b := binary.AppendUvarint(nil, uint64(m.Slot))
 	b = binary.BigEndian.AppendUint64(b, m.Hash)
 	b = binary.AppendUvarint(b, m.Cluster)
-	b = binary.AppendUvarint(b, uint64(len(m.Members)))
-	for _, mem := range m.Members {
-		b = binary.AppendUvarint(b, uint64(mem.ID))
-		b = append(b, byte(mem.Roles))
-	}
+	b = m.Configs.Encode(b)
 	b = binary.AppendUvarint(b, uint64(len(m.Machine)))
 	return append(b, m.Machine...)
 }
 
-func decodeSnapHeader(b []byte) (SnapshotHeader, error) {
+func decodeSnapHeader(b []byte, v1 bool) (SnapshotHeader, error) {
 	var m SnapshotHeader
 	next := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(b)
@@ -415,23 +421,17 @@ func decodeSnapHeader(b []byte) (SnapshotHeader, error) {
 	if m.Cluster, err = next("cluster ID"); err != nil {
 		return m, err
 	}
-	count, err := next("member count")
-	if err != nil {
-		return m, err
-	}
-	if count > uint64(len(b)/2) {
-		return m, fmt.Errorf("%d members in %d bytes", count, len(b))
-	}
-	for range count {
-		id, err := next("member ID")
-		if err != nil {
+	if v1 {
+		if m.Members, err = decodeMembersV1(next, &b); err != nil {
 			return m, err
 		}
-		if len(b) < 1 {
-			return m, errors.New("bad member roles")
+	} else {
+		if m.Configs, b, err = paxos.DecodeHistory(b); err != nil {
+			return m, fmt.Errorf("configurations: %w", err)
 		}
-		m.Members = append(m.Members, paxos.Member{ID: paxos.NodeID(id), Roles: paxos.Role(b[0])})
-		b = b[1:]
+		if len(m.Configs) > 0 {
+			m.Members = m.Configs.Latest().Membership().Members()
+		}
 	}
 	l, err := next("machine name length")
 	if err != nil {
@@ -442,4 +442,28 @@ func decodeSnapHeader(b []byte) (SnapshotHeader, error) {
 	}
 	m.Machine = string(b)
 	return m, nil
+}
+
+// decodeMembersV1 reads the member list of a version 1 header.
+func decodeMembersV1(next func(string) (uint64, error), b *[]byte) ([]paxos.Member, error) {
+	count, err := next("member count")
+	if err != nil {
+		return nil, err
+	}
+	if count > uint64(len(*b)/2) {
+		return nil, fmt.Errorf("%d members in %d bytes", count, len(*b))
+	}
+	var ms []paxos.Member
+	for range count {
+		id, err := next("member ID")
+		if err != nil {
+			return nil, err
+		}
+		if len(*b) < 1 {
+			return nil, errors.New("bad member roles")
+		}
+		ms = append(ms, paxos.Member{ID: paxos.NodeID(id), Roles: paxos.Role((*b)[0])})
+		*b = (*b)[1:]
+	}
+	return ms, nil
 }

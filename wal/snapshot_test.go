@@ -2,8 +2,10 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -15,8 +17,52 @@ import (
 )
 
 func testMeta(slot paxos.Slot) SnapshotHeader {
-	return SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: slot, Hash: uint64(slot) * 7919}, Cluster: 0xc1, Machine: "kv",
-		Members: []paxos.Member{{ID: 1, Roles: paxos.RoleAll}, {ID: 2, Roles: paxos.RoleAcceptor}}}
+	ms := paxos.MustMembership(paxos.Member{ID: 1, Roles: paxos.RoleAll}, paxos.Member{ID: 2, Roles: paxos.RoleAcceptor})
+	boot := paxos.InitialConfig(ms)
+	next, err := paxos.NewConfig(slot+paxos.ConfigDelay, slot, []paxos.Peer{{ID: 1, Roles: paxos.RoleAll, PeerAddr: "a:1", ClientAddr: "a:2"},
+		{ID: 2, Roles: paxos.RoleAcceptor, PeerAddr: "b:1"}, {ID: 3, Roles: paxos.RoleLearner, Target: paxos.RoleAll, PeerAddr: "c:1"}}, []paxos.NodeID{7})
+	if err != nil {
+		panic(err)
+	}
+	return SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: slot, Hash: uint64(slot) * 7919, Configs: paxos.History{boot, next}},
+		Cluster: 0xc1, Machine: "kv", Members: next.Membership().Members()}
+}
+
+// A snapshot file of version 1 (before reconfiguration) is read with its
+// member list and no configurations.
+func TestSnapshotVersion1(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := OpenSnapshots(fs, "snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("state")
+	hdr := binary.AppendUvarint(nil, 9)
+	hdr = binary.BigEndian.AppendUint64(hdr, 0xabc)
+	hdr = binary.AppendUvarint(hdr, 0xc1)
+	hdr = append(hdr, 2, 1, byte(paxos.RoleAll), 2, byte(paxos.RoleAcceptor))
+	hdr = append(hdr, 2, 'k', 'v')
+	file := append([]byte(snapMagicV1), byte(len(hdr)>>24), byte(len(hdr)>>16), byte(len(hdr)>>8), byte(len(hdr)))
+	file = append(append(file, hdr...), data...)
+	file = binary.BigEndian.AppendUint64(file, uint64(len(data)))
+	file = binary.BigEndian.AppendUint32(file, crc32.Checksum(file, crcTable))
+	f, err := fs.Create(s.Path(9), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	meta, got, err := readAll(t, fs, s.Path(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []paxos.Member{{ID: 1, Roles: paxos.RoleAll}, {ID: 2, Roles: paxos.RoleAcceptor}}
+	if meta.Slot != 9 || meta.Hash != 0xabc || meta.Cluster != 0xc1 || meta.Machine != "kv" || meta.Configs != nil ||
+		fmt.Sprint(meta.Members) != fmt.Sprint(want) || string(got) != "state" {
+		t.Fatalf("version 1 file read as %+v, %q", meta, got)
+	}
 }
 
 // snapData is the state a test snapshot at slot holds.

@@ -156,7 +156,7 @@ func TestSnapshotInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := wal.SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: 42, Hash: 0xabc}, Cluster: 0x99, Members: paxos.Uniform(3).Members(), Machine: "kv"}
+	meta := wal.SnapshotHeader{SnapshotMeta: paxos.SnapshotMeta{Slot: 42, Hash: 0xabc, Configs: paxos.History{paxos.InitialConfig(paxos.Uniform(3))}}, Cluster: 0x99, Machine: "kv"}
 	path, err := s.Write(meta, func(w io.Writer) error { _, err := w.Write([]byte("some state")); return err })
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestSnapshotInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 1
+	b[len(b)-12-5] ^= 1 // in the state, before the trailer
 	bad := filepath.Join(dir, "bad.pxsnap")
 	if err := os.WriteFile(bad, b, 0o644); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,10 @@ type checker struct {
 	// dropped is set when a store dropped slots, so that the next check
 	// runs checkAvailable.
 	dropped bool
+	// configs are the configurations the chosen prefix up to refNext-1
+	// makes, from the bootstrap one on, none dropped: the truth the
+	// members' quorums are checked against (invariant 10).
+	configs paxos.History
 }
 
 type vote struct {
@@ -67,6 +71,18 @@ func (c *checker) init() {
 	c.refLast = map[uint64]uint64{}
 	c.hashAt = map[paxos.Slot]uint64{}
 	c.externalized = map[paxos.NodeID]paxos.Ballot{}
+	c.configs = paxos.History{c.s.bootstrap}
+}
+
+// configAt returns the configuration that governs slot sl. Invariant 10: a
+// slot is voted on only once every slot up to sl-ConfigDelay is chosen, so
+// that its configuration is known.
+func (c *checker) configAt(sl paxos.Slot) paxos.Config {
+	c.extendRef()
+	if sl >= c.refNext+paxos.ConfigDelay {
+		c.s.fail("invariant 10: slot %d was voted on, but the chosen prefix ends at %d, so its configuration is not known (α = %d)", sl, c.refNext-1, paxos.ConfigDelay)
+	}
+	return c.configs.At(sl)
 }
 
 // onRecord sees every record as it becomes durable on node n.
@@ -111,7 +127,8 @@ func (c *checker) checkTruncate(n *simNode, f paxos.Slot) {
 			s.fail("invariant 8: acceptor %d truncated up to slot %d, but slot %d is not chosen", n.id, f, sl)
 		}
 	}
-	learners := s.shape.Membership.Learners()
+	// The learners as the acceptor knew them when it decided.
+	learners := n.member.Acceptor().Configs().Latest().Membership().Learners()
 	covered := 0
 	for _, id := range learners {
 		if s.nodes[id].newestDurable() >= f {
@@ -133,7 +150,8 @@ func (c *checker) checkAvailable() {
 	c.dropped = false
 	need := c.maxChosen
 	best := paxos.Slot(0) // the newest durable snapshot of any learner
-	for _, id := range s.shape.Membership.Learners() {
+	learners := s.learnerIDs()
+	for _, id := range learners {
 		n := s.nodes[id]
 		need = min(need, max(n.model.applied, n.model.base))
 		best = max(best, n.newestDurable())
@@ -143,7 +161,7 @@ func (c *checker) checkAvailable() {
 			continue // not chosen yet: nothing to lose
 		}
 		held := false
-		for _, id := range s.shape.Membership.Learners() {
+		for _, id := range learners {
 			if _, ok := s.nodes[id].model.chosen[sl]; ok {
 				held = true
 				break
@@ -155,10 +173,21 @@ func (c *checker) checkAvailable() {
 	}
 }
 
+// learnerIDs returns the nodes that run a learner and were not removed.
+func (s *sim) learnerIDs() []paxos.NodeID {
+	var out []paxos.NodeID
+	for _, id := range s.ids {
+		if n := s.nodes[id]; n.roles&paxos.RoleLearner != 0 && !n.removed {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // heldByAcceptors reports whether some acceptor still holds a durable vote
 // for slot sl.
 func (c *checker) heldByAcceptors(sl paxos.Slot) bool {
-	for _, id := range c.s.shape.Membership.Acceptors() {
+	for _, id := range c.s.ids {
 		if _, ok := c.s.nodes[id].model.accepted[sl]; ok {
 			return true
 		}
@@ -181,7 +210,7 @@ func (c *checker) vote(id paxos.NodeID, slot paxos.Slot, b paxos.Ballot, v paxos
 		return
 	}
 	t.ids = append(t.ids, id)
-	if c.s.shape.Membership.IsQuorum(t.ids) {
+	if c.configAt(slot).Membership().IsQuorum(t.ids) {
 		c.choose(slot, v, "quorum")
 	}
 }
@@ -196,7 +225,13 @@ func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
 		}
 		return
 	}
-	cmds, err := paxos.DecodeBatch(v)
+	var cmds []paxos.Command
+	var err error
+	if v.IsConfig() {
+		_, err = paxos.DecodeConfig(v, slot)
+	} else {
+		cmds, err = paxos.DecodeBatch(v)
+	}
 	if err != nil {
 		s.fail("invariant 2: slot %d chosen with a value that does not decode: %v", slot, err)
 	}
@@ -245,7 +280,7 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 	case paxos.MsgDecide:
 		for _, e := range m.Entries {
 			t := c.votes[vote{e.Slot, e.Ballot}]
-			if t == nil || !bytes.Equal(t.value, e.Value) || !s.shape.Membership.IsQuorum(t.ids) {
+			if t == nil || !bytes.Equal(t.value, e.Value) || !c.configAt(e.Slot).Membership().IsQuorum(t.ids) {
 				s.fail("invariant 1: node %d decided slot %d at %v without a quorum of acceptors", n.id, e.Slot, e.Ballot)
 			}
 			c.choose(e.Slot, e.Value, "decide")
@@ -321,6 +356,15 @@ func (c *checker) extendRef() {
 		v, ok := c.chosen[c.refNext]
 		if !ok {
 			return
+		}
+		if v.IsConfig() {
+			cf, _ := paxos.DecodeConfig(v, c.refNext) // NB: choose checked it
+			if cf.Base == c.configs.Latest().Made {
+				c.configs = append(c.configs, cf)
+				c.s.tracef("configuration of slot %d governs from %d: %v, removed %v", c.refNext, cf.Start, cf.Membership().Members(), cf.Removed)
+				c.s.stats.Reconfigs++
+				c.s.onConfig(cf)
+			}
 		}
 		cmds, _ := paxos.DecodeBatch(v) // NB: choose already checked that it decodes
 		for _, cmd := range cmds {

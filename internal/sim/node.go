@@ -52,6 +52,21 @@ type simNode struct {
 	callBase int          // index in the reference of the recorder's first call
 	promised paxos.Ballot // promise seen at the last check, this incarnation
 	leading  bool
+	// bootstrap is the configuration the member starts from: the cluster's
+	// first, or for a member that joined, the one it was given. removed
+	// says it was removed from the cluster and is down for good.
+	bootstrap paxos.Config
+	removed   bool
+	// joining says the member was added and has not started yet: its
+	// first start seeds it with a snapshot from a member that knows it.
+	joining bool
+	// removeAt is the slot from which a configuration without the member
+	// governs; the operator stops it once the chosen prefix passes it.
+	removeAt paxos.Slot
+	// configMade is the Made of the newest configuration its learner had
+	// after its last flush, when all it applied was durable (invariant 10:
+	// it never goes back, across restarts too).
+	configMade paxos.Slot
 }
 
 type pendingWork struct {
@@ -70,6 +85,9 @@ func newSimNode(s *sim, m paxos.Member) *simNode {
 
 // clientAddr is member id's client address in the simulation.
 func clientAddr(id paxos.NodeID) string { return "node" + id.String() + ":7001" }
+
+// peerAddr is member id's peer address in the simulation.
+func peerAddr(id paxos.NodeID) string { return "node" + id.String() + ":7101" }
 
 // nodeAt is the member whose client address is addr, 0 if none.
 func nodeAt(addr string) paxos.NodeID {
@@ -96,10 +114,19 @@ func (s *sim) boot(n *simNode) {
 		}
 		n.wal, st = store, recovered
 	}
+	if n.joining {
+		seeded, ok := s.seedJoiner(n)
+		if !ok {
+			n.closeStore()
+			n.restartAt = s.now + 5 // no member to take a snapshot from yet
+			return
+		}
+		st = seeded
+	}
 	n.rec = &recorder{kv: statemachine.NewKV()}
 	n.checked, n.callBase = 0, 0
 	m, err := server.NewMember(server.MemberConfig{
-		ID: n.id, Membership: s.shape.Membership, Cluster: 1, Machine: n.rec, MachineName: "kv",
+		ID: n.id, Bootstrap: n.bootstrap, Cluster: 1, Machine: n.rec, MachineName: "kv",
 		Proposer: s.pcfg, Learner: s.lcfg, RequestTimeout: s.requestTimeout,
 		Rand: s.childRand(), Logger: s.logger,
 		Observe: func(ds []paxos.Decision) { s.onApply(n, ds) },
@@ -113,7 +140,7 @@ func (s *sim) boot(n *simNode) {
 			}
 			return clientAddr(id)
 		},
-		PeerAddr: func(id paxos.NodeID) string { return "node" + id.String() + ":7101" },
+		PeerAddr: peerAddr,
 	})
 	if err != nil {
 		s.fail("node %d does not start from what survived its crash: %v", n.id, err)
@@ -252,6 +279,11 @@ func (s *sim) flush(n *simNode) {
 		s.crash(n, "during sync")
 	case err != nil:
 		s.fail("node %d flush: %v", n.id, err)
+	default:
+		if n.member.Learner() != nil {
+			// Everything the learner applied is durable now.
+			n.configMade = max(n.configMade, n.member.Configs().Latest().Made)
+		}
 	}
 	s.check()
 }

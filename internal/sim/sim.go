@@ -109,6 +109,10 @@ type Stats struct {
 	Snapshots      int // snapshots made durable by the learner that took them
 	Installs       int // snapshots received from a peer and restored
 	Truncations    int // acceptor floors raised
+	Reconfigs      int // configuration changes that took effect in the chosen log
+	Joins          int // members started by joining a running cluster
+	Removals       int // members removed and stopped for good
+	Transfers      int // leadership handed over on request
 }
 
 // Add adds the counts of o to st (the shape is kept; maxima are maxima).
@@ -130,6 +134,10 @@ func (st *Stats) Add(o Stats) {
 	st.Snapshots += o.Snapshots
 	st.Installs += o.Installs
 	st.Truncations += o.Truncations
+	st.Reconfigs += o.Reconfigs
+	st.Joins += o.Joins
+	st.Removals += o.Removals
+	st.Transfers += o.Transfers
 	st.Chosen = max(st.Chosen, o.Chosen)
 	st.MaxBatch = max(st.MaxBatch, o.MaxBatch)
 	st.MaxPipeline = max(st.MaxPipeline, o.MaxPipeline)
@@ -199,8 +207,14 @@ type sim struct {
 	step           int64
 	ids            []paxos.NodeID
 	nodes          map[paxos.NodeID]*simNode
-	net            []envelope
-	cut            map[[2]paxos.NodeID]bool // directed links that drop everything
+	// bootstrap is the configuration the cluster starts with.
+	bootstrap paxos.Config
+	// reconfig is the per-tick chance of an operator's configuration
+	// change; nextID the ID the next added member gets.
+	reconfig float64
+	nextID   paxos.NodeID
+	net      []envelope
+	cut      map[[2]paxos.NodeID]bool // directed links that drop everything
 	// frameBuf and wireDec carry messages through the wire codec.
 	frameBuf []byte
 	wireDec  *wire.Decoder
@@ -272,6 +286,7 @@ func (s *sim) setup() {
 		flush:       pick(0.2, 0.6, 1),
 		snapDelay:   []int{1, 6}[r.IntN(2)],
 	}
+	s.reconfig = pick(0, 0.005, 0.02)
 	s.pcfg = proposer.Config{
 		Window:          []int{1, 2, 4, 32}[r.IntN(4)],
 		MaxBatch:        []int{1, 2, 5, 64}[r.IntN(4)],
@@ -295,6 +310,7 @@ func (s *sim) setup() {
 	s.callTimeout = []int64{40, 200, 500, 3000}[r.IntN(4)]
 	if s.opts.Quiet {
 		s.f = faults{flush: 1, snapDelay: 1}
+		s.reconfig = 0
 	}
 	if s.opts.Tune != nil {
 		s.opts.Tune(&s.pcfg, &s.lcfg)
@@ -302,8 +318,19 @@ func (s *sim) setup() {
 	s.nodes = map[paxos.NodeID]*simNode{}
 	s.ck = checker{s: s}
 	s.ck.init()
+	var peers []paxos.Peer
+	for _, m := range s.shape.Membership.Members() {
+		peers = append(peers, paxos.Peer{ID: m.ID, Roles: m.Roles, PeerAddr: peerAddr(m.ID), ClientAddr: clientAddr(m.ID)})
+		s.nextID = max(s.nextID, m.ID+1)
+	}
+	var err error
+	if s.bootstrap, err = paxos.NewConfig(1, 0, peers, nil); err != nil {
+		s.fail("shape %s: %v", s.shape.Name, err)
+	}
+	s.ck.configs = paxos.History{s.bootstrap}
 	for _, m := range s.shape.Membership.Members() {
 		n := newSimNode(s, m)
+		n.bootstrap = s.bootstrap
 		s.ids = append(s.ids, m.ID)
 		s.nodes[m.ID] = n
 		s.boot(n)
@@ -323,10 +350,15 @@ func (s *sim) childRand() *rand.Rand { return rand.New(rand.NewPCG(s.rng.Uint64(
 func (s *sim) round() {
 	s.now++
 	s.stats.Ticks++
+	s.stopRemoved()
 	for _, id := range s.ids {
-		if n := s.nodes[id]; !n.up && n.restartAt <= s.now {
+		n := s.nodes[id]
+		if !n.up && n.restartAt <= s.now {
 			s.boot(n)
 		}
+	}
+	if s.rng.Float64() < s.reconfig {
+		s.changeMembers()
 	}
 	s.maybePartition()
 	if s.rng.Float64() < s.f.leaderCrash {
@@ -390,10 +422,11 @@ func (s *sim) upNodes() []*simNode {
 // answered and every learner has learned every chosen slot (invariant 7).
 func (s *sim) calm() {
 	s.f = faults{flush: 1, snapDelay: 1}
+	s.reconfig = 0
 	s.cut = nil
 	for _, id := range s.ids {
-		if n := s.nodes[id]; !n.up {
-			n.restartAt = s.now
+		if n := s.nodes[id]; !n.up && !n.removed {
+			n.restartAt = min(n.restartAt, s.now)
 		}
 	}
 	for _, c := range s.clients {
@@ -424,6 +457,12 @@ func (s *sim) settled() bool {
 	}
 	for _, id := range s.ids {
 		n := s.nodes[id]
+		if n.removed {
+			continue
+		}
+		if n.member == nil {
+			return false // a joining member not started yet
+		}
 		if l := n.member.Learner(); l != nil && (l.Applied() < s.ck.maxChosen || l.Known() > l.Applied()) {
 			return false
 		}
@@ -438,6 +477,9 @@ func (s *sim) finalChecks() {
 	var ref []byte
 	var refID paxos.NodeID
 	for _, id := range s.ids {
+		if s.nodes[id].removed {
+			continue
+		}
 		l := s.nodes[id].member.Learner()
 		if l == nil {
 			continue
@@ -489,6 +531,7 @@ func (s *sim) check() {
 		}
 		if n.member.Learner() != nil {
 			s.ck.checkApplied(n)
+			s.checkConfigViews(n)
 		}
 		if p := n.member.Proposer(); p != nil {
 			if l := p.IsLeader(); l && !n.leading {
@@ -532,7 +575,7 @@ func (s *sim) failure(reason string) *Failure {
 		}
 		line := fmt.Sprintf("%d:", id)
 		if p := n.member.Proposer(); p != nil {
-			line += fmt.Sprintf(" proposer %s ballot %v leader %d decided %d;", p.State(), p.Ballot(), p.Leader(), p.Decided())
+			line += fmt.Sprintf(" proposer %s ballot %v leader %d decided %d configs %s;", p.State(), p.Ballot(), p.Leader(), p.Decided(), describeConfigs(p.Configs()))
 		}
 		if a := n.member.Acceptor(); a != nil {
 			line += fmt.Sprintf(" acceptor promised %v floor %d;", a.Promised(), a.Floor())
@@ -544,4 +587,16 @@ func (s *sim) failure(reason string) *Failure {
 		f.Nodes = append(f.Nodes, line)
 	}
 	return f
+}
+
+// describeConfigs lists configurations as made@start for failure reports.
+func describeConfigs(h paxos.History) string {
+	var b strings.Builder
+	for i, c := range h {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d@%d", c.Made, c.Start)
+	}
+	return b.String()
 }

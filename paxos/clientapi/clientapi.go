@@ -34,9 +34,56 @@ const (
 	// the byte to read from. The answer carries the chunk in Data and the
 	// snapshot's Slot and Size.
 	ReqSnapshot
+	// ReqMembers changes the configuration as Change says. Only the leader
+	// takes it; the answer comes once the change is chosen, with the slot
+	// that chose it in Slot (it governs from Slot+paxos.ConfigDelay on).
+	ReqMembers
+	// ReqTransfer asks the leader to hand leadership to Change.ID.
+	ReqTransfer
 )
 
-var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot"}
+var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot",
+	ReqMembers: "members", ReqTransfer: "transfer"}
+
+// ChangeOp says what a ReqMembers does.
+type ChangeOp uint8
+
+// The configuration changes. Values are part of the protocol.
+const (
+	_ ChangeOp = iota
+	// ChangeAdd adds member ID with PeerAddr and ClientAddr. It joins as a
+	// learner only; the leader gives it Roles once it has caught up.
+	ChangeAdd
+	// ChangeRemove removes member ID for good: the ID may never return.
+	ChangeRemove
+	// ChangeRoles gives member ID Roles at once.
+	ChangeRoles
+)
+
+var changeOpNames = [...]string{ChangeAdd: "add", ChangeRemove: "remove", ChangeRoles: "roles"}
+
+// Valid reports whether o is a known change.
+func (o ChangeOp) Valid() bool { return int(o) < len(changeOpNames) && changeOpNames[o] != "" }
+
+// String names the change.
+func (o ChangeOp) String() string {
+	if o.Valid() {
+		return changeOpNames[o]
+	}
+	return "ChangeOp(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Change is the configuration change a ReqMembers asks for, or with
+// ReqTransfer the member to hand leadership to (ID). Force skips the check
+// that the new configuration keeps a quorum of acceptors the leader reaches.
+type Change struct {
+	Op         ChangeOp     `msgpack:"o,omitempty"` // none for ReqTransfer
+	ID         paxos.NodeID `msgpack:"i"`
+	Roles      paxos.Role   `msgpack:"r,omitempty"`
+	PeerAddr   string       `msgpack:"p,omitempty"`
+	ClientAddr string       `msgpack:"a,omitempty"`
+	Force      bool         `msgpack:"f,omitempty"`
+}
 
 // Valid reports whether k is a known kind.
 func (k RequestKind) Valid() bool { return int(k) < len(requestKindNames) && requestKindNames[k] != "" }
@@ -60,6 +107,8 @@ type Request struct {
 	// reads.
 	Slot   paxos.Slot `msgpack:"n,omitempty"`
 	Offset uint64     `msgpack:"p,omitempty"`
+	// Change is what a ReqMembers or ReqTransfer asks for.
+	Change *Change `msgpack:"c,omitempty"`
 }
 
 // Code is the outcome of a client request.
@@ -88,9 +137,13 @@ const (
 	// CodeStale: the command's session already moved past Seq, so its
 	// answer is gone. It was applied at most once.
 	CodeStale
+	// CodeRefused: the request is well formed but cannot be done as
+	// things stand (a configuration change that conflicts with the
+	// configuration, or while another is in progress); nothing changed.
+	CodeRefused
 )
 
-var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale"}
+var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale", "refused"}
 
 // Valid reports whether c is a known code.
 func (c Code) Valid() bool { return int(c) < len(codeNames) }
@@ -141,8 +194,11 @@ type Status struct {
 	// (0: none), and LogBytes the size of the member's log store on disk.
 	SnapshotSlot paxos.Slot `msgpack:"n,omitempty"`
 	LogBytes     uint64     `msgpack:"g,omitempty"`
-	// Members lists the cluster with the addresses this member knows.
-	Members []MemberInfo `msgpack:"M,omitempty"`
+	// Members lists the cluster, as this member's newest configuration
+	// has it, with the addresses this member knows; ConfigSlot is the
+	// slot whose value made that configuration (0: the bootstrap one).
+	Members    []MemberInfo `msgpack:"M,omitempty"`
+	ConfigSlot paxos.Slot   `msgpack:"C,omitempty"`
 }
 
 // MemberInfo is a member as another member knows it: its roles and
@@ -150,6 +206,7 @@ type Status struct {
 type MemberInfo struct {
 	ID         paxos.NodeID `msgpack:"i"`
 	Roles      paxos.Role   `msgpack:"r,omitempty"`
+	Target     paxos.Role   `msgpack:"t,omitempty"` // roles it gets once caught up
 	PeerAddr   string       `msgpack:"p,omitempty"`
 	ClientAddr string       `msgpack:"a,omitempty"`
 }

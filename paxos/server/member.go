@@ -22,8 +22,12 @@ import (
 // MemberConfig says what a member is: its identity in the cluster, its
 // state machine and the settings of its cores.
 type MemberConfig struct {
-	ID         paxos.NodeID
-	Membership paxos.Membership
+	ID paxos.NodeID
+	// Bootstrap is the configuration the member starts from when neither
+	// a snapshot nor its log says otherwise: the one the cluster was
+	// bootstrapped with, or the one a joining member was given. Its Start
+	// is 1.
+	Bootstrap paxos.Config
 	// Cluster is the cluster ID. Snapshots record it, and a snapshot of
 	// another cluster is refused.
 	Cluster uint64
@@ -32,7 +36,7 @@ type MemberConfig struct {
 	Machine     statemachine.Machine
 	MachineName string
 	// Proposer and Learner tune the cores. NewMember fills in their ID,
-	// Membership, Machine, Rand and Logger.
+	// Configs, Machine, Rand and Logger.
 	Proposer proposer.Config
 	Learner  learner.Config
 	// RequestTimeout bounds how long a proposed command waits to be
@@ -106,6 +110,11 @@ type Member struct {
 	// after it cannot answer a new read that reused its number.
 	waiters  map[sessionSeq][]waiter
 	lastRead uint64
+	// changes maps a proposed configuration change's value to the key its
+	// waiters are filed under; lastChange numbers them.
+	changes    map[string]sessionSeq
+	lastChange uint64
+	effects    []effect
 }
 
 type sessionSeq struct{ session, seq uint64 }
@@ -132,10 +141,6 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 	if mio.Storage == nil || mio.Transport == nil || mio.FS == nil || mio.Executor == nil || mio.Now == nil {
 		return nil, errors.New("server: a member needs storage, a file system, a transport, an executor and a clock")
 	}
-	roles := cfg.Membership.Roles(cfg.ID)
-	if roles == 0 {
-		return nil, fmt.Errorf("server: node %d is not a member of the cluster", cfg.ID)
-	}
 	if err := mio.State.Acceptor.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
@@ -151,10 +156,10 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 	if cfg.Rand == nil {
 		cfg.Rand = seededRand()
 	}
-	m = &Member{cfg: cfg, io: mio, logger: cfg.Logger.With("node", cfg.ID), roles: roles,
-		waiters: map[sessionSeq][]waiter{}, lastRead: cfg.Rand.Uint64()}
+	m = &Member{cfg: cfg, io: mio, logger: cfg.Logger.With("node", cfg.ID),
+		waiters: map[sessionSeq][]waiter{}, lastRead: cfg.Rand.Uint64(), changes: map[string]sessionSeq{}}
 	snaps, err := openSnapshotStore(snapshotStoreConfig{FS: mio.FS, Dir: mio.SnapshotDir,
-		Header: wal.SnapshotHeader{Cluster: cfg.Cluster, Members: cfg.Membership.Members(), Machine: cfg.MachineName},
+		Header: wal.SnapshotHeader{Cluster: cfg.Cluster, Machine: cfg.MachineName},
 		ID:     cfg.ID, Send: mio.Transport, Exec: mio.Executor, Rate: mio.SnapshotRate, Chunk: mio.SnapshotChunk, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -167,28 +172,46 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 	}()
 	// The cores and the node add the node ID to the logger themselves.
 	nc := paxos.NodeConfig{ID: cfg.ID, Storage: mio.Storage, Transport: mio.Transport, Snapshots: m.snaps, Apply: m.apply, Logger: cfg.Logger}
+	// A member that learns runs all three cores: a change of roles then
+	// takes effect without a restart, because the cores follow the
+	// configurations its learner applies (a proposer campaigns only while
+	// the newest one makes it a proposer; an acceptor's votes count only
+	// where a configuration makes it an acceptor). A member that does not
+	// learn cannot follow changes, so it runs the cores of its bootstrap
+	// roles.
+	configs := paxos.History{cfg.Bootstrap}
+	roles := cfg.Bootstrap.Membership().Roles(cfg.ID)
+	if roles == 0 {
+		return nil, fmt.Errorf("server: node %d is not a member of the cluster", cfg.ID)
+	}
+	if roles&paxos.RoleLearner != 0 {
+		lc := cfg.Learner
+		lc.ID, lc.Proposer, lc.Machine, lc.Rand, lc.Logger = cfg.ID, true, cfg.Machine, childRand(cfg.Rand), cfg.Logger
+		st := mio.State.Learner
+		st.Configs = configs
+		if m.lrn, err = m.startLearner(lc, st); err != nil {
+			return nil, err
+		}
+		nc.Learner = m.lrn
+		configs = m.lrn.Configs()
+		roles = paxos.RoleAll
+	}
 	if roles&paxos.RoleAcceptor != 0 {
-		if m.acc, err = acceptor.New(acceptor.Config{ID: cfg.ID, Membership: cfg.Membership, Logger: cfg.Logger}, mio.State.Acceptor); err != nil {
+		ac := acceptor.Config{ID: cfg.ID, Configs: configs, StickyTicks: cfg.Proposer.ElectionTicks, Logger: cfg.Logger}
+		if m.acc, err = acceptor.New(ac, mio.State.Acceptor); err != nil {
 			return nil, err
 		}
 		nc.Acceptor = m.acc
 	}
 	if roles&paxos.RoleProposer != 0 {
 		pc := cfg.Proposer
-		pc.ID, pc.Membership, pc.Rand, pc.Logger = cfg.ID, cfg.Membership, childRand(cfg.Rand), cfg.Logger
+		pc.ID, pc.Configs, pc.Rand, pc.Logger = cfg.ID, configs, childRand(cfg.Rand), cfg.Logger
 		if m.prop, err = proposer.New(pc); err != nil {
 			return nil, err
 		}
 		nc.Proposer = m.prop
 	}
-	if roles&paxos.RoleLearner != 0 {
-		lc := cfg.Learner
-		lc.ID, lc.Membership, lc.Machine, lc.Rand, lc.Logger = cfg.ID, cfg.Membership, cfg.Machine, childRand(cfg.Rand), cfg.Logger
-		if m.lrn, err = m.startLearner(lc, mio.State.Learner); err != nil {
-			return nil, err
-		}
-		nc.Learner = m.lrn
-	}
+	m.roles = roles
 	if m.node, err = paxos.NewNode(nc); err != nil {
 		return nil, err
 	}
@@ -240,8 +263,17 @@ func (m *Member) Proposer() *proposer.Proposer { return m.prop }
 // Learner returns the learner core, nil if the member runs none.
 func (m *Member) Learner() *learner.Learner { return m.lrn }
 
-// Roles returns the member's roles.
-func (m *Member) Roles() paxos.Role { return m.roles }
+// Roles returns the member's roles as its newest configuration says.
+func (m *Member) Roles() paxos.Role { return m.Configs().Latest().Membership().Roles(m.cfg.ID) }
+
+// Configs returns the configurations this member knows: its learner's, or
+// for a member that does not learn, the one it was started with.
+func (m *Member) Configs() paxos.History {
+	if m.lrn != nil {
+		return m.lrn.Configs()
+	}
+	return paxos.History{m.cfg.Bootstrap}
+}
 
 // seededRand returns a generator seeded from the system's randomness: the
 // cores' jitter must differ between members.

@@ -41,6 +41,11 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 		if resp, ok = m.propose(c, req); ok {
 			return // answered once applied, or by Sweep
 		}
+	case clientapi.ReqMembers, clientapi.ReqTransfer:
+		var ok bool
+		if resp, ok = m.handleChange(c, req); ok {
+			return // answered once chosen, or by Sweep
+		}
 	default:
 		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("node %d does not serve %s requests here", m.cfg.ID, req.Kind)
 	}
@@ -85,17 +90,32 @@ func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response
 		m.waiters[k] = append(m.waiters[k], waiter{c: c, id: req.ID, deadline: m.io.Now().Add(m.cfg.RequestTimeout)})
 		return resp, true
 	case errors.As(err, &nl):
-		resp.Code, resp.Message = clientapi.CodeNotLeader, err.Error()
-		resp.Leader = nl.Leader
-		if nl.Leader != 0 && m.io.ClientAddr != nil {
-			resp.LeaderAddr = m.io.ClientAddr(nl.Leader)
-		}
+		m.notLeader(&resp, nl.Leader)
 	case errors.Is(err, paxos.ErrOverloaded):
 		resp.Code, resp.Message = clientapi.CodeOverloaded, err.Error()
 	default:
 		resp.Code, resp.Message = clientapi.CodeUnavailable, err.Error()
 	}
 	return resp, false
+}
+
+// notLeader fills in resp as a redirect to leader (0: none known).
+func (m *Member) notLeader(resp *clientapi.Response, leader paxos.NodeID) {
+	resp.Code, resp.Message = clientapi.CodeNotLeader, (&paxos.NotLeaderError{Leader: leader}).Error()
+	if leader == 0 {
+		resp.Message = "no leader is known (an election is under way, or this member is cut off from a quorum); not applied"
+	}
+	resp.Leader = leader
+	if leader != 0 {
+		if p, ok := m.Configs().Latest().Peer(leader); ok {
+			resp.LeaderAddr = p.ClientAddr
+		}
+		if m.io.ClientAddr != nil {
+			if a := m.io.ClientAddr(leader); a != "" {
+				resp.LeaderAddr = a
+			}
+		}
+	}
 }
 
 // appliedLogEvery is how often (in slots) the applied slot and hash are
@@ -106,6 +126,9 @@ const appliedLogEvery = 10000
 // answers the clients waiting for them.
 func (m *Member) apply(ds []paxos.Decision) {
 	for _, d := range ds {
+		if d.Value.IsConfig() {
+			m.applyChange(d)
+		}
 		for _, r := range d.Results {
 			k := sessionSeq{r.Session, r.Seq}
 			ws := m.waiters[k]
@@ -126,6 +149,7 @@ func (m *Member) apply(ds []paxos.Decision) {
 			m.logger.Info("applied", "slot", d.Slot, "applied_hash", fmt.Sprintf("%016x", m.lrn.Hash()))
 		}
 	}
+	m.answerChanges()
 	if m.cfg.Observe != nil {
 		m.cfg.Observe(ds)
 	}
@@ -184,7 +208,7 @@ func (m *Member) Status() clientapi.Status {
 		}
 		return f(id)
 	}
-	st := clientapi.Status{MemberInfo: clientapi.MemberInfo{ID: m.cfg.ID, Roles: m.roles, PeerAddr: addr(m.io.PeerAddr, m.cfg.ID), ClientAddr: addr(m.io.ClientAddr, m.cfg.ID)}}
+	st := clientapi.Status{MemberInfo: clientapi.MemberInfo{ID: m.cfg.ID, Roles: m.Roles(), PeerAddr: addr(m.io.PeerAddr, m.cfg.ID), ClientAddr: addr(m.io.ClientAddr, m.cfg.ID)}}
 	if m.acc != nil {
 		st.Promised = m.acc.Promised()
 	}
@@ -200,8 +224,14 @@ func (m *Member) Status() clientapi.Status {
 	if m.io.LogBytes != nil {
 		st.LogBytes = m.io.LogBytes()
 	}
-	for _, mem := range m.cfg.Membership.Members() {
-		st.Members = append(st.Members, clientapi.MemberInfo{ID: mem.ID, Roles: mem.Roles, PeerAddr: addr(m.io.PeerAddr, mem.ID), ClientAddr: addr(m.io.ClientAddr, mem.ID)})
+	latest := m.Configs().Latest()
+	st.ConfigSlot = latest.Made
+	for _, p := range latest.Peers {
+		info := clientapi.MemberInfo{ID: p.ID, Roles: p.Roles, Target: p.Target, PeerAddr: p.PeerAddr, ClientAddr: p.ClientAddr}
+		if a := addr(m.io.ClientAddr, p.ID); a != "" {
+			info.ClientAddr = a // what the member itself advertised last
+		}
+		st.Members = append(st.Members, info)
 	}
 	return st
 }

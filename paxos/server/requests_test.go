@@ -48,7 +48,7 @@ func newHarness(t *testing.T, members paxos.Membership, id paxos.NodeID) *harnes
 	h := &harness{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	// A window of one slot: commands handled while a slot is in flight
 	// share the next one.
-	m, err := NewMember(MemberConfig{ID: id, Membership: members, Cluster: 1, Machine: statemachine.NewKV(),
+	m, err := NewMember(MemberConfig{ID: id, Bootstrap: paxos.InitialConfig(members), Cluster: 1, Machine: statemachine.NewKV(),
 		Proposer: proposer.Config{Window: 1}, RequestTimeout: time.Second, Rand: rand.New(rand.NewPCG(1, 2))},
 		MemberIO{Storage: &memStorage{}, FS: vfs.NewMem(), SnapshotDir: "snap", Transport: &sentLog{}, Executor: nowExecutor{},
 			Now: func() time.Time { return h.now }, ClientAddr: func(id paxos.NodeID) string { return "client-" + id.String() }})

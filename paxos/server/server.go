@@ -128,11 +128,13 @@ type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	cluster uint64
-	store   *wal.Store
-	tr      *transport.TCP
-	member  *Member
-	node    *paxos.Node
-	exec    GoExecutor // the snapshot store's writes and pulls
+	// bootstrap is the configuration the member starts from.
+	bootstrap paxos.Config
+	store     *wal.Store
+	tr        *transport.TCP
+	member    *Member
+	node      *paxos.Node
+	exec      GoExecutor // the snapshot store's writes and pulls
 
 	cancel  context.CancelFunc
 	runErr  chan error // Run's result
@@ -162,6 +164,9 @@ func Start(cfg Config) (s *Server, err error) {
 	srv := &Server{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), cluster: ClusterID(cfg.ClusterToken, cfg.Membership), runErr: make(chan error, 1)}
 	if srv.cfg.ClientAddr == "" {
 		srv.cfg.ClientAddr = cfg.ClientListener.Addr().String()
+	}
+	if srv.bootstrap, err = bootstrapConfig(cfg.Membership, cfg.PeerAddrs); err != nil {
+		return nil, err
 	}
 	store, st, err := srv.openStore()
 	if err != nil {
@@ -196,7 +201,7 @@ func Start(cfg Config) (s *Server, err error) {
 func (s *Server) memberConfig() MemberConfig {
 	cfg := &s.cfg
 	return MemberConfig{
-		ID: cfg.ID, Membership: cfg.Membership, Cluster: s.cluster, Machine: cfg.Machine, MachineName: cfg.MachineName,
+		ID: cfg.ID, Bootstrap: s.bootstrap, Cluster: s.cluster, Machine: cfg.Machine, MachineName: cfg.MachineName,
 		Proposer: proposer.Config{ElectionTicks: cfg.ElectionTicks, HeartbeatTicks: cfg.HeartbeatTicks},
 		Learner: learner.Config{
 			SnapshotEvery: max(cfg.SnapshotEvery, 0), SnapshotBytes: int(max(cfg.SnapshotBytes, 0)), LogRetain: max(cfg.LogRetain, 0),
@@ -222,6 +227,16 @@ func (s *Server) memberIO(st paxos.State) MemberIO {
 		},
 		LogBytes: s.store.DiskUsage,
 	}
+}
+
+// bootstrapConfig is the configuration a cluster starts with: its members,
+// roles and peer addresses.
+func bootstrapConfig(ms paxos.Membership, addrs map[paxos.NodeID]string) (paxos.Config, error) {
+	var peers []paxos.Peer
+	for _, m := range ms.Members() {
+		peers = append(peers, paxos.Peer{ID: m.ID, Roles: m.Roles, PeerAddr: addrs[m.ID]})
+	}
+	return paxos.NewConfig(1, 0, peers, nil)
 }
 
 // openStore opens the WAL in the data directory and checks that it belongs

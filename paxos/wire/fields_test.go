@@ -168,8 +168,12 @@ func TestSameSeesEveryField(t *testing.T) {
 	}
 }
 
-// nextValid changes v, an enum, to its next valid value.
+// nextValid changes v, an enum or a flag, to its next valid value.
 func nextValid(v reflect.Value) {
+	if v.Kind() == reflect.Bool {
+		v.SetBool(!v.Bool())
+		return
+	}
 	u := v.Uint()
 	for i := uint64(1); i < 256; i++ {
 		v.SetUint((u + i) % 256)

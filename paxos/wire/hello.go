@@ -13,8 +13,11 @@ import (
 // message types and the Offset, Size and Sum fields); version 4 encodes
 // every message from its struct tags (an empty byte string is always an
 // empty bin, never nil) and gives the client protocol real fields for a
-// snapshot's slot and offset.
-const ProtocolVersion = 4
+// snapshot's slot and offset. Version 5 added reconfiguration and stable
+// leadership: the PreVote, PreVoteReply, HeartbeatAck, Progress and
+// TimeoutNow messages, Message.Grant, and the client's ReqMembers and
+// ReqTransfer with Request.Change.
+const ProtocolVersion = 5
 
 // HelloKind says what a connection is for.
 type HelloKind uint8

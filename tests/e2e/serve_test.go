@@ -74,21 +74,29 @@ func TestServeClusterFailover(t *testing.T) {
 		t.Fatalf("restarted member's own state has k49 = %q", out)
 	}
 
-	// A leader that lost its quorum: the write is proposed but never
-	// chosen, so its outcome is unknown.
+	// A leader that lost its quorum steps down within two election
+	// timeouts (check-quorum), and from then on a write is refused at once
+	// as not applied, instead of waiting to end "outcome unknown".
 	lead := c.leader()
 	for _, m := range c.members {
 		if m.id != lead {
 			m.kill()
 		}
 	}
-	out, errOut, code := cli(t, nil, "put", "--endpoints", c.member(lead).client, "--timeout", "3s", "orphan", "x")
-	if code != 4 || !strings.Contains(errOut, "may have been applied") {
-		t.Fatalf("put to a leader without quorum: exit %d, stdout %q, stderr %q; want exit 4 saying it may have been applied", code, out, errOut)
+	waitUntil(t, "the leader cut off from its acceptors to step down", 5*time.Second, func() bool {
+		for _, r := range status(t, c.member(lead).client) {
+			if r.ID == lead {
+				return r.Error == "" && !r.Leader
+			}
+		}
+		return false
+	})
+	out, errOut, code := cli(t, nil, "put", "--endpoints", c.member(lead).client, "--timeout", "1s", "orphan", "x")
+	if code != 1 || !strings.Contains(errOut, "no leader") || !strings.Contains(errOut, "not applied") {
+		t.Fatalf("put to a leader without quorum: exit %d, stdout %q, stderr %q; want exit 1 saying no leader, not applied", code, out, errOut)
 	}
-	// And the same write with -o json says so on stdout.
-	out, _, code = cli(t, nil, "put", "-o", "json", "--endpoints", c.member(lead).client, "--timeout", "2s", "orphan", "y")
-	if code != 4 || !strings.Contains(out, `"outcome":"unknown"`) {
+	out, _, code = cli(t, nil, "put", "-o", "json", "--endpoints", c.member(lead).client, "--timeout", "1s", "orphan", "y")
+	if code != 1 || !strings.Contains(out, `"outcome":"not_applied"`) {
 		t.Fatalf("put -o json to a leader without quorum: exit %d, stdout %q", code, out)
 	}
 }

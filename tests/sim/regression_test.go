@@ -60,6 +60,11 @@ var regressionSeeds = []struct {
 	// learner.TestRestartFromSnapshot pins it down.
 	{149, true, "a learner restarted from a snapshot newer than its recorded base left a WAL that does not open"},
 	{18, false, "a learner restarted from a snapshot newer than its recorded base left a store that does not open"},
+	// Found while building reconfiguration (protocol version 5).
+	{887, false, "invariant 1: a leader re-proposed a slot its learner had applied, counting votes by a configuration that no longer governed it (configurations are kept only from the applied slot on)"},
+	{1304, false, "two learners' snapshots of one slot differed in bytes (one kept a configuration it had passed), and a transfer switching between them was refused"},
+	{42, false, "a leader whose own acceptor is a quorum alone filled the slots up to a change with no-ops in more local rounds than Flush allowed"},
+	{52, false, "a member was stopped as soon as its removal was chosen, before the change governed, and the configuration before it lost its quorum"},
 }
 
 func TestRegressionSeeds(t *testing.T) {

@@ -65,6 +65,8 @@ func TestSim(t *testing.T) {
 			{"acceptor truncations", total.Truncations}, {"redirects to the leader", total.Redirects},
 			{"requests timed out at a member", total.Timeouts}, {"old requests replayed", total.Ghosts},
 			{"calls given up with an unknown outcome", total.Unknown}, {"duplicates applied once", total.DuplicateApply},
+			{"configuration changes", total.Reconfigs}, {"members joining", total.Joins},
+			{"members removed", total.Removals}, {"leadership transfers", total.Transfers},
 		} {
 			if c.n == 0 {
 				t.Errorf("the sweep saw no %s: that code went untested", c.what)
