@@ -373,12 +373,17 @@ type Reconfigurable interface {
 	Reconfigure(History)
 }
 
-// reconfigure hands the learner's configurations to the other cores.
+// reconfigure hands the learner's configurations to the other cores and
+// to the transport, if it follows them too (who may connect, where peers
+// are).
 func (n *Node) reconfigure(h History) {
 	for _, c := range []Core{n.cfg.Acceptor, n.cfg.Proposer} {
 		if r, ok := c.(Reconfigurable); ok && c != nil {
 			r.Reconfigure(h)
 		}
+	}
+	if r, ok := n.cfg.Transport.(Reconfigurable); ok {
+		r.Reconfigure(h)
 	}
 }
 

@@ -282,7 +282,7 @@ func (p *Proposer) Step(m paxos.Message) error {
 			p.becomeFollower(0, paxos.Ballot{})
 		}
 	case paxos.MsgProgress:
-		if p.state == stateLeader {
+		if p.progress != nil {
 			p.progress[m.From] = max(p.progress[m.From], m.Commit)
 		}
 	case paxos.MsgHeartbeat:
@@ -310,10 +310,24 @@ func (p *Proposer) Reconfigure(h paxos.History) {
 	if p.state == stateCandidate || p.state == stateLeader {
 		p.prepareAll()
 	}
-	if p.state == stateLeader && !p.isProposer() && !p.configs.Pending(p.applied) {
-		p.handOver()
-	}
+	p.maybeLeave()
 	p.maybePropose()
+}
+
+// maybeLeave hands leadership over once a change that makes this node no
+// proposer governs, and a learner of the new configuration reported every
+// slot before it: until then the removed leader is the one that has them.
+func (p *Proposer) maybeLeave() {
+	if p.state != stateLeader || p.isProposer() || p.configs.Pending(p.applied) {
+		return
+	}
+	latest := p.configs.Latest()
+	for _, id := range latest.Membership().Learners() {
+		if at, ok := p.progress[id]; ok && at+1 >= latest.Start {
+			p.handOver()
+			return
+		}
+	}
 }
 
 // isProposer reports whether the newest configuration makes this node a
@@ -344,6 +358,7 @@ func (p *Proposer) Tick() {
 		p.maybeRetransmit()
 		p.checkQuorum()
 		p.maybePromote()
+		p.maybeLeave()
 	}
 }
 
@@ -741,7 +756,9 @@ func (p *Proposer) dropLeaderState() {
 	p.promised = p.promised[:0]
 	p.prepared = p.prepared[:0]
 	p.change, p.changeSlot = nil, 0
-	p.heard, p.heardBefore, p.progress = nil, nil, nil
+	// NB: progress is kept: a leader that handed over because a change
+	// removed it still answers that change by it (server.Member.governs).
+	p.heard, p.heardBefore = nil, nil
 }
 
 func (p *Proposer) bcastHeartbeat() {
@@ -828,24 +845,41 @@ func (p *Proposer) TransferTo(id paxos.NodeID) error {
 	return nil
 }
 
-// handOver passes leadership to the proposer that is furthest along, when
-// the newest configuration no longer makes this node one, or steps down
-// if there is none it heard from.
-func (p *Proposer) handOver() {
+// HandOver passes leadership to the proposer, other than this one, that
+// reported the furthest progress, and returns it; 0 when this node does not
+// lead or heard from no other proposer (it then keeps leading). A leader
+// about to stop calls it, so that its clients are not left without one
+// for an election timeout.
+func (p *Proposer) HandOver() paxos.NodeID {
+	if p.state != stateLeader {
+		return 0
+	}
 	var best paxos.NodeID
 	var bestAt paxos.Slot
 	for _, id := range p.configs.Latest().Membership().Proposers() {
-		if at, ok := p.progress[id]; ok && (best == 0 || at > bestAt) {
+		if at, ok := p.progress[id]; ok && id != p.cfg.ID && (best == 0 || at > bestAt) {
 			best, bestAt = id, at
 		}
 	}
-	if best == 0 {
+	if best != 0 {
+		_ = p.TransferTo(best) // leads, and best is a proposer
+	}
+	return best
+}
+
+// handOver passes leadership on when the newest configuration no longer
+// makes this node a proposer, or steps down if there is nobody to pass it
+// to.
+func (p *Proposer) handOver() {
+	if p.HandOver() == 0 {
 		p.logger.Info("stepping down: no longer a proposer", "ballot", p.ballot)
 		p.becomeFollower(0, paxos.Ballot{})
-		return
 	}
-	_ = p.TransferTo(best) // leads, and best is a proposer
 }
+
+// LeaderBallot returns the ballot of the leader a follower heeds, zero
+// until it heard from one.
+func (p *Proposer) LeaderBallot() paxos.Ballot { return p.leaderBallot }
 
 // maybeRetransmit resends Accepts that have waited RetransmitTicks, to the
 // acceptors that have not answered them.

@@ -30,6 +30,7 @@ const (
 	prefixIdentity = 'i'
 	prefixBase     = 'b' // the learner's snapshot base (RecSnapshot)
 	prefixFloor    = 'o' // the acceptor's floor (RecTruncate)
+	prefixConfig   = 'm' // the configuration the member started from
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -66,6 +67,8 @@ func keyName(k []byte) string {
 			return "base"
 		case prefixFloor:
 			return "floor"
+		case prefixConfig:
+			return "configuration"
 		}
 	}
 	return fmt.Sprintf("%q", k)
@@ -144,6 +147,7 @@ type decoded struct {
 	applied paxos.Slot
 	version uint64
 	ident   Identity
+	config  paxos.Config
 }
 
 // decodeKV checks and decodes one stored key and value. The returned value
@@ -163,7 +167,7 @@ func decodeKV(k, v []byte) (decoded, error) {
 		if d.slot == 0 {
 			return d, errors.New("slot 0 is never used")
 		}
-	case prefixFormat, prefixPromised, prefixApplied, prefixIdentity, prefixBase, prefixFloor:
+	case prefixFormat, prefixPromised, prefixApplied, prefixIdentity, prefixBase, prefixFloor, prefixConfig:
 		if len(k) != 1 {
 			return d, fmt.Errorf("unexpected key of %d bytes", len(k))
 		}
@@ -209,6 +213,14 @@ func decodeKV(k, v []byte) (decoded, error) {
 			return d, errors.New("bad node ID")
 		}
 		d.ident, rest = Identity{Cluster: c, Node: paxos.NodeID(id)}, p[n+m:]
+	case prefixConfig:
+		var h paxos.History
+		if h, rest, err = paxos.DecodeHistory(p); err == nil && len(h) != 1 {
+			err = fmt.Errorf("%d configurations where one belongs", len(h))
+		}
+		if err == nil {
+			d.config = h[0]
+		}
 	}
 	if err != nil {
 		return d, err

@@ -36,6 +36,8 @@ type Store struct {
 	logger *slog.Logger
 	failed error // sticky ErrFailed
 	ident  Identity
+	config paxos.Config
+	hasCfg bool
 }
 
 // Identity names the cluster and the member a store belongs to. A daemon
@@ -50,27 +52,38 @@ type Identity struct {
 // (a store that was never bootstrapped).
 func (s *Store) Identity() Identity { return s.ident }
 
-// SetIdentity records id durably. A store's identity never changes: setting
-// a different one is an error.
-func (s *Store) SetIdentity(id Identity) error {
+// Config returns the configuration the member started from (the one the
+// cluster was bootstrapped with, or the one it joined), recorded with its
+// identity; false if there is none (a store of an earlier version).
+func (s *Store) Config() (paxos.Config, bool) { return s.config, s.hasCfg }
+
+// SetIdentity records id and the configuration the member starts from,
+// durably and together. A store's identity never changes: setting a
+// different one is an error. A store of an earlier version, with an
+// identity and no configuration, gets the configuration.
+func (s *Store) SetIdentity(id Identity, c paxos.Config) error {
 	if id.Cluster == 0 || id.Node == 0 {
 		return fmt.Errorf("wal: identity needs a cluster ID and a node ID, got %+v", id)
 	}
-	if s.ident != (Identity{}) {
-		if s.ident != id {
-			return fmt.Errorf("wal: store belongs to cluster %016x node %d, not cluster %016x node %d", s.ident.Cluster, s.ident.Node, id.Cluster, id.Node)
-		}
+	if s.ident != (Identity{}) && s.ident != id {
+		return fmt.Errorf("wal: store belongs to cluster %016x node %d, not cluster %016x node %d", s.ident.Cluster, s.ident.Node, id.Cluster, id.Node)
+	}
+	if s.ident == id && s.hasCfg {
 		return nil
 	}
 	if s.failed != nil {
 		return s.failed
 	}
+	b := s.db.NewBatch()
+	defer b.Close()
 	v := binary.AppendUvarint(nil, id.Cluster)
 	v = binary.AppendUvarint(v, uint64(id.Node))
-	if err := s.db.Set([]byte{prefixIdentity}, seal(v), pebble.Sync); err != nil {
+	_ = b.Set([]byte{prefixIdentity}, seal(v), nil)
+	_ = b.Set([]byte{prefixConfig}, seal(paxos.History{c}.Encode(nil)), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("wal: write identity: %w", err)
 	}
-	s.ident = id
+	s.ident, s.config, s.hasCfg = id, c, true
 	return nil
 }
 
@@ -291,6 +304,8 @@ func (s *Store) scan() (st paxos.State, version uint64, nkeys int, err error) {
 			st.Acceptor.Floor = d.applied
 		case prefixIdentity:
 			s.ident = d.ident
+		case prefixConfig:
+			s.config, s.hasCfg = d.config, true
 		}
 	}
 	if err := it.Error(); err != nil {

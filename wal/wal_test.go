@@ -322,8 +322,12 @@ func TestIdentity(t *testing.T) {
 	if id := s.Identity(); id != (Identity{}) {
 		t.Fatalf("new store has identity %+v", id)
 	}
+	if _, ok := s.Config(); ok {
+		t.Fatal("new store has a configuration")
+	}
 	want := Identity{Cluster: 0xabc, Node: 2}
-	if err := s.SetIdentity(want); err != nil {
+	cfg := paxos.InitialConfig(paxos.Uniform(3))
+	if err := s.SetIdentity(want, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -334,10 +338,13 @@ func TestIdentity(t *testing.T) {
 	if got := s.Identity(); got != want {
 		t.Fatalf("identity after reopen: got %+v, want %+v", got, want)
 	}
-	if err := s.SetIdentity(want); err != nil {
+	if got, ok := s.Config(); !ok || !got.Equal(cfg) || got.Start != 1 {
+		t.Fatalf("configuration after reopen: %+v, %v", got, ok)
+	}
+	if err := s.SetIdentity(want, cfg); err != nil {
 		t.Fatalf("setting the same identity again: %v", err)
 	}
-	if err := s.SetIdentity(Identity{Cluster: 0xabc, Node: 3}); err == nil {
+	if err := s.SetIdentity(Identity{Cluster: 0xabc, Node: 3}, cfg); err == nil {
 		t.Fatal("SetIdentity changed a store's node ID")
 	}
 }

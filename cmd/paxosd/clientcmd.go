@@ -81,7 +81,11 @@ promised ballot, the highest chosen and the applied slot, and applied_hash, a
 hash chained over every value applied (members at the same applied slot must
 show the same hash), the slot of the newest snapshot, and the size of the log
 store on disk (snapshot_slot and log_bytes with -o json). Unreachable members
-are listed with their error, and the exit status is then 1.`, 0, nil, runStatus),
+are listed with their error, and the exit status is then 1. CONFIG
+(config_slot) is the slot whose value made the member's newest configuration
+(0: the one it was bootstrapped with); members that agree show the same.`, 0, nil, runStatus),
+		memberCommand(),
+		leaderCommand(),
 	}
 }
 
@@ -293,7 +297,11 @@ type memberStatus struct {
 	// the size of the member's log store on disk.
 	SnapshotSlot paxos.Slot `json:"snapshot_slot"`
 	LogBytes     uint64     `json:"log_bytes"`
-	Error        string     `json:"error"`
+	// ConfigSlot is the slot whose value made the member's newest
+	// configuration (0: the bootstrap one): members that agree show the
+	// same.
+	ConfigSlot paxos.Slot `json:"config_slot"`
+	Error      string     `json:"error"`
 }
 
 func runStatus(c *cli.Context, cl *client.Client, o *output) error {
@@ -396,7 +404,7 @@ func statusRows(a statusAnswers) []memberStatus {
 			s := r.st
 			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
 				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash),
-				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes}
+				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes, ConfigSlot: s.ConfigSlot}
 			continue
 		}
 		if id, ok := byAddr[ep]; ok {
@@ -418,7 +426,7 @@ func statusRows(a statusAnswers) []memberStatus {
 
 func printStatus(w io.Writer, list []memberStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tERROR")
+	fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tCONFIG\tERROR")
 	for _, r := range list {
 		id, lead := "?", ""
 		if r.ID != 0 {
@@ -428,10 +436,10 @@ func printStatus(w io.Writer, list []memberStatus) {
 			lead = "*"
 		}
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
+			fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%d\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes), r.ConfigSlot)
 	}
 	tw.Flush()
 }

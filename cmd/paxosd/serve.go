@@ -104,28 +104,36 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "run one member of a cluster",
-		UsageText: "paxosd serve --id 1 --data-dir ./data/1 --listen-peer 127.0.0.1:7101 --listen-client 127.0.0.1:7001 --cluster 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 [--bootstrap]",
-		Description: `Runs one paxosd daemon with the roles its --cluster entry gives it (all three
-by default). Every flag can also be set with the environment variable shown.
+		UsageText: "paxosd serve --id 1 --data-dir ./data/1 --listen-peer 127.0.0.1:7101 --listen-client 127.0.0.1:7001 [--cluster 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 --bootstrap | --join 127.0.0.1:7001]",
+		Description: `Runs one paxosd daemon. Every flag can also be set with the environment
+variable shown.
 
---cluster lists every member as ID=HOST:PORT (its peer address), optionally
+First start of a new cluster: give every member --bootstrap and --cluster,
+which lists every member as ID=HOST:PORT (its peer address), optionally
 followed by /ROLES to give it only some roles, for example
 4=10.0.0.4:7101/acceptor or 5=10.0.0.5:7101/proposer+learner.
 
-An empty data directory is only initialised with --bootstrap: give it to every
-member on the first start of a new cluster and never again. A member that lost
-its data must not be bootstrapped alone, because an acceptor that forgot its
-promises can break agreement.
+Joining a running cluster: run 'paxosd member add' against it, then start the
+new member with an empty --data-dir and --join, the client addresses of one or
+more members. It starts from a snapshot of theirs, catches up, and gets its
+roles once it has.
+
+Restart: --id, --data-dir and the listen addresses are enough; the member
+takes the cluster's configuration from its data. A --cluster that disagrees
+with it is refused. A member that lost its data must not be bootstrapped
+alone (an acceptor that forgot its promises can break agreement): remove its
+ID and join under a new one.
 
 SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append(append([]cli.Flag{
 			&cli.Uint64Flag{Name: "id", Usage: "this member's node ID (required)", EnvVars: env("ID")},
 			&cli.StringFlag{Name: "data-dir", Usage: "directory of this member's durable state (required)", EnvVars: env("DATA_DIR")},
-			&cli.StringFlag{Name: "listen-peer", Usage: "address to accept peers on (default: this member's --cluster address)", EnvVars: env("LISTEN_PEER")},
+			&cli.StringFlag{Name: "listen-peer", Usage: "address to accept peers on (default: this member's --cluster address; required without --cluster)", EnvVars: env("LISTEN_PEER")},
 			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:7001", Usage: "address to accept clients on", EnvVars: env("LISTEN_CLIENT")},
 			&cli.StringFlag{Name: "advertise-client", Usage: "client address other members give clients they redirect here (default: --listen-client)", EnvVars: env("ADVERTISE_CLIENT")},
-			&cli.StringFlag{Name: "cluster", Usage: "every member, as ID=HOST:PORT[/ROLES],… (required)", EnvVars: env("CLUSTER")},
+			&cli.StringFlag{Name: "cluster", Usage: "every member, as ID=HOST:PORT[/ROLES],… (with --bootstrap; later only checked against the data)", EnvVars: env("CLUSTER")},
+			&cli.StringFlag{Name: "join", Usage: "client addresses of members of a running cluster to join, comma-separated (first start only)", EnvVars: env("JOIN")},
 			&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "name that tells this cluster from others with the same members; part of the cluster ID", EnvVars: env("CLUSTER_TOKEN")},
 			&cli.BoolFlag{Name: "bootstrap", Usage: "initialise an empty data directory (first start of a new cluster only)", EnvVars: env("BOOTSTRAP")},
 			&cli.StringFlag{Name: "roles", Usage: "this member's roles, e.g. proposer,acceptor,learner; must agree with --cluster", EnvVars: env("ROLES")},
@@ -273,14 +281,25 @@ func runServe(c *cli.Context) error {
 	if c.String("data-dir") == "" {
 		return usageError{errors.New("--data-dir is required: where this member keeps its state")}
 	}
-	members, addrs, err := parseCluster(c.String("cluster"))
-	if err != nil {
-		return usageError{err}
+	var members paxos.Membership
+	var addrs map[paxos.NodeID]string
+	switch {
+	case c.String("cluster") != "":
+		if members, addrs, err = parseCluster(c.String("cluster")); err != nil {
+			return usageError{err}
+		}
+		if _, ok := addrs[id]; !ok {
+			return usageError{fmt.Errorf("--id %d is not in --cluster (members: %s)", id, memberIDs(members))}
+		}
+	case c.Bool("bootstrap"):
+		return usageError{errors.New("--bootstrap needs --cluster: list every member as ID=HOST:PORT, for example 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103")}
+	case c.String("listen-peer") == "":
+		return usageError{errors.New("--listen-peer is required without --cluster: the address this member accepts peers on")}
 	}
-	if _, ok := addrs[id]; !ok {
-		return usageError{fmt.Errorf("--id %d is not in --cluster (members: %s)", id, memberIDs(members))}
+	if c.String("join") != "" && c.Bool("bootstrap") {
+		return usageError{errors.New("--join joins a running cluster and --bootstrap starts a new one; give one of them")}
 	}
-	if c.IsSet("roles") {
+	if c.IsSet("roles") && c.String("cluster") != "" {
 		r, err := parseRoles(c.String("roles"))
 		if err != nil {
 			return usageError{fmt.Errorf("--roles: %w", err)}
@@ -295,6 +314,13 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	cfg.ID, cfg.Membership, cfg.PeerAddrs = id, members, addrs
+	if eps := c.String("join"); eps != "" {
+		join, err := prepareJoin(c, cfg.DataDir, eps, logger)
+		if err != nil {
+			return err
+		}
+		cfg.Join = join
+	}
 	cfg.ClusterToken, cfg.DataDir, cfg.Bootstrap = c.String("cluster-token"), c.String("data-dir"), c.Bool("bootstrap")
 	cfg.ClientAddr = c.String("advertise-client")
 	peerAddr := c.String("listen-peer")
@@ -315,9 +341,39 @@ func runServe(c *cli.Context) error {
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
+		if cfg.Join != "" {
+			os.Remove(cfg.Join)
+		}
 		return err
 	}
 	return waitForSignal(logger, srv.Wait, srv.Stop)
+}
+
+// prepareJoin fetches the snapshot a joining member starts from, into a
+// temporary file whose name it returns; "" when the data directory already
+// holds data (a restart with the first start's flags: --join is moot).
+func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger) (string, error) {
+	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
+		logger.Info("--join ignored: the data directory holds this member's data already", "dir", dataDir)
+		return "", nil
+	}
+	var eps []string
+	for _, ep := range strings.Split(endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			eps = append(eps, ep)
+		}
+	}
+	f, err := os.CreateTemp("", "paxosd-join-*.pxsnap")
+	if err != nil {
+		return "", fmt.Errorf("--join: a temporary file for the snapshot: %w", err)
+	}
+	defer f.Close()
+	logger.Info("fetching a snapshot to join from", "endpoints", eps)
+	if err := fetchJoinSnapshot(c.Context, eps, f); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // waitForSignal blocks until the members stop on their own (wait returns) or

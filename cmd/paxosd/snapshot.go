@@ -11,7 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/server"
 	"github.com/paxosd/paxosd/wal"
 )
 
@@ -42,11 +44,31 @@ machine and the size of the state. Exits 1 if the file fails a check.`,
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
 			},
 			Action: runSnapshotInspect,
+		}, {
+			Name:      "restore",
+			Usage:     "start a new cluster from a saved snapshot",
+			ArgsUsage: "FILE",
+			Description: `Makes --data-dir (which must be empty) the first member of a new cluster
+whose state is the snapshot's: every key, with its revision, as of the
+snapshot's slot. The new cluster has its own cluster ID, so members of the
+old one cannot reach it by mistake, and one member, --id, with every role.
+Then start it (paxosd serve --id N --data-dir D --listen-peer --peer
+--listen-client --client), and add the others with 'paxosd member add' and
+'paxosd serve --join'.`,
+			OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "data-dir", Usage: "the new member's data directory; must be empty (required)", EnvVars: env("DATA_DIR")},
+				&cli.Uint64Flag{Name: "id", Value: 1, Usage: "the new member's node ID", EnvVars: env("ID")},
+				&cli.StringFlag{Name: "peer", Usage: "the new member's peer address, HOST:PORT (required)", EnvVars: env("LISTEN_PEER")},
+				&cli.StringFlag{Name: "client", Usage: "the new member's client address, HOST:PORT (required)", EnvVars: env("LISTEN_CLIENT")},
+				&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "the new cluster's token; part of its ID", EnvVars: env("CLUSTER_TOKEN")},
+			},
+			Action: runSnapshotRestore,
 		}},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usageError{fmt.Errorf("unknown snapshot command %q; try paxosd snapshot save FILE or paxosd snapshot inspect FILE", c.Args().First())}
+				return usageError{fmt.Errorf("unknown snapshot command %q; try paxosd snapshot save FILE, inspect FILE or restore FILE", c.Args().First())}
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
@@ -156,5 +178,32 @@ func runSnapshotInspect(c *cli.Context) error {
 	}
 	fmt.Fprintf(o.w, "file          %s\nname          %s (in a member's DATA_DIR/snap)\nslot          %d\napplied_hash  %s\ncluster       %s\nmembers       %v\nmachine       %s\nstate         %d bytes\nchecksum      ok\n",
 		info.File, info.Name, info.Slot, info.AppliedHash, info.Cluster, info.Members, info.Machine, info.StateBytes)
+	return nil
+}
+
+func runSnapshotRestore(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError{errors.New("restore takes one argument: the snapshot file")}
+	}
+	switch {
+	case c.String("data-dir") == "":
+		return usageError{errors.New("--data-dir is required: the new member's (empty) data directory")}
+	case c.Uint64("id") == 0:
+		return usageError{errors.New("--id must be a positive integer")}
+	}
+	for _, f := range []string{"peer", "client"} {
+		if err := checkHostPort(c.String(f)); err != nil {
+			return usageError{fmt.Errorf("--%s is required: %w", f, err)}
+		}
+	}
+	cluster, slot, err := server.Restore(server.RestoreConfig{
+		Snapshot: c.Args().First(), DataDir: c.String("data-dir"), ID: paxos.NodeID(c.Uint64("id")),
+		PeerAddr: c.String("peer"), ClientAddr: c.String("client"), Token: c.String("cluster-token"),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "restored slot %d into %s: new cluster %016x with member %d; start it with\n  paxosd serve --id %d --data-dir %s --listen-peer %s --listen-client %s\n",
+		slot, c.String("data-dir"), cluster, c.Uint64("id"), c.Uint64("id"), c.String("data-dir"), c.String("peer"), c.String("client"))
 	return nil
 }

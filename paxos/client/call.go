@@ -118,12 +118,16 @@ type Call struct {
 	backoff   time.Duration
 	redirects int // followed since the last wait
 	attempts  int
+	answer    clientapi.Response
 }
 
 // NewCall starts a call of req through r.
 func NewCall(r *Router, req clientapi.Request) *Call {
 	return &Call{r: r, req: req, ep: r.first(), backoff: minBackoff}
 }
+
+// Answer returns the response that ended the call with CodeOK.
+func (c *Call) Answer() clientapi.Response { return c.answer }
 
 // Request returns the request every attempt sends.
 func (c *Call) Request() clientapi.Request { return c.req }
@@ -152,6 +156,7 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 	switch resp.Code {
 	case clientapi.CodeOK:
 		c.r.setLeader(ep)
+		c.answer = resp
 		return resp.Data, true, 0, nil
 	case clientapi.CodeNotLeader:
 		c.last = fmt.Errorf("%s: %s", ep, resp.Message)

@@ -279,8 +279,6 @@ func (c *Client) Read(ctx context.Context, query []byte) ([]byte, error) {
 }
 
 func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte) ([]byte, error) {
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
 	req := clientapi.Request{Kind: kind, Data: cmd}
 	if kind == clientapi.ReqCommand {
 		s := c.takeSession()
@@ -288,12 +286,21 @@ func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte)
 		s.seq++
 		req.Session, req.Seq = s.id, s.seq
 	}
+	resp, err := c.call(ctx, req)
+	return resp.Data, err
+}
+
+// call sends req to the leader, following redirects and retrying as
+// package client's rules say, and returns the answer that ended it.
+func (c *Client) call(ctx context.Context, req clientapi.Request) (clientapi.Response, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
 	call := NewCall(c.router, req)
 	for {
 		resp, sent, err := c.roundTrip(ctx, call.Endpoint(), req)
-		data, done, wait, err := call.Handle(resp, sent, err)
+		_, done, wait, err := call.Handle(resp, sent, err)
 		if done {
-			return data, err
+			return call.Answer(), err
 		}
 		if wait == 0 {
 			continue
@@ -302,10 +309,31 @@ func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, call.Expire(ctx.Err())
+			return clientapi.Response{}, call.Expire(ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// ChangeMembers asks the leader for a configuration change and waits until
+// it governs. It returns the slot whose value made it. A change is not
+// idempotent: retried after an unknown outcome, an add or a remove that
+// took the first time is refused the second ("is a member already", "is
+// not a member"); check with Status.
+func (c *Client) ChangeMembers(ctx context.Context, ch clientapi.Change) (paxos.Slot, error) {
+	resp, err := c.call(ctx, clientapi.Request{Kind: clientapi.ReqMembers, Change: &ch})
+	if err != nil {
+		return 0, fmt.Errorf("member %s %d: %w", ch.Op, ch.ID, err)
+	}
+	return resp.Slot, nil
+}
+
+// TransferLeader asks the leader to hand leadership to member id.
+func (c *Client) TransferLeader(ctx context.Context, id paxos.NodeID) error {
+	if _, err := c.call(ctx, clientapi.Request{Kind: clientapi.ReqTransfer, Change: &clientapi.Change{ID: id}}); err != nil {
+		return fmt.Errorf("leader transfer to %d: %w", id, err)
+	}
+	return nil
 }
 
 func (c *Client) takeSession() *session {

@@ -159,6 +159,9 @@ func (m *Member) apply(ds []paxos.Decision) {
 // applied by its deadline. The daemon calls it ten times a second, the
 // simulator every tick. Answers go out in deadline order.
 func (m *Member) Sweep() {
+	// A change may come to govern without a new slot applied here: a
+	// learner's report of progress can be what it waited for.
+	m.answerChanges()
 	now := m.io.Now()
 	type due struct {
 		k sessionSeq

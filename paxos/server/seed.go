@@ -1,8 +1,13 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -34,4 +39,72 @@ func Seed(fs vfs.FS, dir string, storage paxos.Storage, hdr wal.SnapshotHeader, 
 		return paxos.State{}, fmt.Errorf("server: record the seed snapshot: %w", err)
 	}
 	return paxos.State{Learner: paxos.LearnerState{Base: hdr.Slot, Applied: hdr.Slot}}, nil
+}
+
+// RestoreConfig says how to seed the first member of a new cluster from a
+// saved snapshot.
+type RestoreConfig struct {
+	// Snapshot is the saved snapshot file (paxosd snapshot save).
+	Snapshot string
+	// DataDir is the new member's data directory; it must be empty.
+	DataDir string
+	// ID, PeerAddr and ClientAddr are the new member's, which runs every
+	// role; the others join it.
+	ID                   paxos.NodeID
+	PeerAddr, ClientAddr string
+	// Token is the new cluster's token.
+	Token string
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Restore makes DataDir the first member of a new cluster that starts from
+// the state of a saved snapshot: its applied slot, hash and state are the
+// snapshot's, its configuration is the one member alone, and its cluster ID
+// is new (derived from the token, the member and the snapshot's slot and
+// hash), so that no member of the old cluster can talk to it by mistake. It
+// returns the new cluster ID and the snapshot's slot.
+func Restore(rc RestoreConfig) (uint64, paxos.Slot, error) {
+	if rc.ID == 0 || rc.PeerAddr == "" || rc.ClientAddr == "" {
+		return 0, 0, errors.New("server: a restore needs the new member's ID and its peer and client addresses")
+	}
+	if empty, err := dirIsEmpty(rc.DataDir); err != nil {
+		return 0, 0, err
+	} else if !empty {
+		return 0, 0, fmt.Errorf("%w: %s is not empty; restore into a new, empty directory", ErrAlreadyBootstrapped, rc.DataDir)
+	}
+	r, err := wal.OpenSnapshot(nil, rc.Snapshot)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer r.Close()
+	cfg, err := paxos.NewConfig(1, 0, []paxos.Peer{{ID: rc.ID, Roles: paxos.RoleAll, PeerAddr: rc.PeerAddr, ClientAddr: rc.ClientAddr}}, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "paxosd restored cluster\x00%s\x00%d\x00%d\x00%016x", rc.Token, rc.ID, r.Header.Slot, r.Header.Hash)
+	cluster := binary.BigEndian.Uint64(h.Sum(nil)) | 1 // never 0
+	store, _, err := wal.Open(rc.DataDir, wal.Options{Logger: rc.Logger})
+	if err != nil {
+		return 0, 0, err
+	}
+	hdr := r.Header
+	hdr.Cluster, hdr.Configs = cluster, paxos.History{cfg}
+	_, err = Seed(vfs.Default, filepath.Join(rc.DataDir, snapDir), store, hdr, func(w io.Writer) error {
+		if _, err := io.Copy(w, r); err != nil {
+			return err
+		}
+		return r.Finish()
+	})
+	if err == nil {
+		err = store.SetIdentity(wal.Identity{Cluster: cluster, Node: rc.ID}, cfg)
+	}
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("server: restore %s into %s: %w; remove the directory before trying again", rc.Snapshot, rc.DataDir, err)
+	}
+	return cluster, hdr.Slot, nil
 }

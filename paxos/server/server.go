@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,20 +28,29 @@ import (
 
 // Config configures a member run as a daemon.
 type Config struct {
-	// ID is this member's node ID; it must be in Membership.
+	// ID is this member's node ID.
 	ID paxos.NodeID
 	// Membership is the cluster's members, and PeerAddrs every member's
-	// peer address (this member's too: it is what peers dial).
+	// peer address (this member's too: it is what peers dial). They are
+	// needed to bootstrap; after that the member takes its configuration
+	// from its data, and if they are given they must agree with it.
 	Membership paxos.Membership
 	PeerAddrs  map[paxos.NodeID]string
 	// ClusterToken distinguishes clusters with the same members; the
-	// cluster ID is derived from it and the membership (see ClusterID).
+	// cluster ID is derived from it and the bootstrap membership (see
+	// ClusterID), and stored: later changes of members do not change it.
 	ClusterToken string
 	// DataDir holds the WAL and, in DataDir/snap, the snapshots.
 	DataDir string
 	// Bootstrap allows initialising an empty DataDir. Give it to every
 	// member on the first start of a new cluster, never on a restart.
 	Bootstrap bool
+	// Join initialises an empty DataDir from a snapshot of a running
+	// cluster, fetched by the caller from one of its members (paxosd serve
+	// --join): the file's header names the cluster and its
+	// configurations, which must list this member. The file is removed
+	// once it is in place.
+	Join string
 	// PeerListener and ClientListener are where the member accepts peers
 	// and clients. The caller creates them (so that tests can use port 0)
 	// and the member closes them.
@@ -157,16 +168,13 @@ func Start(cfg Config) (s *Server, err error) {
 	if cfg.PeerListener == nil || cfg.ClientListener == nil || cfg.Machine == nil {
 		return nil, errors.New("server: config needs both listeners and a state machine")
 	}
-	if !cfg.Membership.Has(cfg.ID, 0) {
+	if len(cfg.Membership.Members()) > 0 && !cfg.Membership.Has(cfg.ID, 0) {
 		return nil, fmt.Errorf("server: node %d is not in the cluster list", cfg.ID)
 	}
 	setDefaults(&cfg)
-	srv := &Server{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), cluster: ClusterID(cfg.ClusterToken, cfg.Membership), runErr: make(chan error, 1)}
+	srv := &Server{cfg: cfg, logger: cfg.Logger.With("node", cfg.ID), runErr: make(chan error, 1)}
 	if srv.cfg.ClientAddr == "" {
 		srv.cfg.ClientAddr = cfg.ClientListener.Addr().String()
-	}
-	if srv.bootstrap, err = bootstrapConfig(cfg.Membership, cfg.PeerAddrs); err != nil {
-		return nil, err
 	}
 	store, st, err := srv.openStore()
 	if err != nil {
@@ -178,8 +186,17 @@ func Start(cfg Config) (s *Server, err error) {
 			store.Close()
 		}
 	}()
+	boot := srv.bootstrap
+	addrs := map[paxos.NodeID]string{}
+	for _, p := range boot.Peers {
+		addrs[p.ID] = p.PeerAddr
+	}
+	for id, a := range cfg.PeerAddrs {
+		addrs[id] = a // NB: what the operator says now wins over the data
+	}
 	srv.tr, err = transport.New(transport.Config{
-		ID: cfg.ID, Cluster: srv.cluster, Membership: cfg.Membership, Peers: cfg.PeerAddrs, ClientAddr: srv.cfg.ClientAddr,
+		ID: cfg.ID, Cluster: srv.cluster, Membership: boot.Membership(), Peers: addrs, ClientAddr: srv.cfg.ClientAddr,
+		PeerAddr: cfg.PeerListener.Addr().String(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
 		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -189,6 +206,12 @@ func Start(cfg Config) (s *Server, err error) {
 		srv.tr.Close()
 		return nil, err
 	}
+	if err := srv.checkFlags(); err != nil {
+		srv.member.Close()
+		srv.tr.Close()
+		return nil, err
+	}
+	srv.tr.Reconfigure(srv.member.Configs())
 	s = srv
 	s.node = s.member.Node()
 	s.run()
@@ -223,7 +246,8 @@ func (s *Server) memberIO(st paxos.State) MemberIO {
 			if id == s.cfg.ID {
 				return s.PeerAddr() // where it listens, which --listen-peer may set
 			}
-			return s.cfg.PeerAddrs[id]
+			p, _ := s.member.Configs().Latest().Peer(id)
+			return p.PeerAddr
 		},
 		LogBytes: s.store.DiskUsage,
 	}
@@ -239,47 +263,169 @@ func bootstrapConfig(ms paxos.Membership, addrs map[paxos.NodeID]string) (paxos.
 	return paxos.NewConfig(1, 0, peers, nil)
 }
 
-// openStore opens the WAL in the data directory and checks that it belongs
-// to this member, or initialises it when Bootstrap allows.
+// openStore opens the WAL in the data directory and establishes who this
+// member is: from the data, for a member that ran before; from the
+// membership, for the first start of a new cluster (Bootstrap); from a
+// running cluster's snapshot, for a member that joins (Join).
 func (s *Server) openStore() (*wal.Store, paxos.State, error) {
 	cfg := &s.cfg
 	fresh, err := dirIsEmpty(cfg.DataDir)
 	if err != nil {
 		return nil, paxos.State{}, err
 	}
-	if fresh && !cfg.Bootstrap {
-		return nil, paxos.State{}, fmt.Errorf("%w: %s is empty. If this is the first start of a new cluster, start every member once with --bootstrap. If this member lost its data, do not bootstrap it alone: an acceptor that forgot its promises can break agreement, and paxosd cannot replace a member yet", ErrNotBootstrapped, cfg.DataDir)
+	switch {
+	case fresh && cfg.Bootstrap && cfg.Join != "":
+		return nil, paxos.State{}, errors.New("server: --bootstrap starts a new cluster and --join joins a running one; give one of them")
+	case fresh && cfg.Bootstrap && len(cfg.Membership.Members()) == 0:
+		return nil, paxos.State{}, fmt.Errorf("%w: bootstrapping %s needs the cluster's members (--cluster)", ErrNotBootstrapped, cfg.DataDir)
+	case fresh && !cfg.Bootstrap && cfg.Join == "":
+		return nil, paxos.State{}, fmt.Errorf("%w: %s is empty. If this is the first start of a new cluster, start every member once with --bootstrap. To add this member to a running cluster, run 'paxosd member add' there, then start it with --join. If this member lost its data, do not bootstrap it alone: remove its old ID from the cluster and join under a new one (see the README, \"Disaster recovery\")", ErrNotBootstrapped, cfg.DataDir)
+	case !fresh && cfg.Join != "":
+		return nil, paxos.State{}, fmt.Errorf("%w: %s already holds a member's data; --join is for an empty data directory (drop it to restart this member)", ErrAlreadyBootstrapped, cfg.DataDir)
 	}
 	store, st, err := wal.Open(cfg.DataDir, wal.Options{Logger: s.logger})
 	if err != nil {
 		return nil, st, err
 	}
-	if err := s.checkIdentity(store, fresh); err != nil {
+	if err := s.establish(store, fresh, &st); err != nil {
 		store.Close()
 		return nil, st, err
 	}
 	return store, st, nil
 }
 
-func (s *Server) checkIdentity(store *wal.Store, fresh bool) error {
+// establish sets s.cluster and s.bootstrap from the store, or records them
+// there on the first start.
+func (s *Server) establish(store *wal.Store, fresh bool, st *paxos.State) error {
 	cfg := &s.cfg
-	want := wal.Identity{Cluster: s.cluster, Node: cfg.ID}
-	switch have := store.Identity(); {
+	have := store.Identity()
+	stored, hasCfg := store.Config()
+	switch {
+	case cfg.Join != "" && have == (wal.Identity{}):
+		return s.join(store, st)
 	case have == (wal.Identity{}) && !cfg.Bootstrap:
 		return fmt.Errorf("%w: %s holds a store without an identity (was a bootstrap interrupted?); start with --bootstrap to finish it", ErrNotBootstrapped, cfg.DataDir)
 	case have == (wal.Identity{}):
-		if err := store.SetIdentity(want); err != nil {
+		boot, err := bootstrapConfig(cfg.Membership, cfg.PeerAddrs)
+		if err != nil {
+			return err
+		}
+		s.cluster, s.bootstrap = ClusterID(cfg.ClusterToken, cfg.Membership), boot
+		if err := store.SetIdentity(wal.Identity{Cluster: s.cluster, Node: cfg.ID}, boot); err != nil {
 			return err
 		}
 		s.logger.Info("bootstrapped", "cluster", fmt.Sprintf("%016x", s.cluster), "dir", cfg.DataDir)
+		return nil
 	case have.Node != cfg.ID:
 		return fmt.Errorf("%w: %s belongs to node %d, not node %d; check --id and --data-dir", ErrWrongIdentity, cfg.DataDir, have.Node, cfg.ID)
-	case have.Cluster != s.cluster:
-		return fmt.Errorf("%w: %s belongs to cluster %016x, but this configuration makes cluster %016x; check --cluster (IDs and roles) and --cluster-token against the ones it was bootstrapped with", ErrWrongIdentity, cfg.DataDir, have.Cluster, s.cluster)
 	case cfg.Bootstrap && !fresh:
 		return fmt.Errorf("%w: %s already holds this member's data; drop --bootstrap (it is for the first start only)", ErrAlreadyBootstrapped, cfg.DataDir)
+	case !hasCfg:
+		// Written by a version before reconfiguration: the identity is
+		// there, the configuration is not. The cluster ID was derived from
+		// the members then, so --cluster can be checked against it.
+		if len(cfg.Membership.Members()) == 0 {
+			return fmt.Errorf("%w: %s was written by an earlier paxosd, which did not store the cluster's configuration; start it once more with the --cluster and --cluster-token it was bootstrapped with, to upgrade it", ErrWrongIdentity, cfg.DataDir)
+		}
+		if want := ClusterID(cfg.ClusterToken, cfg.Membership); want != have.Cluster {
+			return fmt.Errorf("%w: %s belongs to cluster %016x, but --cluster and --cluster-token make cluster %016x; give the ones it was bootstrapped with", ErrWrongIdentity, cfg.DataDir, have.Cluster, want)
+		}
+		boot, err := bootstrapConfig(cfg.Membership, cfg.PeerAddrs)
+		if err != nil {
+			return err
+		}
+		if err := store.SetIdentity(have, boot); err != nil {
+			return err
+		}
+		s.logger.Info("upgraded the data directory: the cluster's configuration is stored now; --cluster is no longer needed", "dir", cfg.DataDir)
+		stored = boot
 	}
+	s.cluster, s.bootstrap = have.Cluster, stored
 	return nil
+}
+
+// join initialises a fresh store from the snapshot of a running cluster in
+// cfg.Join.
+func (s *Server) join(store *wal.Store, st *paxos.State) error {
+	cfg := &s.cfg
+	r, err := wal.OpenSnapshot(nil, cfg.Join)
+	if err != nil {
+		return fmt.Errorf("server: read the snapshot fetched to join: %w", err)
+	}
+	defer r.Close()
+	hdr := r.Header
+	if len(hdr.Configs) == 0 {
+		return fmt.Errorf("server: the snapshot fetched to join has no configuration; the member it came from runs an older paxosd")
+	}
+	latest := hdr.Configs.Latest()
+	switch {
+	case latest.IsRemoved(cfg.ID):
+		return fmt.Errorf("%w: node %d was removed from cluster %016x and may never return; add this member under a new ID ('paxosd member add') and join with that", ErrWrongIdentity, cfg.ID, hdr.Cluster)
+	case !latest.Membership().Has(cfg.ID, 0):
+		return fmt.Errorf("%w: cluster %016x (as of slot %d) has no member %d; run 'paxosd member add %d=PEERADDR --client ADDR' against it first, then join", ErrNotBootstrapped, hdr.Cluster, hdr.Slot, cfg.ID, cfg.ID)
+	}
+	snapDirPath := filepath.Join(cfg.DataDir, snapDir)
+	if *st, err = Seed(vfs.Default, snapDirPath, store, hdr, func(w io.Writer) error {
+		if _, err := io.Copy(w, r); err != nil {
+			return err
+		}
+		return r.Finish()
+	}); err != nil {
+		return fmt.Errorf("server: seed the member from the fetched snapshot: %w", err)
+	}
+	if err := store.SetIdentity(wal.Identity{Cluster: hdr.Cluster, Node: cfg.ID}, latest); err != nil {
+		return err
+	}
+	s.cluster, s.bootstrap = hdr.Cluster, latest
+	os.Remove(cfg.Join) // in place now; a leftover in the temp directory is harmless
+	s.logger.Info("joined", "cluster", fmt.Sprintf("%016x", hdr.Cluster), "snapshot", hdr.Slot, "dir", cfg.DataDir)
+	return nil
+}
+
+// checkFlags compares a --cluster given to a member that ran before with the
+// configuration its data holds: members or roles that disagree mean the
+// flags are out of date, and the member refuses to start rather than guess.
+// Addresses may differ (members moved); this member then dials the given
+// ones.
+func (s *Server) checkFlags() error {
+	cfg := &s.cfg
+	if len(cfg.Membership.Members()) == 0 || cfg.Bootstrap {
+		return nil
+	}
+	given, err := bootstrapConfig(cfg.Membership, cfg.PeerAddrs)
+	if err != nil {
+		return err
+	}
+	if s.bootstrap.Made == 0 && sameMembers(given, s.bootstrap) && ClusterID(cfg.ClusterToken, cfg.Membership) != s.cluster {
+		return fmt.Errorf("%w: %s belongs to cluster %016x, but --cluster and --cluster-token make cluster %016x; check --cluster-token (or drop both: the data says which cluster this is)", ErrWrongIdentity, cfg.DataDir, s.cluster, ClusterID(cfg.ClusterToken, cfg.Membership))
+	}
+	latest := s.member.Configs().Latest()
+	if sameMembers(given, latest) {
+		return nil
+	}
+	return fmt.Errorf("%w: --cluster says %s, but this member's data says the cluster is %s (as of slot %d); drop --cluster: after the first start a member takes its configuration from its data", ErrWrongIdentity, describeMembers(given), describeMembers(latest), latest.Made)
+}
+
+// sameMembers compares the IDs and roles of a and b.
+func sameMembers(a, b paxos.Config) bool {
+	if len(a.Peers) != len(b.Peers) {
+		return false
+	}
+	for i, p := range a.Peers {
+		if q := b.Peers[i]; p.ID != q.ID || p.Roles != q.Roles {
+			return false
+		}
+	}
+	return true
+}
+
+// describeMembers writes a configuration as --cluster would.
+func describeMembers(c paxos.Config) string {
+	parts := make([]string, len(c.Peers))
+	for i, p := range c.Peers {
+		parts[i] = fmt.Sprintf("%d=%s/%s", p.ID, p.PeerAddr, strings.ReplaceAll(p.Roles.String(), ",", "+"))
+	}
+	return strings.Join(parts, ",")
 }
 
 // run starts the member's goroutines: the node's loop, the peer listener
@@ -396,6 +542,7 @@ func (s *Server) Wait() error {
 // goroutines.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.handOver()
 		s.cancel()
 		s.member.snaps.cancel() // ends snapshot pacing and the waits of snapshot saves
 		s.clients.close()
@@ -415,6 +562,52 @@ func (s *Server) Stop() error {
 		s.stopErr = err
 	})
 	return s.stopErr
+}
+
+// handOver passes leadership to another proposer before the member stops,
+// and waits (two election timeouts at most) until that one leads: commands
+// then keep flowing through a rolling restart, instead of stalling for an
+// election timeout each time the leader goes.
+func (s *Server) handOver() {
+	prop := s.member.Proposer()
+	if prop == nil {
+		return
+	}
+	limit := 2 * time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	onNode := func(f func()) bool {
+		done := make(chan struct{})
+		if s.node.Do(ctx, func() { f(); close(done) }) != nil {
+			return false
+		}
+		select {
+		case <-done:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var to paxos.NodeID
+	if !onNode(func() { to = prop.HandOver() }) || to == 0 {
+		return
+	}
+	s.logger.Info("handing leadership over before stopping", "to", to)
+	for {
+		var took bool
+		if !onNode(func() { took = prop.Leader() == to && !prop.LeaderBallot().IsZero() }) {
+			s.logger.Warn("leadership hand-over not confirmed before stopping", "to", to)
+			return
+		}
+		if took {
+			s.logger.Info("leadership handed over", "to", to)
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.cfg.TickInterval):
+		}
+	}
 }
 
 // sweepLoop times out requests whose commands were not applied in time.

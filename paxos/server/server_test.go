@@ -255,7 +255,11 @@ func TestBootstrapRules(t *testing.T) {
 	start := func(id paxos.NodeID, token string, bootstrap bool) (*Server, error) {
 		pl, _ := net.Listen("tcp", "127.0.0.1:0")
 		cl, _ := net.Listen("tcp", "127.0.0.1:0")
-		return Start(Config{ID: id, Membership: members, PeerAddrs: map[paxos.NodeID]string{1: pl.Addr().String()}, ClusterToken: token,
+		var addrs map[paxos.NodeID]string
+		if len(members.Members()) > 0 {
+			addrs = map[paxos.NodeID]string{1: pl.Addr().String(), 2: "127.0.0.1:1"}
+		}
+		return Start(Config{ID: id, Membership: members, PeerAddrs: addrs, ClusterToken: token,
 			DataDir: dir, Bootstrap: bootstrap, PeerListener: pl, ClientListener: cl, Machine: statemachine.NewKV(), Logger: testLogger(t)})
 	}
 	if _, err := start(1, "t", false); !errors.Is(err, ErrNotBootstrapped) || !strings.Contains(err.Error(), "--bootstrap") {
@@ -271,8 +275,20 @@ func TestBootstrapRules(t *testing.T) {
 	if _, err := start(1, "t", true); !errors.Is(err, ErrAlreadyBootstrapped) {
 		t.Fatalf("bootstrap on a restart: %v", err)
 	}
-	if _, err := start(1, "other", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "cluster") {
-		t.Fatalf("data dir of another cluster: %v", err)
+	// After the first start the configuration comes from the data: a
+	// --cluster with other members is refused, showing both.
+	members = paxos.MustMembership(paxos.Member{ID: 1, Roles: paxos.RoleAll}, paxos.Member{ID: 2, Roles: paxos.RoleAll})
+	if _, err := start(1, "t", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "--cluster says 1=") ||
+		!strings.Contains(err.Error(), "data says the cluster is 1=") || !strings.Contains(err.Error(), "drop --cluster") {
+		t.Fatalf("restart with a --cluster that disagrees with the data: %v", err)
+	}
+	// Without --cluster, the data is enough.
+	members = paxos.Membership{}
+	if s, err = start(1, "", false); err != nil {
+		t.Fatalf("restart without --cluster: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
 	}
 	members = paxos.MustMembership(paxos.Member{ID: 2, Roles: paxos.RoleAll})
 	if _, err := start(2, "t", false); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "node 1, not node 2") {

@@ -40,13 +40,23 @@ type Config struct {
 	ID paxos.NodeID
 	// Cluster is the cluster ID; a peer with another one is refused.
 	Cluster uint64
-	// Membership says who may connect: only members.
+	// Membership says who may connect at first: only members. Reconfigure
+	// changes it as the configurations change.
 	Membership paxos.Membership
 	// Peers maps every other member to the address to dial.
 	Peers map[paxos.NodeID]string
-	// ClientAddr is where this node serves clients; the handshake tells
-	// peers, so that they can redirect clients to it.
+	// Pinned are addresses an operator gave (paxosd serve --cluster): they
+	// are dialed whatever the configurations say.
+	Pinned map[paxos.NodeID]string
+	// ClientAddr is where this node serves clients, and PeerAddr where it
+	// serves peers; the handshake tells peers, so that they can redirect
+	// clients to it and reach it before their configuration lists it.
 	ClientAddr string
+	PeerAddr   string
+	// AdmitAny admits any node of the cluster that was not removed, member
+	// or not: for a member that runs no learner, which cannot follow the
+	// configurations and so never learns of members added later.
+	AdmitAny bool
 
 	MaxFrame         int           // default wire.DefaultMaxFrame
 	MaxQueue         int           // messages queued per peer; default 4096
@@ -97,8 +107,14 @@ const readBufferSize = 32 << 10
 type TCP struct {
 	cfg    Config
 	logger *slog.Logger
-	peers  map[paxos.NodeID]*peer
 	conns  chan struct{} // semaphore bounding inbound connections
+
+	// pmu guards the peers, who may connect (members) and who may never
+	// again (removed); Reconfigure changes them.
+	pmu     sync.RWMutex
+	peers   map[paxos.NodeID]*peer
+	members map[paxos.NodeID]bool
+	removed map[paxos.NodeID]bool
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -124,11 +140,14 @@ func New(cfg Config) (*TCP, error) {
 		cfg:     cfg,
 		logger:  cfg.Logger.With("node", cfg.ID),
 		peers:   map[paxos.NodeID]*peer{},
+		members: map[paxos.NodeID]bool{},
+		removed: map[paxos.NodeID]bool{},
 		conns:   make(chan struct{}, cfg.MaxConns),
 		inbound: map[net.Conn]struct{}{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for _, m := range cfg.Membership.Members() {
+		t.members[m.ID] = true
 		if m.ID == cfg.ID {
 			continue
 		}
@@ -150,6 +169,8 @@ func New(cfg Config) (*TCP, error) {
 // encode alike (wire.Same) share one frame, encoded once by whichever
 // writer needs it first.
 func (t *TCP) Send(msgs []paxos.Message) {
+	t.pmu.RLock()
+	defer t.pmu.RUnlock()
 	for i := 0; i < len(msgs); {
 		j := i + 1
 		for j < len(msgs) && wire.Same(&msgs[i], &msgs[j]) {
@@ -195,7 +216,9 @@ func (t *TCP) ClientAddr(id paxos.NodeID) string {
 	if id == t.cfg.ID {
 		return t.cfg.ClientAddr
 	}
+	t.pmu.RLock()
 	p := t.peers[id]
+	t.pmu.RUnlock()
 	if p == nil {
 		return ""
 	}
@@ -346,9 +369,7 @@ func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder) (paxos.NodeID, error) {
 	if h.To != t.cfg.ID {
 		return 0, fmt.Errorf("%w: node %d dialed node %d but reached node %d", wire.ErrHandshake, h.From, h.To, t.cfg.ID)
 	}
-	if p := t.peers[h.From]; p != nil {
-		p.setClientAddr(h.ClientAddr)
-	}
+	t.heardFrom(h)
 	c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 	answer := t.hello(h.From)
 	if _, err := c.Write(wire.Append(nil, &answer)); err != nil {
@@ -367,8 +388,12 @@ func (t *TCP) checkHello(h wire.Hello, want paxos.NodeID) error {
 		return fmt.Errorf("%w: node %d speaks protocol version %d, this node %d; run the same paxosd version on every member", wire.ErrHandshake, h.From, h.Version, wire.ProtocolVersion)
 	case h.Cluster != t.cfg.Cluster:
 		return fmt.Errorf("%w: node %d belongs to cluster %016x, this node to cluster %016x", wire.ErrHandshake, h.From, h.Cluster, t.cfg.Cluster)
-	case h.From == t.cfg.ID || !t.cfg.Membership.Has(h.From, 0):
-		return fmt.Errorf("%w: node %d is not a member of this cluster", wire.ErrHandshake, h.From)
+	case h.From == t.cfg.ID:
+		return fmt.Errorf("%w: node %d is this node", wire.ErrHandshake, h.From)
+	case t.isRemoved(h.From):
+		return fmt.Errorf("%w: node %d was removed from this cluster and may never return; a member that lost its data joins again under a new ID (see 'paxosd member add')", wire.ErrHandshake, h.From)
+	case !t.isMember(h.From):
+		return fmt.Errorf("%w: node %d is not a member of this cluster (add it with 'paxosd member add' first)", wire.ErrHandshake, h.From)
 	case want != 0 && h.From != want:
 		return fmt.Errorf("%w: expected node %d at this address, found node %d", wire.ErrHandshake, want, h.From)
 	}
@@ -376,7 +401,91 @@ func (t *TCP) checkHello(h wire.Hello, want paxos.NodeID) error {
 }
 
 func (t *TCP) hello(to paxos.NodeID) wire.Hello {
-	return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: t.cfg.Cluster, From: t.cfg.ID, To: to, ClientAddr: t.cfg.ClientAddr}
+	return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: t.cfg.Cluster, From: t.cfg.ID, To: to, ClientAddr: t.cfg.ClientAddr, PeerAddr: t.cfg.PeerAddr}
+}
+
+func (t *TCP) isRemoved(id paxos.NodeID) bool {
+	t.pmu.RLock()
+	defer t.pmu.RUnlock()
+	return t.removed[id]
+}
+
+func (t *TCP) isMember(id paxos.NodeID) bool {
+	t.pmu.RLock()
+	defer t.pmu.RUnlock()
+	return t.members[id] || t.cfg.AdmitAny
+}
+
+// heardFrom notes what an accepted peer's Hello says: its client address,
+// and where to reach it, if this member has no writer for it yet (it
+// joined after this member's configuration was last read).
+func (t *TCP) heardFrom(h wire.Hello) {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	p := t.peers[h.From]
+	if p == nil && h.PeerAddr != "" {
+		p = t.addPeer(h.From, h.PeerAddr)
+	}
+	if p != nil {
+		p.setClientAddr(h.ClientAddr)
+	}
+}
+
+// addPeer starts a writer for member id at addr; the caller holds pmu for
+// writing. It returns nil once the transport is closed.
+func (t *TCP) addPeer(id paxos.NodeID, addr string) *peer {
+	if t.ctx.Err() != nil {
+		return nil
+	}
+	p := &peer{t: t, id: id, addr: addr, wake: make(chan struct{}, 1)}
+	t.peers[id] = p
+	t.wg.Add(1)
+	go p.run()
+	return p
+}
+
+// Reconfigure follows the configurations h, the first of which governs
+// now: members of any of them may connect, members the first removed may
+// not, ever; a member new to this
+// transport gets a writer, one removed loses its writer, and one that
+// moved is dialed at its new address on the next connection.
+func (t *TCP) Reconfigure(h paxos.History) {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	members := map[paxos.NodeID]bool{t.cfg.ID: true}
+	for _, c := range h {
+		for _, p := range c.Peers {
+			members[p.ID] = true
+			if p.ID == t.cfg.ID || p.PeerAddr == "" {
+				continue
+			}
+			addr := p.PeerAddr
+			if pin, ok := t.cfg.Pinned[p.ID]; ok {
+				addr = pin
+			}
+			if old := t.peers[p.ID]; old == nil {
+				t.addPeer(p.ID, addr)
+			} else {
+				old.setAddr(addr)
+			}
+		}
+	}
+	// NB: a removal counts from the slot it governs, not from the one
+	// that chose it: until then the configuration before it needs the
+	// removed member. The first configuration governs now (a learner's
+	// configurations begin with the one of the slot after its applied).
+	for _, id := range h[0].Removed {
+		t.removed[id] = true
+		if p := t.peers[id]; p != nil {
+			// NB: not at once. A removed leader hands over once its
+			// removal governs and it heard that a remaining learner has
+			// the slots before it; answers on the connection it has must
+			// reach it until then. The writer ends when its connection
+			// does, and is never dialed again.
+			p.retire()
+		}
+	}
+	t.members = members
 }
 
 // Close stops the listeners, the writers and every connection, and waits
@@ -396,9 +505,11 @@ func (t *TCP) Close() error {
 		c.Close()
 	}
 	t.mu.Unlock()
+	t.pmu.RLock()
 	for _, p := range t.peers {
 		p.close()
 	}
+	t.pmu.RUnlock()
 	t.wg.Wait()
 	return nil
 }
@@ -416,6 +527,7 @@ type peer struct {
 	clientAddr string
 	conn       net.Conn // set while connected, so close can interrupt a write
 	dropped    int      // messages dropped since the last report
+	stopped    bool     // removed from the cluster: the writer ends
 }
 
 func (p *peer) enqueue(m outgoing) {
@@ -431,6 +543,37 @@ func (p *peer) enqueue(m outgoing) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// setAddr makes the next connection to the peer dial addr.
+func (p *peer) setAddr(addr string) {
+	p.mu.Lock()
+	p.addr = addr
+	p.mu.Unlock()
+}
+
+func (p *peer) dialAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
+
+// retire lets the peer's writer end once it is not connected: the peer was
+// removed.
+func (p *peer) retire() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *peer) isStopped() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
 }
 
 func (p *peer) setClientAddr(a string) {
@@ -504,6 +647,9 @@ func (p *peer) run() {
 		case <-keepalive.C:
 		case <-timer.C:
 		}
+		if w.conn == nil && p.isStopped() {
+			return
+		}
 		if w.conn == nil && !time.Now().Before(w.nextDial) && !w.connect() {
 			return
 		}
@@ -532,7 +678,7 @@ func (w *writer) connect() bool {
 	w.conn = c
 	w.backoff = w.p.t.cfg.MinBackoff
 	if w.reported {
-		w.log.Info("peer reachable again", "addr", w.p.addr)
+		w.log.Info("peer reachable again", "addr", w.p.dialAddr())
 	}
 	w.downSince, w.reported = time.Time{}, false
 	return true
@@ -588,7 +734,7 @@ func (w *writer) disconnect(err error) {
 	w.p.setConn(nil)
 	w.conn = nil
 	if err != nil {
-		w.log.Info("peer connection lost", "addr", w.p.addr, "err", err)
+		w.log.Info("peer connection lost", "addr", w.p.dialAddr(), "err", err)
 	}
 }
 
@@ -599,7 +745,7 @@ func (w *writer) failed(err error) {
 		w.downSince = time.Now()
 	}
 	if !w.reported && time.Since(w.downSince) >= reportAfter {
-		w.log.Warn("peer unreachable", "addr", w.p.addr, "err", err, "since", w.downSince.Format(time.RFC3339))
+		w.log.Warn("peer unreachable", "addr", w.p.dialAddr(), "err", err, "since", w.downSince.Format(time.RFC3339))
 		w.reported = true
 	}
 	wait := w.backoff/2 + time.Duration(rand.Int64N(int64(w.backoff/2)+1))
@@ -611,7 +757,7 @@ func (w *writer) failed(err error) {
 func (p *peer) dial() (net.Conn, error) {
 	cfg := &p.t.cfg
 	dl := net.Dialer{Timeout: cfg.DialTimeout}
-	c, err := dl.DialContext(p.t.ctx, "tcp", p.addr)
+	c, err := dl.DialContext(p.t.ctx, "tcp", p.dialAddr())
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,4 +364,45 @@ func TestReconnectsToAPeerThatStartsLate(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return b2.count() > 0
 	})
+}
+
+// A removed member is refused at the handshake once its removal governs
+// (the first configuration Reconfigure is given), never before: until then
+// the configuration before the change needs it. A member added later may
+// connect.
+func TestRemovedMemberRefused(t *testing.T) {
+	c := startTransports(t, 2, 1)
+	tr := c.trs[0]
+	hello := func(from paxos.NodeID) wire.Hello {
+		return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: 1, From: from, To: 1}
+	}
+	mk := func(start paxos.Slot, ids []paxos.NodeID, removed ...paxos.NodeID) paxos.Config {
+		var peers []paxos.Peer
+		for _, id := range ids {
+			peers = append(peers, paxos.Peer{ID: id, Roles: paxos.RoleAll, PeerAddr: "127.0.0.1:1"})
+		}
+		cfg, err := paxos.NewConfig(start, start, peers, removed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	before := mk(1, []paxos.NodeID{1, 2})
+	after := mk(70, []paxos.NodeID{1, 3}, 2)
+	tr.Reconfigure(paxos.History{before, after})
+	for _, id := range []paxos.NodeID{2, 3} {
+		if err := tr.checkHello(hello(id), 0); err != nil {
+			t.Fatalf("node %d refused while the change does not govern: %v", id, err)
+		}
+	}
+	tr.Reconfigure(paxos.History{after})
+	if err := tr.checkHello(hello(2), 0); !errors.Is(err, wire.ErrHandshake) || !strings.Contains(err.Error(), "node 2 was removed from this cluster and may never return") {
+		t.Fatalf("removed node 2: %v", err)
+	}
+	if err := tr.checkHello(hello(3), 0); err != nil {
+		t.Fatalf("added node 3: %v", err)
+	}
+	if err := tr.checkHello(hello(9), 0); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("stranger 9: %v", err)
+	}
 }

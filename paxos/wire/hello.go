@@ -67,6 +67,10 @@ type Hello struct {
 	// ClientAddr is the address where the sender serves clients, so that
 	// members can redirect clients to the leader.
 	ClientAddr string `msgpack:"a,omitempty"`
+	// PeerAddr is where the sending member accepts peers, so that a member
+	// that does not know it yet (it joined later) can answer it. Added in
+	// version 5; older members skip it.
+	PeerAddr string `msgpack:"p,omitempty"`
 }
 
 // lenientKeys makes the decoder skip keys it does not know in a Hello (if

@@ -150,12 +150,17 @@ func (c *cluster) start(id int, bootstrap bool, extra ...string) {
 		m.previousLogs = append(m.previousLogs, m.log.String())
 	}
 	args := []string{"serve", "--id", strconv.Itoa(id), "--data-dir", m.dir, "--listen-client", m.client,
-		"--cluster", c.flag, "--request-timeout", "1s", "--log-level", "info"}
+		"--request-timeout", "1s", "--log-level", "info"}
+	// The first start bootstraps from --cluster; a restart needs only the
+	// data directory and the listen addresses.
 	if bootstrap {
-		args = append(args, "--bootstrap")
+		args = append(args, "--cluster", c.flag, "--bootstrap")
 	}
-	if m.listenPeer != "" {
+	switch {
+	case m.listenPeer != "":
 		args = append(args, "--listen-peer", m.listenPeer)
+	case !bootstrap:
+		args = append(args, "--listen-peer", m.peer)
 	}
 	args = append(args, extra...)
 	m.log = &syncBuffer{}
@@ -183,6 +188,35 @@ func (c *cluster) start(id int, bootstrap bool, extra ...string) {
 		}
 		return err == nil
 	})
+}
+
+// grow adds a member object for the next ID on its own 127.0.0.x address,
+// not started: 'paxosd member add' it, then startJoin.
+func (c *cluster) grow() *member {
+	c.t.Helper()
+	id := len(c.members) + 1
+	host := fmt.Sprintf("127.0.0.%d", id)
+	m := &member{id: id, host: host, dir: filepath.Join(filepath.Dir(c.members[0].dir), strconv.Itoa(id))}
+	m.peer = net.JoinHostPort(host, strconv.Itoa(freePort(c.t, host)))
+	m.client = net.JoinHostPort(host, strconv.Itoa(freePort(c.t, host)))
+	c.members = append(c.members, m)
+	return m
+}
+
+// startJoin starts member id with an empty data directory, joining the
+// cluster through the members at endpoints.
+func (c *cluster) startJoin(id int, endpoints string) {
+	c.t.Helper()
+	c.start(id, false, "--join", endpoints)
+}
+
+// stop sends SIGTERM and waits for the process to go.
+func (m *member) stop() {
+	if !m.running() {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	<-m.exited
 }
 
 func (c *cluster) startAll(bootstrap bool) {
@@ -289,6 +323,7 @@ type statusRow struct {
 	AppliedHash  string `json:"applied_hash"`
 	SnapshotSlot uint64 `json:"snapshot_slot"`
 	LogBytes     uint64 `json:"log_bytes"`
+	ConfigSlot   uint64 `json:"config_slot"`
 	Error        string `json:"error"`
 }
 

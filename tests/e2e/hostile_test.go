@@ -205,8 +205,8 @@ func TestStrangerPeersRefused(t *testing.T) {
 		{"unknown node ID", wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: clusterID, From: 9, To: 1}, "node 9 is not a member"},
 		// Hello's keys are the same in every version, so a member of
 		// version 3 is told, not just dropped.
-		{"older protocol", wire.Hello{Kind: wire.HelloPeer, Version: 3, Cluster: clusterID, From: 2, To: 1}, "node 2 speaks protocol version 3, this node 4"},
-		{"older client", wire.Hello{Kind: wire.HelloClient, Version: 3}, "client speaks protocol version 3, this node 4"},
+		{"older protocol", wire.Hello{Kind: wire.HelloPeer, Version: 3, Cluster: clusterID, From: 2, To: 1}, fmt.Sprintf("node 2 speaks protocol version 3, this node %d", wire.ProtocolVersion)},
+		{"older client", wire.Hello{Kind: wire.HelloClient, Version: 3}, fmt.Sprintf("client speaks protocol version 3, this node %d", wire.ProtocolVersion)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := target.peer
