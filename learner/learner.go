@@ -98,6 +98,7 @@ type Learner struct {
 	cfg    Config
 	logger *slog.Logger
 	peers  []paxos.NodeID // other learners, asked to fill gaps
+	leader paxos.NodeID   // the last leader heard from, asked too
 	// configs are the configurations that govern the slots after applied:
 	// the first governs applied+1. Applying a change appends one; applying
 	// past a Start drops the one before.
@@ -286,6 +287,7 @@ func (l *Learner) Step(m paxos.Message) error {
 		return l.learn(m.From, m.Entries)
 	case paxos.MsgHeartbeat:
 		l.known = max(l.known, m.Commit)
+		l.leader = m.From
 		l.send(paxos.Message{Type: paxos.MsgProgress, To: m.From, Commit: l.applied})
 	case paxos.MsgCatchUp:
 		l.handleCatchUp(m)
@@ -500,7 +502,7 @@ func (l *Learner) Tick() {
 		l.tickTransfer()
 		return
 	}
-	if l.known <= l.applied || len(l.peers) == 0 {
+	if l.known <= l.applied || (len(l.peers) == 0 && l.leader == 0) {
 		l.gap = 0
 		return
 	}
@@ -508,7 +510,18 @@ func (l *Learner) Tick() {
 	if l.gap < l.cfg.CatchUpTicks {
 		return
 	}
-	l.askCatchUp(l.peers[l.cfg.Rand.IntN(len(l.peers))])
+	// NB: a learner far behind knows only the configurations of the slots
+	// it has; the learners added since are not among its peers. The leader
+	// it hears from is a learner that has what it misses, so it is asked
+	// too, every other time.
+	outside := l.leader != 0 && l.leader != l.cfg.ID && !slices.Contains(l.peers, l.leader)
+	if outside && (len(l.peers) == 0 || l.cfg.Rand.IntN(2) == 0) {
+		l.askCatchUp(l.leader)
+		return
+	}
+	if len(l.peers) > 0 {
+		l.askCatchUp(l.peers[l.cfg.Rand.IntN(len(l.peers))])
+	}
 }
 
 // askCatchUp asks peer for the chosen values after the applied prefix.

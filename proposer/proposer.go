@@ -315,14 +315,15 @@ func (p *Proposer) Reconfigure(h paxos.History) {
 }
 
 // maybeLeave hands leadership over once a change that makes this node no
-// proposer governs, and a learner of the new configuration reported every
-// slot before it: until then the removed leader is the one that has them.
+// proposer governs, and a proposer of the new configuration reported every
+// slot before it (so that it can lead with the new configuration alone):
+// until then the removed leader may be the only one that has them.
 func (p *Proposer) maybeLeave() {
 	if p.state != stateLeader || p.isProposer() || p.configs.Pending(p.applied) {
 		return
 	}
 	latest := p.configs.Latest()
-	for _, id := range latest.Membership().Learners() {
+	for _, id := range latest.Membership().Proposers() {
 		if at, ok := p.progress[id]; ok && at+1 >= latest.Start {
 			p.handOver()
 			return

@@ -182,3 +182,29 @@ func TestPromoteAndTransfer(t *testing.T) {
 		t.Fatalf("TimeoutNow answered with %v, want Prepares above %v", prep, tn[0].Ballot)
 	}
 }
+
+// A leader gives up the slots its learner has applied: it re-proposes no
+// value phase 1 found there and counts no vote for them, because the
+// configurations that governed them may be gone from what it knows (the
+// bug the simulator found with seed 887).
+func TestLeaderSkipsAppliedSlots(t *testing.T) {
+	p := newTestProposer(t, nil)
+	found := []paxos.Entry{{Slot: 1, Ballot: b(0, 2), Value: paxos.Value("a")}, {Slot: 2, Ballot: b(0, 2), Value: paxos.Value("b")}, {Slot: 3, Ballot: b(0, 2), Value: paxos.Value("c")}}
+	rd := lead(t, p, found, nil)
+	if acc := ofType(rd, paxos.MsgAccept); len(acc) != 9 {
+		t.Fatalf("recovery proposed %d Accepts, want 3 slots to 3 acceptors", len(acc))
+	}
+	step(t, p, paxos.Message{Type: paxos.MsgLearned, From: 1, Commit: 2}) // chosen and applied elsewhere
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: p.Ballot(), Slot: 1})
+	}
+	if d := ofType(take(p), paxos.MsgDecide); len(d) != 0 {
+		t.Fatalf("counted votes for an applied slot: %v", d)
+	}
+	for _, from := range []paxos.NodeID{2, 3} {
+		step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: from, Ballot: p.Ballot(), Slot: 3})
+	}
+	if d := ofType(take(p), paxos.MsgDecide); len(d) == 0 || d[0].Entries[0].Slot != 3 {
+		t.Fatalf("slot 3, above the applied slot, was not chosen: %v", d)
+	}
+}

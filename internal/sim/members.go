@@ -109,7 +109,7 @@ func (s *sim) onConfig(c paxos.Config) {
 }
 
 // stopRemoved stops for good the removed members whose removal governs,
-// as an operator does once 'member remove' is answered: when a learner
+// as an operator does once 'member remove' is answered: when a proposer
 // that stays has durably applied every slot before the change governs.
 func (s *sim) stopRemoved() {
 	for _, id := range s.ids {
@@ -166,12 +166,13 @@ func (s *sim) seedJoiner(n *simNode) (paxos.State, bool) {
 	return st, true
 }
 
-// learnedWithout reports whether a learner other than removed member n,
-// and not removed itself, durably applied every slot before n's removal
-// governs.
+// learnedWithout reports whether a proposer of the newest configuration,
+// other than removed member n, durably applied every slot before n's
+// removal governs.
 func (s *sim) learnedWithout(n *simNode) bool {
-	for _, id := range s.learnerIDs() {
-		if m := s.nodes[id]; m != n && m.removeAt == 0 && m.model.applied+1 >= n.removeAt {
+	latest := s.ck.configs.Latest().Membership()
+	for _, id := range latest.Proposers() {
+		if m := s.nodes[id]; m != nil && m != n && m.removeAt == 0 && m.model.applied+1 >= n.removeAt {
 			return true
 		}
 	}

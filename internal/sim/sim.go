@@ -288,7 +288,7 @@ func (s *sim) setup() {
 	}
 	s.reconfig = pick(0, 0.005, 0.02)
 	s.pcfg = proposer.Config{
-		Window:          []int{1, 2, 4, 32}[r.IntN(4)],
+		Window:          []int{1, 2, 4, 32, 128}[r.IntN(5)], // 128 > α: the configuration gate binds
 		MaxBatch:        []int{1, 2, 5, 64}[r.IntN(4)],
 		MaxBatchBytes:   []int{40, 1 << 20}[r.IntN(2)],
 		HeartbeatTicks:  2,

@@ -127,7 +127,10 @@ func (m *Member) amend(ch clientapi.Change) (paxos.Config, error) {
 // unreachable returns the acceptors of next that this leader did not hear
 // from lately, when too few are left for a quorum; nil when enough are.
 func (m *Member) unreachable(next paxos.Config) []paxos.NodeID {
-	heard := append(m.prop.Reachable(), m.cfg.ID)
+	heard := m.prop.Reachable()
+	if !slices.Contains(heard, m.cfg.ID) {
+		heard = append(heard, m.cfg.ID) // NB: IsQuorum counts each ID once only if it is listed once
+	}
 	if next.Membership().IsQuorum(heard) {
 		return nil
 	}
@@ -171,19 +174,19 @@ type effect struct {
 
 // governs reports whether a change that governs from slot start on may be
 // reported done: this member applied every slot before start, and so did a
-// learner of the newest configuration (this one, or one that told the
-// leader so). From then on a member the change removed may be stopped: the
-// slots its votes helped choose can be learned without it, and a proposer
-// that learned them needs only the new configuration's acceptors.
+// proposer of the newest configuration (this one, or one that told the
+// leader so). From then on a member the change removed may be stopped: that
+// proposer can lead with the new configuration's acceptors alone, and the
+// slots the removed member's votes helped choose can be learned from it.
 func (m *Member) governs(start paxos.Slot) bool {
 	if m.lrn.Applied()+1 < start {
 		return false
 	}
 	latest := m.Configs().Latest().Membership()
-	if latest.Has(m.cfg.ID, paxos.RoleLearner) {
+	if latest.Has(m.cfg.ID, paxos.RoleProposer) {
 		return true
 	}
-	for _, id := range latest.Learners() {
+	for _, id := range latest.Proposers() {
 		if at, ok := m.prop.Progress(id); ok && at+1 >= start {
 			return true
 		}

@@ -65,6 +65,7 @@ var regressionSeeds = []struct {
 	{1304, false, "two learners' snapshots of one slot differed in bytes (one kept a configuration it had passed), and a transfer switching between them was refused"},
 	{42, false, "a leader whose own acceptor is a quorum alone filled the slots up to a change with no-ops in more local rounds than Flush allowed"},
 	{52, false, "a member was stopped as soon as its removal was chosen, before the change governed, and the configuration before it lost its quorum"},
+	{481, false, "a removal was answered once a learner of the new configuration had the slots before it, but the only proposer-acceptor left lagged, and knew no learner that had them: nobody could lead again"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
