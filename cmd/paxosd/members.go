@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -229,6 +230,22 @@ func fetchJoinSnapshot(ctx context.Context, endpoints []string, f *os.File) erro
 		return f.Sync()
 	}
 	return fmt.Errorf("--join: no member gave a snapshot to start from (is the cluster running? check --join): %s", strings.Join(errs, "; "))
+}
+
+// joinCluster returns the cluster ID of the first of endpoints that
+// answers a status request, 0 if none does.
+func joinCluster(ctx context.Context, endpoints []string) uint64 {
+	cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: 2 * time.Second})
+	if err != nil {
+		return 0
+	}
+	defer cl.Close()
+	for _, ep := range endpoints {
+		if st, err := cl.Status(ctx, ep); err == nil {
+			return st.Cluster
+		}
+	}
+	return 0
 }
 
 // checkHostPort checks that addr is HOST:PORT.

@@ -315,11 +315,9 @@ func runServe(c *cli.Context) error {
 	}
 	cfg.ID, cfg.Membership, cfg.PeerAddrs = id, members, addrs
 	if eps := c.String("join"); eps != "" {
-		join, err := prepareJoin(c, cfg.DataDir, eps, logger)
-		if err != nil {
+		if cfg.Join, cfg.JoinCluster, err = prepareJoin(c, c.String("data-dir"), eps, logger); err != nil {
 			return err
 		}
-		cfg.Join = join
 	}
 	cfg.ClusterToken, cfg.DataDir, cfg.Bootstrap = c.String("cluster-token"), c.String("data-dir"), c.Bool("bootstrap")
 	cfg.ClientAddr = c.String("advertise-client")
@@ -350,30 +348,32 @@ func runServe(c *cli.Context) error {
 }
 
 // prepareJoin fetches the snapshot a joining member starts from, into a
-// temporary file whose name it returns; "" when the data directory already
-// holds data (a restart with the first start's flags: --join is moot).
-func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger) (string, error) {
-	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
-		logger.Info("--join ignored: the data directory holds this member's data already", "dir", dataDir)
-		return "", nil
-	}
+// temporary file whose name it returns. When the data directory holds data
+// already (a restart with the first start's flags), it fetches nothing and
+// returns the cluster ID of the --join members instead, which the data must
+// belong to (0 if none answers: the restart goes on).
+func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger) (string, uint64, error) {
 	var eps []string
 	for _, ep := range strings.Split(endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
 			eps = append(eps, ep)
 		}
 	}
+	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
+		logger.Info("the data directory holds this member's data already; --join only checks the cluster", "dir", dataDir)
+		return "", joinCluster(c.Context, eps), nil
+	}
 	f, err := os.CreateTemp("", "paxosd-join-*.pxsnap")
 	if err != nil {
-		return "", fmt.Errorf("--join: a temporary file for the snapshot: %w", err)
+		return "", 0, fmt.Errorf("--join: a temporary file for the snapshot: %w", err)
 	}
 	defer f.Close()
 	logger.Info("fetching a snapshot to join from", "endpoints", eps)
 	if err := fetchJoinSnapshot(c.Context, eps, f); err != nil {
 		os.Remove(f.Name())
-		return "", err
+		return "", 0, err
 	}
-	return f.Name(), nil
+	return f.Name(), 0, nil
 }
 
 // waitForSignal blocks until the members stop on their own (wait returns) or

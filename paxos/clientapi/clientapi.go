@@ -199,6 +199,8 @@ type Status struct {
 	// slot whose value made that configuration (0: the bootstrap one).
 	Members    []MemberInfo `msgpack:"M,omitempty"`
 	ConfigSlot paxos.Slot   `msgpack:"C,omitempty"`
+	// Cluster is the cluster ID.
+	Cluster uint64 `msgpack:"k,omitempty"`
 }
 
 // MemberInfo is a member as another member knows it: its roles and

@@ -210,7 +210,9 @@ func (l *Local) Wait() error {
 func (l *Local) Stop() error {
 	var errs []error
 	for id, s := range l.servers {
-		errs = append(errs, s.Stop())
+		// NB: every member stops: handing leadership to one that stops
+		// next would only make the stop slower.
+		errs = append(errs, s.stop(false))
 		delete(l.servers, id)
 	}
 	return errors.Join(errs...)

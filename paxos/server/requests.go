@@ -228,7 +228,7 @@ func (m *Member) Status() clientapi.Status {
 		st.LogBytes = m.io.LogBytes()
 	}
 	latest := m.Configs().Latest()
-	st.ConfigSlot = latest.Made
+	st.ConfigSlot, st.Cluster = latest.Made, m.cfg.Cluster
 	for _, p := range latest.Peers {
 		info := clientapi.MemberInfo{ID: p.ID, Roles: p.Roles, Target: p.Target, PeerAddr: p.PeerAddr, ClientAddr: p.ClientAddr}
 		if a := addr(m.io.ClientAddr, p.ID); a != "" {

@@ -51,6 +51,10 @@ type Config struct {
 	// configurations, which must list this member. The file is removed
 	// once it is in place.
 	Join string
+	// JoinCluster is the cluster ID of the members a restart was told to
+	// join (paxosd serve --join on a data directory that holds data);
+	// data of another cluster is then refused. Zero: not checked.
+	JoinCluster uint64
 	// PeerListener and ClientListener are where the member accepts peers
 	// and clients. The caller creates them (so that tests can use port 0)
 	// and the member closes them.
@@ -318,6 +322,8 @@ func (s *Server) establish(store *wal.Store, fresh bool, st *paxos.State) error 
 		return nil
 	case have.Node != cfg.ID:
 		return fmt.Errorf("%w: %s belongs to node %d, not node %d; check --id and --data-dir", ErrWrongIdentity, cfg.DataDir, have.Node, cfg.ID)
+	case cfg.JoinCluster != 0 && cfg.JoinCluster != have.Cluster:
+		return fmt.Errorf("%w: %s belongs to cluster %016x, but the --join members are of cluster %016x; a member joins another cluster only with an empty data directory (and a new ID)", ErrWrongIdentity, cfg.DataDir, have.Cluster, cfg.JoinCluster)
 	case cfg.Bootstrap && !fresh:
 		return fmt.Errorf("%w: %s already holds this member's data; drop --bootstrap (it is for the first start only)", ErrAlreadyBootstrapped, cfg.DataDir)
 	case !hasCfg:
@@ -536,13 +542,19 @@ func (s *Server) Wait() error {
 	return err
 }
 
-// Stop stops the member cleanly: the node finishes the flush it is in (so
-// every sync in flight completes), connections close, snapshot work ends,
-// and the WAL closes. It is safe to call more than once and from several
-// goroutines.
-func (s *Server) Stop() error {
+// Stop stops the member cleanly: a leader hands leadership over first (and
+// waits, at most two election timeouts, until the other leads), the node
+// finishes the flush it is in (so every sync in flight completes),
+// connections close, snapshot work ends, and the WAL closes. It is safe to
+// call more than once and from several goroutines.
+func (s *Server) Stop() error { return s.stop(true) }
+
+// stop stops the member, a leader first handing over if handOver is set.
+func (s *Server) stop(handOver bool) error {
 	s.stopOnce.Do(func() {
-		s.handOver()
+		if handOver {
+			s.handOver()
+		}
 		s.cancel()
 		s.member.snaps.cancel() // ends snapshot pacing and the waits of snapshot saves
 		s.clients.close()

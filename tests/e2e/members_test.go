@@ -199,6 +199,23 @@ func TestReplaceWipedMember(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "was removed") {
 		t.Fatalf("joining under a removed ID: exit %d, %s", code, errOut)
 	}
+	// A member of another cluster cannot join this one with its data.
+	other := newCluster(t, 1)
+	other.startAll(true)
+	other.leader()
+	om := other.member(1)
+	om.stop()
+	_, errOut, code = cli(t, nil, "serve", "--id", "1", "--data-dir", om.dir, "--listen-peer", om.peer,
+		"--listen-client", om.client, "--join", liveEndpoints(c))
+	if code != 1 || !strings.Contains(errOut, "but the --join members are of cluster") {
+		t.Fatalf("joining with another cluster's data: exit %d, %q", code, errOut)
+	}
+	// Nor can a member join that was never added.
+	_, errOut, code = cli(t, nil, "serve", "--id", "9", "--data-dir", t.TempDir()+"/9", "--listen-peer", "127.0.0.9:0",
+		"--listen-client", "127.0.0.9:0", "--join", liveEndpoints(c))
+	if code == 0 || !strings.Contains(errOut, "has no member 9; run 'paxosd member add") {
+		t.Fatalf("joining without member add: exit %d, %s", code, errOut)
+	}
 }
 
 // Restart every member in turn with SIGTERM, the leader last, under a
