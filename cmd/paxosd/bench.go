@@ -38,14 +38,17 @@ log (--consistency serializable reads one member's state); mixed does both,
 --read-ratio of them reads. Keys are --key-size bytes, drawn at random from
 --key-space distinct keys, or numbered in order with --sequential-keys.
 
---local N starts an N-member cluster on loopback in temporary directories
-(fsync on, as always) in this process and loads it; otherwise --endpoints
-names a running cluster. At the end it prints the setup, throughput, latency
+--spawn N starts an N-member cluster of separate 'paxosd serve' processes on
+127.0.0.1..N in temporary directories (the setup users run: use it for speed
+claims) and reports the largest member's peak memory too; --local N starts
+one in this process (for profiling); otherwise --endpoints names a running
+cluster. At the end it prints the setup, throughput, latency
 percentiles and a histogram; -o json prints one object instead.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
 			&cli.IntFlag{Name: "local", Usage: "start a cluster of this many members in this process and load it", EnvVars: env("BENCH_LOCAL")},
+			&cli.IntFlag{Name: "spawn", Usage: "start a cluster of this many 'paxosd serve' processes and load it", EnvVars: env("BENCH_SPAWN")},
 			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each with one request in flight", EnvVars: env("BENCH_CLIENTS")},
 			&cli.IntFlag{Name: "conns", Value: 8, Usage: "connections the clients share (per member)", EnvVars: env("BENCH_CONNS")},
 			&cli.IntFlag{Name: "total", Value: 20000, Usage: "requests to send (ignored with --duration)", EnvVars: env("BENCH_TOTAL")},
@@ -71,6 +74,7 @@ type benchSetup struct {
 	Workload    string  `json:"workload"`
 	Members     int     `json:"members"`
 	Local       bool    `json:"local"`
+	Spawned     bool    `json:"spawned,omitempty"`
 	Fsync       bool    `json:"fsync"`
 	Clients     int     `json:"clients"`
 	Conns       int     `json:"conns"`
@@ -99,9 +103,11 @@ type benchResult struct {
 	// With --restart: each member's data directory after the run, in MB
 	// (10^6 bytes), and how long the restart took until every member had
 	// recovered its state, and until the first write was applied.
-	DataDirMB         map[string]float64 `json:"data_dir_mb,omitempty"`
-	RestartSeconds    float64            `json:"restart_seconds,omitempty"`
-	FirstWriteSeconds float64            `json:"restart_first_write_seconds,omitempty"`
+	DataDirMB map[string]float64 `json:"data_dir_mb,omitempty"`
+	// With --spawn: the largest member's peak resident memory, in MB.
+	PeakRSSMB         float64 `json:"member_peak_rss_mb,omitempty"`
+	RestartSeconds    float64 `json:"restart_seconds,omitempty"`
+	FirstWriteSeconds float64 `json:"restart_first_write_seconds,omitempty"`
 }
 
 func runBench(c *cli.Context) error {
@@ -138,6 +144,28 @@ func runBench(c *cli.Context) error {
 	} else if c.Bool("restart") || c.String("data-dir") != "" {
 		return o.fail(usageError{errors.New("--restart and --data-dir need --local")})
 	}
+	var spawn *spawned
+	if n := c.Int("spawn"); n > 0 {
+		if c.Int("local") > 0 {
+			return o.fail(usageError{errors.New("give --spawn or --local, not both")})
+		}
+		dir, err := os.MkdirTemp("", "paxosd-bench-spawn")
+		if err != nil {
+			return o.fail(err)
+		}
+		defer os.RemoveAll(dir)
+		var extra []string
+		for _, f := range []string{"snapshot-every", "snapshot-bytes", "snapshot-rate"} {
+			extra = append(extra, "--"+f, c.String(f))
+		}
+		if spawn, err = spawnCluster(c.Context, n, dir, extra); err != nil {
+			return o.fail(err)
+		}
+		defer spawn.stop()
+		endpoints, setup.Spawned = spawn.eps, true
+	} else if c.Int("spawn") < 0 {
+		return o.fail(usageError{errors.New("--spawn must be a positive number of members")})
+	}
 	setup.Members = len(endpoints)
 
 	pool, err := benchClients(c.Context, setup, endpoints, c.Duration("timeout"))
@@ -163,6 +191,9 @@ func runBench(c *cli.Context) error {
 	})
 	stopBar()
 	res := summarize(setup, lat, kinds, elapsed)
+	if spawn != nil {
+		res.PeakRSSMB = spawn.peakRSSMB()
+	}
 	if local != nil && c.Bool("restart") {
 		if local, err = benchRestart(c.Context, local, localCfg, &res); err != nil {
 			return o.fail(err)
@@ -437,8 +468,11 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 
 func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
 	where := "--endpoints"
-	if r.Local {
+	switch {
+	case r.Local:
 		where = "--local, in this process"
+	case r.Spawned:
+		where = "--spawn, each a paxosd serve process"
 	}
 	fmt.Fprintf(w, "setup: %s, %d members (%s), fsync on, %d clients over %d connections, %d-byte keys from %d, %d-byte values",
 		r.Workload, r.Members, where, r.Clients, r.Conns, r.KeySize, r.KeySpace, r.ValSize)
@@ -450,6 +484,9 @@ func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
 	fmt.Fprintf(w, "throughput  %.0f ops/s\n", r.OpsPerSec)
 	fmt.Fprintf(w, "latency ms  min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n\n",
 		r.LatencyMS["min"], r.LatencyMS["p50"], r.LatencyMS["p90"], r.LatencyMS["p99"], r.LatencyMS["p999"], r.LatencyMS["max"], r.LatencyMS["mean"])
+	if r.PeakRSSMB > 0 {
+		fmt.Fprintf(w, "memory      largest member's peak RSS %.0f MB\n\n", r.PeakRSSMB)
+	}
 	if r.DataDirMB != nil {
 		ids := slices.Sorted(maps.Keys(r.DataDirMB))
 		fmt.Fprint(w, "data dirs  ")

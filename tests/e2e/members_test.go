@@ -326,3 +326,26 @@ func TestRestoreIntoNewCluster(t *testing.T) {
 	checkAcked(t, c.endpoints(), keys)
 	mustCLI(t, 0, "put", "--endpoints", c.endpoints(), "after", "restore")
 }
+
+// bench --spawn starts separate serve processes, loads them, reports the
+// largest member's peak memory, and stops them.
+func TestBenchSpawn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	out := mustCLI(t, 0, "bench", "put", "--spawn", "3", "--clients", "8", "--total", "300", "-o", "json")
+	var r struct {
+		Spawned   bool    `json:"spawned"`
+		Members   int     `json:"members"`
+		Requests  int     `json:"requests"`
+		Errors    int     `json:"errors"`
+		OpsPerSec float64 `json:"ops_per_sec"`
+		PeakRSSMB float64 `json:"member_peak_rss_mb"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench printed %q: %v", out, err)
+	}
+	if !r.Spawned || r.Members != 3 || r.Requests != 300 || r.Errors != 0 || r.OpsPerSec <= 0 || r.PeakRSSMB <= 0 {
+		t.Fatalf("bench --spawn: %+v", r)
+	}
+}
