@@ -402,15 +402,7 @@ func (l *Learner) pruneConfigs() {
 
 func (l *Learner) configsChanged() {
 	l.rd.Configs = l.configs
-	l.peers = l.peers[:0]
-	for _, c := range l.configs {
-		for _, id := range c.Membership().Learners() {
-			if id != l.cfg.ID && !slices.Contains(l.peers, id) {
-				l.peers = append(l.peers, id)
-			}
-		}
-	}
-	slices.Sort(l.peers)
+	l.peers = slices.DeleteFunc(l.configs.Members(paxos.RoleLearner), func(id paxos.NodeID) bool { return id == l.cfg.ID })
 }
 
 // applyConfig takes in the configuration change chosen in slot s. A change
@@ -614,14 +606,8 @@ func (l *Learner) truncateLog() {
 // covers, so that they may forget them (docs/design.md, "Truncation").
 func (l *Learner) reportSnapshot() {
 	l.reportAge = 0
-	var sent []paxos.NodeID
-	for _, c := range l.configs {
-		for _, to := range c.Membership().Acceptors() {
-			if !slices.Contains(sent, to) {
-				sent = append(sent, to)
-				l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
-			}
-		}
+	for _, to := range l.configs.Members(paxos.RoleAcceptor) {
+		l.send(paxos.Message{Type: paxos.MsgSnapshotted, To: to, Slot: l.snap.Slot})
 	}
 }
 

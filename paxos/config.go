@@ -224,6 +224,21 @@ func (h History) From(s Slot) History {
 	return h[i:]
 }
 
+// Members returns, in ID order, every node that some configuration of h
+// gives one of the roles in r.
+func (h History) Members(r Role) []NodeID {
+	var out []NodeID
+	for _, c := range h {
+		for _, m := range c.m.Members() {
+			if m.Roles&r != 0 && !slices.Contains(out, m.ID) {
+				out = append(out, m.ID)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Pending reports whether a configuration chosen at or before applied does
 // not govern yet: whether a change is still on its way to taking effect.
 func (h History) Pending(applied Slot) bool { return h.Latest().Start > applied+1 }

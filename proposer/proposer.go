@@ -372,16 +372,7 @@ func (p *Proposer) Ready() paxos.Ready {
 // members returns every member of the configurations that govern the slots
 // from s on, in ID order.
 func (p *Proposer) members(s paxos.Slot, r paxos.Role) []paxos.NodeID {
-	var out []paxos.NodeID
-	for _, c := range p.configs.From(s) {
-		for _, m := range c.Membership().Members() {
-			if m.Roles&r != 0 && !slices.Contains(out, m.ID) {
-				out = append(out, m.ID)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
+	return p.configs.From(s).Members(r)
 }
 
 // bcastDecided announces the slots chosen since the last call with one
