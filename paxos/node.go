@@ -31,8 +31,14 @@ type Core interface {
 type Storage interface {
 	// Save makes recs durable, in order, as one atomic batch: after a crash
 	// either all of them are present or none. It returns only once they are
-	// synced. An error means the state on disk is unknown; the node stops.
+	// synced, together with every batch written before them. An error means
+	// the state on disk is unknown; the node stops.
 	Save(recs []Record) error
+	// Write is Save without waiting for the disk: the batch is ordered
+	// after every earlier one and becomes durable with the next Save. A
+	// crash keeps the unsynced batches up to some point, each whole or not
+	// at all, and loses the rest.
+	Write(recs []Record) error
 }
 
 // Transport sends messages. Send must not block on the network and may drop
@@ -50,8 +56,9 @@ type NodeConfig struct {
 	Learner   Core
 	Storage   Storage
 	Transport Transport
-	// Apply receives decisions after their writes are durable and the
-	// messages of the same flush were sent, in slot order. It routes
+	// Apply receives decisions after their writes were saved (a learner's
+	// copy of a chosen value may not be synced yet: see Record.Lazy) and
+	// the messages of the same flush were sent, in slot order. It routes
 	// results to waiting clients. It may be nil.
 	Apply func([]Decision)
 	// Snapshots keeps the learner's snapshots and serves them to peers. It
@@ -90,6 +97,8 @@ type Node struct {
 	cores  []Core // non-nil cores in a fixed order: acceptor, proposer, learner
 	logger *slog.Logger
 	failed error // sticky storage failure
+	// unsynced is set while lazy writes wait for the next sync.
+	unsynced bool
 
 	// Run's inputs from other goroutines, and done, closed when Run
 	// returns so that nobody waits on a loop that is gone.
@@ -332,12 +341,10 @@ func (n *Node) Flush() error {
 			}
 			decided = append(decided, rd.Decided...)
 		}
-		if len(writes) > 0 {
-			if err := n.cfg.Storage.Save(writes); err != nil {
-				n.failed = fmt.Errorf("%w: save %d records: %w", ErrStopped, len(writes), err)
-				n.logger.Error("storage failed, node stopped", "node", n.cfg.ID, "err", err)
-				return n.failed
-			}
+		if err := n.save(writes, remote, configs != nil); err != nil {
+			n.failed = fmt.Errorf("%w: save %d records: %w", ErrStopped, len(writes), err)
+			n.logger.Error("storage failed, node stopped", "node", n.cfg.ID, "err", err)
+			return n.failed
 		}
 		if len(remote) > 0 {
 			n.cfg.Transport.Send(remote)
@@ -365,6 +372,47 @@ func (n *Node) Flush() error {
 		}
 	}
 	panic(fmt.Sprintf("paxos: node %d still has local work after %d rounds", n.cfg.ID, maxLocalRounds))
+}
+
+// save stores a flush's writes before its messages go out: synced, or
+// only written when every write is Lazy, no message needs them synced, and
+// the learner's configurations did not change (the other cores act on those
+// at once, so they never go back across a crash). What needs a sync also
+// syncs the lazy writes of earlier flushes, with an empty Save if this flush
+// has none.
+func (n *Node) save(writes []Record, remote []Message, reconfigured bool) error {
+	if !reconfigured && !needsSync(writes, remote) {
+		if len(writes) == 0 {
+			return nil
+		}
+		n.unsynced = true
+		return n.cfg.Storage.Write(writes)
+	}
+	if len(writes) == 0 && !n.unsynced {
+		return nil
+	}
+	n.unsynced = false
+	return n.cfg.Storage.Save(writes)
+}
+
+// needsSync reports whether a flush's writes must be synced before its
+// messages go out: when one of them is not Lazy, or when a message reports
+// the learner's applied slot to a peer, which may act on it (promote the
+// member, or let another be removed) as on durable progress. A leader's
+// answers to its clients need no sync of their own: the values they report
+// are chosen, so a quorum of acceptors already synced them.
+func needsSync(writes []Record, remote []Message) bool {
+	for _, r := range writes {
+		if !r.Lazy() {
+			return true
+		}
+	}
+	for _, m := range remote {
+		if m.Type == MsgProgress {
+			return true
+		}
+	}
+	return false
 }
 
 // Reconfigurable is a core that follows the configurations the node's

@@ -158,8 +158,12 @@ type logStorage struct {
 	recs []Record
 }
 
-func (s *logStorage) Save(recs []Record) error {
-	*s.log = append(*s.log, fmt.Sprintf("save %d", len(recs)))
+func (s *logStorage) Save(recs []Record) error { return s.store("save", recs) }
+
+func (s *logStorage) Write(recs []Record) error { return s.store("write", recs) }
+
+func (s *logStorage) store(how string, recs []Record) error {
+	*s.log = append(*s.log, fmt.Sprintf("%s %d", how, len(recs)))
 	if s.err != nil {
 		return s.err
 	}
@@ -214,6 +218,41 @@ func TestFlushOrder(t *testing.T) {
 	}
 	if len(st.recs) != 2 || len(tr.sent) != 1 || tr.sent[0].To != 2 {
 		t.Fatalf("saved %v, sent %v", st.recs, tr.sent)
+	}
+}
+
+// A learner's own copy of what was chosen is written without a sync, and
+// synced before the learner reports its progress to a peer, even when the
+// report comes in a later flush with nothing to write.
+func TestFlushSyncsOnlyWhatNeedsIt(t *testing.T) {
+	n, acc, lrn, _, _, log := newTestNode(t, nil)
+	flush := func() {
+		t.Helper()
+		*log = nil
+		if err := n.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lrn.next = Ready{Writes: []Record{{Type: RecChosen, Slot: 1}, {Type: RecApplied, Slot: 1}}, Decided: []Decision{{Slot: 1}}}
+	flush()
+	if (*log)[0] != "write 2" {
+		t.Fatalf("a learner's chosen value and applied slot: flush did %v, want an unsynced write first", *log)
+	}
+	lrn.next = Ready{Messages: []Message{{Type: MsgProgress, From: 1, To: 2, Commit: 1}}}
+	flush()
+	if (*log)[0] != "save 0" {
+		t.Fatalf("a progress report after unsynced writes: flush did %v, want a sync first", *log)
+	}
+	lrn.next = Ready{Messages: []Message{{Type: MsgProgress, From: 1, To: 2, Commit: 1}}}
+	flush()
+	if slices.ContainsFunc(*log, func(s string) bool { return strings.HasPrefix(s, "save") }) {
+		t.Fatalf("a progress report with nothing unsynced: flush did %v, want no sync", *log)
+	}
+	acc.next = Ready{Writes: []Record{{Type: RecAccept, Slot: 2}}}
+	lrn.next = Ready{Writes: []Record{{Type: RecChosen, Slot: 1}}}
+	flush()
+	if (*log)[0] != "save 2" {
+		t.Fatalf("an acceptor's vote with a learner's write: flush did %v, want one synced batch", *log)
 	}
 }
 

@@ -54,9 +54,20 @@ type Record struct {
 	Value  Value
 }
 
+// Lazy reports whether r may be written without waiting for the disk: a
+// learner's copy of a chosen value and its applied slot. Both restate what a
+// quorum of acceptors already holds synced, so a crash that loses them loses
+// nothing a client was told: the learner learns the slots again. Every other
+// record is a promise to peers (an acceptor's promise, vote or floor) or
+// lets peers drop data (a snapshot base), and is synced before any message
+// that depends on it. Why this is safe: docs/design.md, "Durability".
+func (r Record) Lazy() bool { return r.Type == RecChosen || r.Type == RecApplied }
+
 // Ready is the work a core hands to its driver.
 type Ready struct {
-	// Writes must be durable (synced) before any of Messages is sent.
+	// Writes must be durable (synced) before any of Messages is sent,
+	// except Lazy ones, which need only be written before them, and synced
+	// before a message that reports the learner's progress (MsgProgress).
 	Writes []Record
 	// Messages may be lost, reordered or duplicated in flight.
 	Messages []Message

@@ -142,9 +142,18 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 // store from what is on disk.
 var ErrFailed = errors.New("wal: storage failed; stop the node and restart it")
 
-// Save writes recs in one batch committed with pebble.Sync. After an error
-// wrapping ErrFailed every later call fails the same way.
-func (s *Store) Save(recs []paxos.Record) (err error) {
+// Save writes recs in one batch committed with pebble.Sync, which syncs
+// every batch Write committed before it too; with no records it only syncs
+// those. After an error wrapping ErrFailed every later call fails the same
+// way.
+func (s *Store) Save(recs []paxos.Record) error { return s.commit(recs, pebble.Sync) }
+
+// Write writes recs in one batch committed with pebble.NoSync: a crash of
+// the machine (not only of the process) may lose it, and every later batch,
+// until a Save syncs them.
+func (s *Store) Write(recs []paxos.Record) error { return s.commit(recs, pebble.NoSync) }
+
+func (s *Store) commit(recs []paxos.Record, opts *pebble.WriteOptions) (err error) {
 	if s.failed != nil {
 		return s.failed
 	}
@@ -188,7 +197,14 @@ func (s *Store) Save(recs []paxos.Record) (err error) {
 			return fmt.Errorf("wal: stage %s: %w", keyName(k), err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if len(recs) == 0 {
+		// NB: an empty batch never reaches the log; a log-only record
+		// does, and commits with the sync it asks for.
+		if err := b.LogData(nil, nil); err != nil {
+			return fmt.Errorf("wal: stage a sync: %w", err)
+		}
+	}
+	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("wal: commit %d records: %w", len(recs), err)
 	}
 	return nil

@@ -289,14 +289,18 @@ func (c *checker) onSend(n *simNode, m paxos.Message) {
 		for _, e := range m.Entries {
 			// A slot the snapshot base covers was durable before the
 			// log dropped it; the learner may keep it in memory.
-			if v, ok := st.chosen[e.Slot]; (!ok && e.Slot > st.base) || (ok && !bytes.Equal(v, e.Value)) {
-				s.fail("invariant 4: learner %d served slot %d that is not durable in its log", n.id, e.Slot)
+			if v, ok, _ := st.written(e.Slot); (!ok && e.Slot > st.base) || (ok && !bytes.Equal(v, e.Value)) {
+				s.fail("invariant 4: learner %d served slot %d that is not written in its log", n.id, e.Slot)
 			}
 			c.choose(e.Slot, e.Value, "catch-up")
 		}
 	case paxos.MsgLearned:
+		if _, _, applied := st.written(0); applied < m.Commit {
+			s.fail("invariant 4: learner %d reported slot %d learned before writing it (written %d)", n.id, m.Commit, applied)
+		}
+	case paxos.MsgProgress:
 		if st.applied < m.Commit {
-			s.fail("invariant 4: learner %d reported slot %d learned before storing it (stored %d)", n.id, m.Commit, st.applied)
+			s.fail("invariant 4: learner %d reported progress to slot %d to node %d before it was synced (synced %d)", n.id, m.Commit, m.To, st.applied)
 		}
 	}
 	if m.Type == paxos.MsgPromise || m.Type == paxos.MsgAccepted {
@@ -382,15 +386,16 @@ func (c *checker) extendRef() {
 
 // onApply sees every batch of decisions a member applied, after it
 // answered its clients. Invariant 9: a client hears of a slot only once it
-// is chosen by durable votes and the learner's record of it is durable, so
-// a crash cannot take an answer back.
+// is chosen by durable votes, so a crash cannot take an answer back, and
+// the learner's own record of it was written (it need not be synced: see
+// paxos.Record.Lazy).
 func (s *sim) onApply(n *simNode, ds []paxos.Decision) {
 	for _, d := range ds {
 		if v, ok := s.ck.chosen[d.Slot]; !ok || !bytes.Equal(v, d.Value) {
 			s.fail("invariant 9: node %d applied slot %d before it was durably chosen", n.id, d.Slot)
 		}
-		if v, ok := n.model.chosen[d.Slot]; (!ok && d.Slot > n.model.base) || (ok && !bytes.Equal(v, d.Value)) || n.model.applied < d.Slot {
-			s.fail("invariant 9: node %d applied slot %d before its own record of it was durable", n.id, d.Slot)
+		if v, ok, applied := n.model.written(d.Slot); (!ok && d.Slot > n.model.base) || (ok && !bytes.Equal(v, d.Value)) || applied < d.Slot {
+			s.fail("invariant 9: node %d applied slot %d before its own record of it was written", n.id, d.Slot)
 		}
 		for _, r := range d.Results {
 			if r.Duplicate {

@@ -17,8 +17,12 @@ type memStore struct {
 	applied  paxos.Slot
 	base     paxos.Slot // learner's snapshot base
 	floor    paxos.Slot // acceptor's floor
-	// onRecord lets the checker see every durable write just before it
-	// lands, with the store still holding the state before it.
+	// pending are the batches written without a sync (Storage.Write), in
+	// order: the next synced batch makes them durable, and a crash keeps
+	// some of the first of them.
+	pending [][]paxos.Record
+	// onRecord lets the checker see every write just before it lands,
+	// with the store still holding the state before it.
 	onRecord func(r paxos.Record)
 }
 
@@ -26,11 +30,67 @@ func newMemStore() *memStore {
 	return &memStore{accepted: map[paxos.Slot]paxos.Entry{}, chosen: map[paxos.Slot]paxos.Value{}}
 }
 
-func (m *memStore) apply(recs []paxos.Record) {
-	for _, r := range recs {
-		if m.onRecord != nil {
+// save makes recs durable with every batch written before them.
+func (m *memStore) save(recs []paxos.Record) {
+	m.check(recs)
+	m.keep(len(m.pending))
+	m.apply(recs)
+}
+
+// write adds recs to the unsynced batches.
+func (m *memStore) write(recs []paxos.Record) {
+	m.check(recs)
+	m.pending = append(m.pending, slices.Clone(recs))
+}
+
+// keep makes the first k unsynced batches durable and loses the rest, as a
+// crash does that kept the log up to a point.
+func (m *memStore) keep(k int) {
+	for _, b := range m.pending[:k] {
+		m.apply(b)
+	}
+	m.pending = nil
+}
+
+func (m *memStore) check(recs []paxos.Record) {
+	if m.onRecord != nil {
+		for _, r := range recs {
 			m.onRecord(r)
 		}
+	}
+}
+
+// written returns the value written for slot sl and the applied slot, the
+// unsynced batches included.
+func (m *memStore) written(sl paxos.Slot) (v paxos.Value, ok bool, applied paxos.Slot) {
+	v, ok = m.chosen[sl]
+	applied = m.applied
+	for _, b := range m.pending {
+		for _, r := range b {
+			switch {
+			case r.Type == paxos.RecChosen && r.Slot == sl:
+				v, ok = r.Value, true
+			case r.Type == paxos.RecApplied:
+				applied = r.Slot
+			}
+		}
+	}
+	return v, ok, applied
+}
+
+// withPending returns the state a crash that kept the first k unsynced
+// batches recovers.
+func (m *memStore) withPending(k int) paxos.State {
+	c := &memStore{promised: m.promised, accepted: maps.Clone(m.accepted), chosen: maps.Clone(m.chosen),
+		applied: m.applied, base: m.base, floor: m.floor}
+	for _, b := range m.pending[:k] {
+		c.apply(b)
+	}
+	return c.load()
+}
+
+func (m *memStore) apply(recs []paxos.Record) {
+	for _, r := range recs {
 		switch r.Type {
 		case paxos.RecPromise:
 			m.promised = r.Ballot

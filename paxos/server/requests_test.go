@@ -24,6 +24,8 @@ func (m *memStorage) Save(recs []paxos.Record) error {
 	return nil
 }
 
+func (m *memStorage) Write(recs []paxos.Record) error { return m.Save(recs) }
+
 type sentLog struct{ msgs []paxos.Message }
 
 func (s *sentLog) Send(msgs []paxos.Message) { s.msgs = append(s.msgs, msgs...) }
