@@ -128,8 +128,8 @@ func (a *Acceptor) Configs() paxos.History { return a.configs }
 // knows.
 func (a *Acceptor) Reconfigure(h paxos.History) { a.configs = h }
 
-// Step handles MsgPrepare, MsgAccept, MsgPreVote, MsgHeartbeat and
-// MsgSnapshotted. It takes them from any member: only the proposers count
+// Step handles MsgPrepare, MsgAccept, MsgPreVote, MsgHeartbeat, MsgConfirm
+// and MsgSnapshotted. It takes them from any member: only the proposers count
 // votes, each by the configuration of the slot, and the transport admits
 // only members.
 func (a *Acceptor) Step(m paxos.Message) error {
@@ -141,9 +141,12 @@ func (a *Acceptor) Step(m paxos.Message) error {
 		return fmt.Errorf("acceptor: %s from %d carries ballot %v of node %d", m.Type, m.From, m.Ballot, m.Ballot.Node)
 	}
 	switch m.Type {
-	case paxos.MsgHeartbeat:
+	case paxos.MsgHeartbeat, paxos.MsgConfirm:
+		// NB: the answer's Ballot is the promise, whatever the sender's
+		// ballot: a leader counts a confirmation only at its own, and
+		// steps down at a higher one.
 		a.quiet = 0
-		a.send(paxos.Message{Type: paxos.MsgHeartbeatAck, To: m.From, Ballot: a.promised})
+		a.send(paxos.Message{Type: paxos.MsgHeartbeatAck, To: m.From, Ballot: a.promised, Slot: m.Slot})
 	case paxos.MsgPreVote:
 		// NB: a pre-vote changes nothing here, so granting it is always
 		// safe; refusing it while a leader is heard is what keeps a

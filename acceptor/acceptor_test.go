@@ -219,6 +219,16 @@ func TestPreVoteSticky(t *testing.T) {
 	if a.Promised() != b(2, 2) {
 		t.Fatalf("pre-votes changed the promise to %v", a.Promised())
 	}
+	// A read's confirmation round is answered with the promise, whatever
+	// the asker's ballot, and the round echoed.
+	if err := a.Step(paxos.Message{Type: paxos.MsgConfirm, From: 1, To: 1, Ballot: b(1, 1), Slot: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if rd := a.Ready(); len(rd.Writes) != 0 || len(rd.Messages) != 1 || rd.Messages[0].Type != paxos.MsgHeartbeatAck ||
+		rd.Messages[0].Ballot != b(2, 2) || rd.Messages[0].Slot != 9 || rd.Messages[0].To != 1 {
+		t.Fatalf("confirm answered with %+v", rd)
+	}
+	a.Advance()
 }
 
 func BenchmarkAcceptorStep(b *testing.B) {

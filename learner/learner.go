@@ -257,6 +257,12 @@ var ErrNoQuery = errors.New("learner: state machine does not answer queries")
 
 // Query asks the state machine, as of the applied slot, without going
 // through the log: the answer may be stale (a serializable read).
+// CanQuery reports whether the machine answers queries (Query).
+func (l *Learner) CanQuery() bool {
+	_, ok := l.sessions.Machine().(statemachine.Querier)
+	return ok
+}
+
 func (l *Learner) Query(q []byte) ([]byte, error) {
 	qm, ok := l.sessions.Machine().(statemachine.Querier)
 	if !ok {

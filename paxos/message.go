@@ -71,8 +71,9 @@ const (
 	// MsgPreVoteReply answers MsgPreVote: Grant, and Ballot, the
 	// acceptor's promise. Acceptor to proposer.
 	MsgPreVoteReply
-	// MsgHeartbeatAck answers a leader's heartbeat: Ballot is the
-	// acceptor's promise. It tells the leader which acceptors it reaches.
+	// MsgHeartbeatAck answers a leader's heartbeat or MsgConfirm: Ballot is
+	// the acceptor's promise, Slot the confirmation round it answers (0
+	// for a heartbeat). It tells the leader which acceptors it reaches.
 	// Acceptor to proposer.
 	MsgHeartbeatAck
 	// MsgProgress answers a leader's heartbeat with Commit, the learner's
@@ -82,6 +83,11 @@ const (
 	// MsgTimeoutNow hands leadership over: the receiver campaigns at once,
 	// without a pre-vote, above Ballot. Leader to proposer.
 	MsgTimeoutNow
+	// MsgConfirm asks an acceptor to confirm that the sender still leads:
+	// Ballot, and Slot, the number of the confirmation round, echoed in the
+	// MsgHeartbeatAck. Linearizable reads wait for one round (docs/design.md,
+	// "Reads"). Leader to acceptors.
+	MsgConfirm
 )
 
 var msgTypeNames = [...]string{
@@ -106,6 +112,7 @@ var msgTypeNames = [...]string{
 	MsgHeartbeatAck:  "HeartbeatAck",
 	MsgProgress:      "Progress",
 	MsgTimeoutNow:    "TimeoutNow",
+	MsgConfirm:       "Confirm",
 }
 
 // String returns the type's name, for example "Promise".

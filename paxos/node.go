@@ -61,6 +61,9 @@ type NodeConfig struct {
 	// the messages of the same flush were sent, in slot order. It routes
 	// results to waiting clients. It may be nil.
 	Apply func([]Decision)
+	// Reads receives the proposer's answers to ReadIndex calls, after
+	// Apply got the decisions of the same flush. It may be nil.
+	Reads func([]ReadState)
 	// Snapshots keeps the learner's snapshots and serves them to peers. It
 	// is required with a learner that takes or receives snapshots (one
 	// that implements SnapshotLearner); nil means snapshot work is dropped
@@ -241,7 +244,7 @@ func (n *Node) Deliver(m Message) error {
 	}
 	var targets [3]Core
 	switch m.Type {
-	case MsgPrepare, MsgAccept, MsgPreVote:
+	case MsgPrepare, MsgAccept, MsgPreVote, MsgConfirm:
 		targets[0] = n.cfg.Acceptor
 	case MsgPromise, MsgAccepted, MsgNack, MsgPropose, MsgLearned, MsgPreVoteReply, MsgHeartbeatAck, MsgProgress, MsgTimeoutNow:
 		targets[0] = n.cfg.Proposer
@@ -323,6 +326,7 @@ func (n *Node) Flush() error {
 		var writes []Record
 		var remote, local []Message
 		var decided []Decision
+		var reads []ReadState
 		var snap snapWork
 		var configs History
 		for _, c := range n.cores {
@@ -340,6 +344,7 @@ func (n *Node) Flush() error {
 				}
 			}
 			decided = append(decided, rd.Decided...)
+			reads = append(reads, rd.Reads...)
 		}
 		if err := n.save(writes, remote, configs != nil); err != nil {
 			n.failed = fmt.Errorf("%w: save %d records: %w", ErrStopped, len(writes), err)
@@ -351,6 +356,9 @@ func (n *Node) Flush() error {
 		}
 		if len(decided) > 0 && n.cfg.Apply != nil {
 			n.cfg.Apply(decided)
+		}
+		if len(reads) > 0 && n.cfg.Reads != nil {
+			n.cfg.Reads(reads)
 		}
 		for _, c := range n.cores {
 			c.Advance()

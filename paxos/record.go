@@ -63,6 +63,16 @@ type Record struct {
 // that depends on it. Why this is safe: docs/design.md, "Durability".
 func (r Record) Lazy() bool { return r.Type == RecChosen || r.Type == RecApplied }
 
+// ReadState answers a linearizable read the leader was asked to confirm
+// (proposer.ReadIndex): with OK, the read may be served from the local
+// learner's state once it applied slot Index; without, leadership was lost
+// first and the read should be retried at the leader.
+type ReadState struct {
+	ID    uint64
+	Index Slot
+	OK    bool
+}
+
 // Ready is the work a core hands to its driver.
 type Ready struct {
 	// Writes must be durable (synced) before any of Messages is sent,
@@ -73,6 +83,8 @@ type Ready struct {
 	Messages []Message
 	// Decided are newly applied slots, gap-free and in slot order.
 	Decided []Decision
+	// Reads answer the proposer's ReadIndex calls.
+	Reads []ReadState
 	// Snapshot is a snapshot the learner captured, for the driver to make
 	// durable after Writes (see SnapshotStore.Save).
 	Snapshot *SnapshotJob

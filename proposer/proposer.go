@@ -169,7 +169,26 @@ type Proposer struct {
 	change     paxos.Value
 	changeSlot paxos.Slot
 
+	// Linearizable reads (ReadIndex): those waiting for the next
+	// confirmation round, and the round in flight, if any.
+	reads     []uint64
+	readRound *readRound
+	readSeq   paxos.Slot // confirmation rounds, numbered in the Slot field
+	// changes are the configuration changes this leader proposed, by
+	// slot, until its learner applied them.
+	changes map[paxos.Slot]paxos.Value
+
 	rd paxos.Ready
+}
+
+// readRound is a confirmation round for the reads that arrived before it
+// began: they are served once a quorum of every configuration the leader
+// may depend on confirms it still leads (docs/design.md, "Reads").
+type readRound struct {
+	seq  paxos.Slot
+	ids  []uint64
+	acks []paxos.NodeID
+	age  int
 }
 
 // New returns a proposer in the follower state. A proposer keeps no durable
@@ -254,6 +273,12 @@ func (p *Proposer) Step(m paxos.Message) error {
 		p.advanceDecided(m.Commit)
 		p.skipChosen()
 		p.maybePropose()
+		for s := range p.changes {
+			if s <= p.applied {
+				delete(p.changes, s)
+			}
+		}
+		p.maybeConfirm()
 		return nil
 	case paxos.MsgPromise, paxos.MsgAccepted, paxos.MsgNack, paxos.MsgPreVoteReply, paxos.MsgHeartbeatAck, paxos.MsgProgress:
 	case paxos.MsgHeartbeat, paxos.MsgDecide, paxos.MsgTimeoutNow:
@@ -281,6 +306,7 @@ func (p *Proposer) Step(m paxos.Message) error {
 			p.logger.Info("stepping down", "ballot", p.ballot, "peer", m.From, "promised", m.Ballot)
 			p.becomeFollower(0, paxos.Ballot{})
 		}
+		p.handleConfirm(m)
 	case paxos.MsgProgress:
 		if p.progress != nil {
 			p.progress[m.From] = max(p.progress[m.From], m.Commit)
@@ -357,6 +383,7 @@ func (p *Proposer) Tick() {
 			p.bcastHeartbeat()
 		}
 		p.maybeRetransmit()
+		p.retransmitConfirm()
 		p.checkQuorum()
 		p.maybePromote()
 		p.maybeLeave()
@@ -655,6 +682,12 @@ func (p *Proposer) propose(s paxos.Slot, v paxos.Value) {
 		panic(fmt.Sprintf("proposer: slot %d proposed twice at ballot %v", s, p.ballot))
 	}
 	p.inflight[s] = &proposal{value: v}
+	if v.IsConfig() {
+		if p.changes == nil {
+			p.changes = map[paxos.Slot]paxos.Value{}
+		}
+		p.changes[s] = v
+	}
 	for _, to := range p.configs.At(s).Membership().Acceptors() {
 		p.send(paxos.Message{Type: paxos.MsgAccept, To: to, Ballot: p.ballot, Slot: s, Value: v})
 	}
@@ -748,6 +781,8 @@ func (p *Proposer) dropLeaderState() {
 	p.promised = p.promised[:0]
 	p.prepared = p.prepared[:0]
 	p.change, p.changeSlot = nil, 0
+	p.changes = nil
+	p.failReads()
 	// NB: progress is kept: a leader that handed over because a change
 	// removed it still answers that change by it (server.Member.governs).
 	p.heard, p.heardBefore = nil, nil
@@ -926,4 +961,136 @@ func (p *Proposer) advanceDecided(c paxos.Slot) {
 func (p *Proposer) send(m paxos.Message) {
 	m.From = p.cfg.ID
 	p.rd.Messages = append(p.rd.Messages, m)
+}
+
+// ReadIndex asks the leader to confirm a linearizable read, tagged id: the
+// answer comes in a later Ready's Reads. Reads that arrive together share one
+// confirmation round. It returns a *paxos.NotLeaderError when this proposer
+// does not lead, and paxos.ErrOverloaded when MaxQueue reads wait.
+//
+// Why a read served at the answer's Index is linearizable: docs/design.md,
+// "Reads".
+func (p *Proposer) ReadIndex(id uint64) error {
+	if p.state != stateLeader {
+		return &paxos.NotLeaderError{Leader: p.leader}
+	}
+	if len(p.reads) >= p.cfg.MaxQueue {
+		return paxos.ErrOverloaded
+	}
+	p.reads = append(p.reads, id)
+	p.startRead()
+	return nil
+}
+
+// startRead begins a confirmation round for the waiting reads, unless one
+// is in flight: they wait for it to end.
+func (p *Proposer) startRead() {
+	if p.readRound != nil || len(p.reads) == 0 || p.state != stateLeader {
+		return
+	}
+	p.readSeq++
+	p.readRound = &readRound{seq: p.readSeq, ids: p.reads}
+	p.reads = nil
+	p.sendConfirm()
+}
+
+// sendConfirm asks every acceptor of the round's configurations that has
+// not confirmed it yet.
+func (p *Proposer) sendConfirm() {
+	r := p.readRound
+	r.age = 0
+	var to []paxos.NodeID
+	for _, c := range p.readConfigs() {
+		to = append(to, c.Membership().Acceptors()...)
+	}
+	slices.Sort(to)
+	for _, id := range slices.Compact(to) {
+		if !slices.Contains(r.acks, id) {
+			p.send(paxos.Message{Type: paxos.MsgConfirm, To: id, Ballot: p.ballot, Slot: r.seq})
+		}
+	}
+}
+
+// retransmitConfirm asks again, after RetransmitTicks, the acceptors that
+// have not confirmed the round in flight.
+func (p *Proposer) retransmitConfirm() {
+	if r := p.readRound; r != nil {
+		if r.age++; r.age >= p.cfg.RetransmitTicks {
+			p.sendConfirm()
+		}
+	}
+}
+
+// readConfigs returns every configuration that may govern a slot in which
+// a value this leader does not know could have been chosen: those its
+// learner knows from the slot after the applied one, and those that its
+// own proposals not yet applied would make (and values phase 1 reported,
+// which it will propose).
+func (p *Proposer) readConfigs() []paxos.Config {
+	out := slices.Clone(p.configs.From(p.applied + 1))
+	add := func(s paxos.Slot, v paxos.Value) {
+		if v.IsConfig() {
+			if c, err := paxos.DecodeConfig(v, s); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	for s, v := range p.changes {
+		add(s, v)
+	}
+	for s, e := range p.found {
+		add(s, e.Value)
+	}
+	return out
+}
+
+// handleConfirm counts an acceptor's answer to the round in flight. It
+// counts only at this leader's own ballot and from an acceptor whose
+// promise this leader received: then every value it had accepted is known
+// here.
+func (p *Proposer) handleConfirm(m paxos.Message) {
+	r := p.readRound
+	if r == nil || m.Slot != r.seq || m.Ballot != p.ballot || p.state != stateLeader ||
+		!slices.Contains(p.promised, m.From) || slices.Contains(r.acks, m.From) {
+		return
+	}
+	r.acks = append(r.acks, m.From)
+	p.maybeConfirm()
+}
+
+// maybeConfirm ends the round in flight once its answers form a quorum of
+// every configuration the reads depend on. It waits for the learner to
+// apply every slot chosen before this leader's phase 1 and up to the
+// acceptors' floor: values there, chosen by others, may change the
+// configurations, and only the learner knows them.
+func (p *Proposer) maybeConfirm() {
+	r := p.readRound
+	if r == nil || p.state != stateLeader || p.applied+1 < p.from || p.applied < p.floor {
+		return
+	}
+	for _, c := range p.readConfigs() {
+		if !c.Membership().IsQuorum(r.acks) {
+			return
+		}
+	}
+	// Every slot in which a value may have been chosen before the round
+	// began is at or below the highest slot proposed or reported.
+	index := max(p.next-1, p.top, p.decided)
+	for _, id := range r.ids {
+		p.rd.Reads = append(p.rd.Reads, paxos.ReadState{ID: id, Index: index, OK: true})
+	}
+	p.readRound = nil
+	p.startRead()
+}
+
+// failReads answers every waiting read with leadership lost.
+func (p *Proposer) failReads() {
+	var ids []uint64
+	if p.readRound != nil {
+		ids = p.readRound.ids
+	}
+	for _, id := range append(ids, p.reads...) {
+		p.rd.Reads = append(p.rd.Reads, paxos.ReadState{ID: id})
+	}
+	p.reads, p.readRound = nil, nil
 }

@@ -323,6 +323,11 @@ func (s *sim) deliverClientTraffic() {
 		if r.conn.broken || !n.up || n.inc != r.conn.inc {
 			continue // the client hears of the break on its own
 		}
+		if !n.running(s.now) {
+			r.at = n.pausedUntil
+			s.requests = append(s.requests, r)
+			continue
+		}
 		s.step++
 		n.member.Handle(r.conn, r.req)
 	}

@@ -11,7 +11,9 @@
 // clock are the simulator's own.
 //
 // Faults are drawn per seed: message loss, duplication, reordering and
-// delay; symmetric and one-way partitions; crash-restarts that lose every
+// delay; symmetric and one-way partitions; member pauses (the member
+// handles nothing while the clock moves on, and what was sent to it waits)
+// and clocks that run slow or fast; crash-restarts that lose every
 // write not yet synced, including crashes in the middle of a synced batch
 // and in the middle of snapshot work; client connections that break; old
 // client requests that arrive after newer ones were answered.

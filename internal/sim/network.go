@@ -144,6 +144,11 @@ func (s *sim) deliverDue() {
 			s.tracef("lost %v", e.m)
 			continue
 		}
+		if !dst.running(s.now) {
+			e.at = dst.pausedUntil // waits in the paused process's socket
+			s.net = append(s.net, e)
+			continue
+		}
 		dst.heard[e.m.From] = true
 		s.deliver(dst, e.m)
 		if s.rng.Float64() < s.f.flush {

@@ -46,6 +46,11 @@ type simNode struct {
 	// crashNext makes the next Save crash the node, its batch kept whole
 	// or lost whole at random.
 	crashNext bool
+	// pausedUntil is the tick a paused member resumes at. drift is its
+	// clock's error: negative skips ticks, positive doubles them, each
+	// with that probability.
+	pausedUntil int64
+	drift       float64
 
 	rec      *recorder
 	checked  int          // recorder calls verified against the reference
@@ -78,7 +83,8 @@ type pendingWork struct {
 const snapDir = "snap"
 
 func newSimNode(s *sim, m paxos.Member) *simNode {
-	n := &simNode{s: s, id: m.ID, roles: m.Roles, fs: vfs.NewCrashableMem(), model: newMemStore()}
+	n := &simNode{s: s, id: m.ID, roles: m.Roles, fs: vfs.NewCrashableMem(), model: newMemStore(),
+		drift: s.f.drift * (2*s.rng.Float64() - 1)}
 	n.model.onRecord = func(r paxos.Record) { s.ck.onRecord(n, r) }
 	return n
 }
@@ -102,6 +108,7 @@ func nodeAt(addr string) paxos.NodeID {
 // (or the model) and the snapshot files, through server.NewMember.
 func (s *sim) boot(n *simNode) {
 	n.inc++
+	n.pausedUntil = 0
 	n.heard = map[paxos.NodeID]bool{n.id: true}
 	var st paxos.State
 	if s.opts.WAL {
@@ -192,6 +199,7 @@ func (s *sim) crash(n *simNode, why string) {
 	clone := n.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: s.rng.IntN(101), RNG: rand.New(rand.NewPCG(s.rng.Uint64(), 0))})
 	n.closeStore() // NB: the crashed copy is already taken; this only frees the old one
 	n.fs = clone
+	s.stats.IndexReads += int(n.member.ReadsServed())
 	n.member = nil
 	n.restartAt = s.now + 3 + int64(s.rng.IntN(25))
 	s.stats.Crashes++
@@ -257,6 +265,21 @@ func (n *simNode) Write(recs []paxos.Record) error {
 // simulator's goroutine.
 func (n *simNode) Go(f func()) {
 	n.work = append(n.work, pendingWork{at: n.s.now + 1 + int64(n.s.rng.IntN(max(n.s.f.snapDelay, 1))), f: f})
+}
+
+// running reports whether n is up and not paused at tick now.
+func (n *simNode) running(now int64) bool { return n.up && n.pausedUntil <= now }
+
+// ticks returns how many ticks n's clock counts in this round: one, or by
+// its drift none or two.
+func (n *simNode) ticks() int {
+	switch {
+	case n.drift < 0 && n.s.rng.Float64() < -n.drift:
+		return 0
+	case n.drift > 0 && n.s.rng.Float64() < n.drift:
+		return 2
+	}
+	return 1
 }
 
 // runDue runs the work that is due, in the order it was given.

@@ -113,6 +113,8 @@ type Stats struct {
 	Joins          int // members started by joining a running cluster
 	Removals       int // members removed and stopped for good
 	Transfers      int // leadership handed over on request
+	Pauses         int // members paused and resumed
+	IndexReads     int // linearizable reads a leader served without the log (read index)
 }
 
 // Add adds the counts of o to st (the shape is kept; maxima are maxima).
@@ -127,6 +129,8 @@ func (st *Stats) Add(o Stats) {
 	st.Timeouts += o.Timeouts
 	st.Ghosts += o.Ghosts
 	st.Crashes += o.Crashes
+	st.Pauses += o.Pauses
+	st.IndexReads += o.IndexReads
 	st.Partitions += o.Partitions
 	st.Elections += o.Elections
 	st.MultiBatches += o.MultiBatches
@@ -183,6 +187,13 @@ type faults struct {
 	ghost            float64 // per tick: replay an old client request
 	flush            float64 // per delivery: flush the receiver at once
 	snapDelay        int     // most ticks a snapshot write or a pull waits
+	// pause is per tick: a random member stops (a GC or VM pause, SIGSTOP)
+	// for up to two election timeouts, its messages and requests held
+	// until it resumes, while the clock moves on. drift is how far the
+	// members' tick rates stray: each member's clock runs slow or fast by
+	// up to this share (ticks skipped or doubled).
+	pause float64
+	drift float64
 }
 
 // tickLength is the virtual time one tick stands for: the members' clocks
@@ -285,6 +296,8 @@ func (s *sim) setup() {
 		ghost:       pick(0, 0.01, 0.05),
 		flush:       pick(0.2, 0.6, 1),
 		snapDelay:   []int{1, 6}[r.IntN(2)],
+		pause:       pick(0, 0, 0.005, 0.02),
+		drift:       pick(0, 0.1, 0.3),
 	}
 	s.reconfig = pick(0, 0.005, 0.02)
 	s.pcfg = proposer.Config{
@@ -361,6 +374,7 @@ func (s *sim) round() {
 		s.changeMembers()
 	}
 	s.maybePartition()
+	s.maybePause()
 	if s.rng.Float64() < s.f.leaderCrash {
 		if id := s.leader(); id != 0 {
 			s.crash(s.nodes[id], "leader fault")
@@ -380,19 +394,42 @@ func (s *sim) round() {
 	}
 	s.deliverDue()
 	for _, id := range s.ids {
-		if n := s.nodes[id]; n.up {
+		if n := s.nodes[id]; n.running(s.now) {
 			s.step++
 			n.runDue()
-			n.member.Node().Tick()
+			for range n.ticks() {
+				n.member.Node().Tick()
+			}
 			n.member.Sweep()
 			s.check()
 		}
 	}
 	for _, id := range s.ids {
-		if n := s.nodes[id]; n.up {
+		if n := s.nodes[id]; n.running(s.now) {
 			s.flush(n)
 		}
 	}
+}
+
+// maybePause pauses a random running member: it handles nothing until it
+// resumes, and what was sent to it waits.
+func (s *sim) maybePause() {
+	if s.rng.Float64() >= s.f.pause {
+		return
+	}
+	var up []*simNode
+	for _, id := range s.ids {
+		if n := s.nodes[id]; n.running(s.now) {
+			up = append(up, n)
+		}
+	}
+	if len(up) == 0 {
+		return
+	}
+	n := up[s.rng.IntN(len(up))]
+	n.pausedUntil = s.now + 1 + int64(s.rng.IntN(2*s.pcfg.ElectionTicks+2))
+	s.stats.Pauses++
+	s.tracef("node %d paused until tick %d", n.id, n.pausedUntil)
 }
 
 // leader returns the node with the highest ballot among those that believe
@@ -476,6 +513,11 @@ func (s *sim) settled() bool {
 func (s *sim) finalChecks() {
 	var ref []byte
 	var refID paxos.NodeID
+	for _, id := range s.ids {
+		if n := s.nodes[id]; n.up {
+			s.stats.IndexReads += int(n.member.ReadsServed())
+		}
+	}
 	for _, id := range s.ids {
 		if s.nodes[id].removed {
 			continue

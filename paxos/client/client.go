@@ -271,9 +271,10 @@ func (c *Client) Do(ctx context.Context, cmd []byte) ([]byte, error) {
 	return c.do(ctx, clientapi.ReqCommand, cmd)
 }
 
-// Read is Do for a command that changes nothing: it is applied through the
-// log, so its answer is linearizable, but the cluster keeps no record of it
-// in the session table.
+// Read is Do for a command that changes nothing, answered linearizably: by
+// the leader from its state after it confirmed that it still leads, or,
+// with a machine that answers no queries, through the log. The cluster keeps
+// no record of it in the session table.
 func (c *Client) Read(ctx context.Context, query []byte) ([]byte, error) {
 	return c.do(ctx, clientapi.ReqRead, query)
 }

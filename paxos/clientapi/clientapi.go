@@ -22,11 +22,13 @@ const (
 	ReqQuery
 	// ReqStatus asks the member for its view of the cluster.
 	ReqStatus
-	// ReqRead proposes Data, a read-only command, through the log: it is
-	// applied at its place in the order, like a write, so the answer is
-	// linearizable. Unlike ReqCommand it takes no session: the member
-	// tags it itself, and the session table does not keep its answer (a
-	// read may be repeated; it changes nothing).
+	// ReqRead asks for a linearizable answer to Data, a read-only command.
+	// The leader answers it from its learner's state once a round of its
+	// acceptors confirmed that it still leads (docs/design.md, "Reads");
+	// with a machine that answers no queries, it proposes Data through the
+	// log and answers once it is applied at its place in the order. Unlike
+	// ReqCommand it takes no session: a read may be repeated; it changes
+	// nothing.
 	ReqRead
 	// ReqSnapshot reads a snapshot of the member's learner, a chunk per
 	// request. Slot 0 asks the member to take a fresh snapshot and answers

@@ -115,6 +115,11 @@ type Member struct {
 	changes    map[string]sessionSeq
 	lastChange uint64
 	effects    []effect
+	// reads are linearizable reads served without the log (reads.go),
+	// by the tag given to the proposer's ReadIndex; readTag numbers them.
+	reads       map[uint64]*read
+	readTag     uint64
+	readsServed uint64
 }
 
 type sessionSeq struct{ session, seq uint64 }
@@ -157,7 +162,8 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 		cfg.Rand = seededRand()
 	}
 	m = &Member{cfg: cfg, io: mio, logger: cfg.Logger.With("node", cfg.ID),
-		waiters: map[sessionSeq][]waiter{}, lastRead: cfg.Rand.Uint64(), changes: map[string]sessionSeq{}}
+		waiters: map[sessionSeq][]waiter{}, lastRead: cfg.Rand.Uint64(), changes: map[string]sessionSeq{},
+		reads: map[uint64]*read{}}
 	snaps, err := openSnapshotStore(snapshotStoreConfig{FS: mio.FS, Dir: mio.SnapshotDir,
 		Header: wal.SnapshotHeader{Cluster: cfg.Cluster, Machine: cfg.MachineName},
 		ID:     cfg.ID, Send: mio.Transport, Exec: mio.Executor, Rate: mio.SnapshotRate, Chunk: mio.SnapshotChunk, Logger: cfg.Logger})
@@ -171,7 +177,7 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 		}
 	}()
 	// The cores and the node add the node ID to the logger themselves.
-	nc := paxos.NodeConfig{ID: cfg.ID, Storage: mio.Storage, Transport: mio.Transport, Snapshots: m.snaps, Apply: m.apply, Logger: cfg.Logger}
+	nc := paxos.NodeConfig{ID: cfg.ID, Storage: mio.Storage, Transport: mio.Transport, Snapshots: m.snaps, Apply: m.apply, Reads: m.confirmed, Logger: cfg.Logger}
 	// A member that learns runs all three cores: a change of roles then
 	// takes effect without a restart, because the cores follow the
 	// configurations its learner applies (a proposer campaigns only while

@@ -36,7 +36,16 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 		resp.Status = &st
 	case clientapi.ReqQuery:
 		resp = m.query(req)
-	case clientapi.ReqCommand, clientapi.ReqRead:
+	case clientapi.ReqRead:
+		if m.canReadIndex() {
+			var ok bool
+			if resp, ok = m.readIndex(c, req); ok {
+				return // answered once confirmed and applied, or by Sweep
+			}
+			break
+		}
+		fallthrough
+	case clientapi.ReqCommand:
 		var ok bool
 		if resp, ok = m.propose(c, req); ok {
 			return // answered once applied, or by Sweep
@@ -82,21 +91,26 @@ func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response
 		resp.Code, resp.Message = clientapi.CodeBadRequest, "a command needs a non-zero session and sequence number"
 		return resp, false
 	}
-	err := m.node.Propose([]paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data}})
+	if err := m.node.Propose([]paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data}}); err != nil {
+		m.refuse(&resp, err)
+		return resp, false
+	}
+	k := sessionSeq{req.Session, req.Seq}
+	m.waiters[k] = append(m.waiters[k], waiter{c: c, id: req.ID, deadline: m.io.Now().Add(m.cfg.RequestTimeout)})
+	return resp, true
+}
+
+// refuse fills in resp for a request the proposer did not take.
+func (m *Member) refuse(resp *clientapi.Response, err error) {
 	var nl *paxos.NotLeaderError
 	switch {
-	case err == nil:
-		k := sessionSeq{req.Session, req.Seq}
-		m.waiters[k] = append(m.waiters[k], waiter{c: c, id: req.ID, deadline: m.io.Now().Add(m.cfg.RequestTimeout)})
-		return resp, true
 	case errors.As(err, &nl):
-		m.notLeader(&resp, nl.Leader)
+		m.notLeader(resp, nl.Leader)
 	case errors.Is(err, paxos.ErrOverloaded):
 		resp.Code, resp.Message = clientapi.CodeOverloaded, err.Error()
 	default:
 		resp.Code, resp.Message = clientapi.CodeUnavailable, err.Error()
 	}
-	return resp, false
 }
 
 // notLeader fills in resp as a redirect to leader (0: none known).
@@ -150,9 +164,16 @@ func (m *Member) apply(ds []paxos.Decision) {
 		}
 	}
 	m.answerChanges()
+	m.serveReads()
 	if m.cfg.Observe != nil {
 		m.cfg.Observe(ds)
 	}
+}
+
+// due is a waiter whose deadline passed.
+type due struct {
+	k sessionSeq
+	w waiter
 }
 
 // Sweep answers, with CodeTimeout, every request whose command was not
@@ -163,10 +184,6 @@ func (m *Member) Sweep() {
 	// learner's report of progress can be what it waited for.
 	m.answerChanges()
 	now := m.io.Now()
-	type due struct {
-		k sessionSeq
-		w waiter
-	}
 	var late []due
 	for k, ws := range m.waiters {
 		keep := ws[:0]
@@ -183,14 +200,18 @@ func (m *Member) Sweep() {
 			m.waiters[k] = keep
 		}
 	}
+	late = append(late, m.lateReads(now)...)
 	// NB: map order is random; answer in a fixed order, so that the
 	// simulator replays.
 	slices.SortFunc(late, func(a, b due) int {
 		return cmp.Or(a.w.deadline.Compare(b.w.deadline), cmp.Compare(a.k.session, b.k.session), cmp.Compare(a.k.seq, b.k.seq), cmp.Compare(a.w.id, b.w.id))
 	})
 	for _, d := range late {
-		d.w.c.Respond(clientapi.Response{ID: d.w.id, Code: clientapi.CodeTimeout,
-			Message: fmt.Sprintf("proposed, but not applied within %v; it may still be applied: retry with the same session and sequence number to find out", m.cfg.RequestTimeout)})
+		msg := fmt.Sprintf("proposed, but not applied within %v; it may still be applied: retry with the same session and sequence number to find out", m.cfg.RequestTimeout)
+		if d.k.session == 0 {
+			msg = fmt.Sprintf("read not answered within %v (the leader could not confirm it leads, or its learner lags); a read changes nothing: retry", m.cfg.RequestTimeout)
+		}
+		d.w.c.Respond(clientapi.Response{ID: d.w.id, Code: clientapi.CodeTimeout, Message: msg})
 	}
 }
 
@@ -200,7 +221,7 @@ func (m *Member) Waiting() int {
 	for _, ws := range m.waiters {
 		n += len(ws)
 	}
-	return n
+	return n + len(m.reads)
 }
 
 // Status reports this member's view of itself and the cluster.

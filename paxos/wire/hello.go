@@ -16,8 +16,9 @@ import (
 // snapshot's slot and offset. Version 5 added reconfiguration and stable
 // leadership: the PreVote, PreVoteReply, HeartbeatAck, Progress and
 // TimeoutNow messages, Message.Grant, and the client's ReqMembers and
-// ReqTransfer with Request.Change.
-const ProtocolVersion = 5
+// ReqTransfer with Request.Change. Version 6 added Confirm, and the round
+// a HeartbeatAck answers in its Slot, for reads without the log.
+const ProtocolVersion = 6
 
 // HelloKind says what a connection is for.
 type HelloKind uint8

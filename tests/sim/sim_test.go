@@ -67,6 +67,7 @@ func TestSim(t *testing.T) {
 			{"calls given up with an unknown outcome", total.Unknown}, {"duplicates applied once", total.DuplicateApply},
 			{"configuration changes", total.Reconfigs}, {"members joining", total.Joins},
 			{"members removed", total.Removals}, {"leadership transfers", total.Transfers},
+			{"member pauses", total.Pauses}, {"reads served without the log", total.IndexReads},
 		} {
 			if c.n == 0 {
 				t.Errorf("the sweep saw no %s: that code went untested", c.what)
