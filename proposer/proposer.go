@@ -333,6 +333,16 @@ func (p *Proposer) Step(m paxos.Message) error {
 // configuration adds for their promises.
 func (p *Proposer) Reconfigure(h paxos.History) {
 	p.configs = h
+	// The learner keeps the configurations from the one that governs the
+	// slot after its applied one, so it applied every slot before the
+	// first it keeps. The Learned that says how far may come later in the
+	// same flush; until then no slot it passed may be proposed or counted,
+	// by configurations that govern only later ones.
+	if first := h[0].Start; first > p.applied+1 {
+		p.applied = first - 1
+		p.advanceDecided(p.applied)
+		p.skipChosen()
+	}
 	if p.state == stateCandidate || p.state == stateLeader {
 		p.prepareAll()
 	}

@@ -66,6 +66,10 @@ var regressionSeeds = []struct {
 	{42, false, "a leader whose own acceptor is a quorum alone filled the slots up to a change with no-ops in more local rounds than Flush allowed"},
 	{52, false, "a member was stopped as soon as its removal was chosen, before the change governed, and the configuration before it lost its quorum"},
 	{481, false, "a removal was answered once a learner of the new configuration had the slots before it, but the only proposer-acceptor left lagged, and knew no learner that had them: nobody could lead again"},
+	// Found while building sessions and reads without the log (protocol
+	// version 6); it replays with the simulator of that commit.
+	// proposer.TestReconfigureBeforeLearnedCountsNoVote pins it down.
+	{532, false, "invariant 1: a leader got its learner's configurations, pruned past slot 76, before the Learned of the same flush, and decided slot 74 by its own vote under the configuration of slot 77 on"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
