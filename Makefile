@@ -15,7 +15,7 @@ FUZZ_TARGETS := \
 	./wal:FuzzDecodeKV \
 	./wal:FuzzReadSnapshot
 
-.PHONY: check fmt vet lint tidy test sim sim-wal fuzz bench
+.PHONY: check fmt vet lint tidy test sim sim-wal sessions-1m fuzz bench
 
 check: fmt vet lint tidy test
 
@@ -40,6 +40,10 @@ sim:
 
 sim-wal:
 	$(GO) test ./tests/sim -run 'TestSimWAL$$' -count=1 -wal-seeds=$(SEEDS)
+
+# A million client sessions, each opened and written once (about a minute).
+sessions-1m:
+	PAXOSD_SESSIONS=1000000 $(GO) test ./paxos/server -run 'TestSessionsStayBounded$$' -count=1 -v -timeout 30m
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

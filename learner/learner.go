@@ -257,6 +257,9 @@ var ErrNoQuery = errors.New("learner: state machine does not answer queries")
 
 // Query asks the state machine, as of the applied slot, without going
 // through the log: the answer may be stale (a serializable read).
+// Sessions returns how many client sessions are open.
+func (l *Learner) Sessions() int { return l.sessions.Len() }
+
 // CanQuery reports whether the machine answers queries (Query).
 func (l *Learner) CanQuery() bool {
 	_, ok := l.sessions.Machine().(statemachine.Querier)
@@ -437,7 +440,7 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 		l.applyConfig(s, v)
 		return d
 	}
-	cmds, err := paxos.DecodeBatch(v)
+	cmds, ms, err := paxos.DecodeBatchAt(v)
 	if err != nil {
 		// Every learner decodes the same bytes the same way, so skipping
 		// the slot keeps them identical; but a proposer wrote these bytes,
@@ -445,10 +448,21 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 		l.logger.Error("chosen value does not decode; applied as a no-op", "slot", s, "err", err)
 		return d
 	}
+	// The batch's time first: sessions idle for too long expire before
+	// its commands apply.
+	l.sessions.Advance(ms)
 	d.Results = make([]paxos.Result, len(cmds))
 	for i, c := range cmds {
-		data, dup := l.sessions.Apply(uint64(s), c.Session, c.Seq, c.Data)
-		d.Results[i] = paxos.Result{Session: c.Session, Seq: c.Seq, Data: data, Duplicate: dup}
+		r := paxos.Result{Session: c.Session, Seq: c.Seq}
+		switch c.Kind {
+		case paxos.CmdOpenSession:
+			r.Data = binary.AppendUvarint(nil, l.sessions.Open(statemachine.DecodeSessionTTL(c.Data)))
+		default:
+			var err error
+			r.Data, r.Duplicate, err = l.sessions.Apply(uint64(s), c.Session, c.Seq, c.Data)
+			r.Expired = err != nil
+		}
+		d.Results[i] = r
 	}
 	return d
 }

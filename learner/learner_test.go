@@ -62,14 +62,14 @@ func slotsOf(ds []paxos.Decision) []paxos.Slot {
 
 func TestAppliesInOrder(t *testing.T) {
 	l := newTestLearner(t, paxos.LearnerState{}, nil)
-	rd := decide(t, l, entry(3, put(1, 3, "c", "3")), entry(2, put(1, 2, "b", "2")))
+	rd := decide(t, l, entry(3, put(0, 0, "c", "3")), entry(2, put(0, 0, "b", "2")))
 	if len(rd.Decided) != 0 || l.Applied() != 0 || l.Known() != 3 {
 		t.Fatalf("with slot 1 missing: decided %v, applied %d, known %d; want nothing applied, 3 known", slotsOf(rd.Decided), l.Applied(), l.Known())
 	}
 	if len(rd.Writes) != 2 || rd.Writes[0].Type != paxos.RecChosen {
 		t.Fatalf("writes %v, want the two chosen values recorded", rd.Writes)
 	}
-	rd = decide(t, l, entry(1, put(1, 1, "a", "1")))
+	rd = decide(t, l, entry(1, put(0, 0, "a", "1")))
 	if got := slotsOf(rd.Decided); !slices.Equal(got, []paxos.Slot{1, 2, 3}) || l.Applied() != 3 {
 		t.Fatalf("after slot 1: decided %v, applied %d; want [1 2 3]", got, l.Applied())
 	}
@@ -85,36 +85,56 @@ func TestAppliesInOrder(t *testing.T) {
 
 func TestSessionDeduplicates(t *testing.T) {
 	l := newTestLearner(t, paxos.LearnerState{}, nil)
-	// Client 9's put (seq 1) is chosen twice (a retry), around another
-	// client's put to the same key.
+	// Two clients open sessions (1 and 2) in slot 1. Client 1's put (seq
+	// 1) is chosen twice (a retry), around client 2's put to the same key.
 	rd := decide(t, l,
-		entry(1, put(9, 1, "k", "first")),
-		entry(2, put(8, 1, "k", "second")),
-		entry(3, put(9, 1, "k", "first"), get("k")),
+		paxos.Entry{Slot: 1, Value: paxos.EncodeBatchAt(1000, []paxos.Command{openSession(11), openSession(12)})},
+		entry(2, put(1, 1, "k", "first")),
+		entry(3, put(2, 1, "k", "second")),
+		entry(4, put(1, 1, "k", "first"), get("k")),
 	)
-	if len(rd.Decided) != 3 {
-		t.Fatalf("decided %v, want 3 slots", slotsOf(rd.Decided))
+	if len(rd.Decided) != 4 {
+		t.Fatalf("decided %v, want 4 slots", slotsOf(rd.Decided))
 	}
-	r1, r3 := rd.Decided[0].Results[0], rd.Decided[2].Results[0]
-	if r1.Duplicate || !r3.Duplicate || string(r1.Data) != string(r3.Data) {
+	opened := rd.Decided[0].Results
+	if len(opened) != 2 || opened[0].Seq != 11 || string(opened[0].Data) != "\x01" || string(opened[1].Data) != "\x02" {
+		t.Fatalf("opening answered %+v, want sessions 1 and 2 for tags 11 and 12", opened)
+	}
+	r1, r3 := rd.Decided[1].Results[0], rd.Decided[3].Results[0]
+	if r1.Duplicate || r1.Expired || !r3.Duplicate || string(r1.Data) != string(r3.Data) {
 		t.Fatalf("first %+v, retry %+v: want the retry marked duplicate with the first answer", r1, r3)
 	}
-	resp, err := statemachine.DecodeKVResponse(rd.Decided[2].Results[1].Data)
+	resp, err := statemachine.DecodeKVResponse(rd.Decided[3].Results[1].Data)
 	if err != nil || string(resp.Value) != "second" {
 		t.Fatalf("get after the retry: %+v, %v; want \"second\" (the retry was not applied again)", resp, err)
 	}
 	// An older seq of the same session is stale: skipped, no answer.
-	rd = decide(t, l, entry(4, put(9, 2, "k", "x")), entry(5, put(9, 1, "k", "first")))
+	rd = decide(t, l, entry(5, put(1, 2, "k", "x")), entry(6, put(1, 1, "k", "first")))
 	if r := rd.Decided[1].Results[0]; !r.Duplicate || r.Data != nil {
 		t.Fatalf("stale seq 1 after seq 2: %+v, want a duplicate with no answer", r)
 	}
+	// A session never opened, and one idle past its timeout (default ten
+	// minutes of the batches' time), are refused, not applied.
+	late := uint64(1000 + statemachine.DefaultSessionTTL.Milliseconds() + 1)
+	rd = decide(t, l, entry(7, put(9, 1, "k", "y")),
+		paxos.Entry{Slot: 8, Value: paxos.EncodeBatchAt(late, []paxos.Command{put(2, 2, "k", "z")})})
+	if r := rd.Decided[0].Results[0]; !r.Expired || r.Duplicate {
+		t.Fatalf("a session never opened: %+v, want refused as expired", r)
+	}
+	if r := rd.Decided[1].Results[0]; !r.Expired {
+		t.Fatalf("a session idle past its timeout: %+v, want refused as expired", r)
+	}
+}
+
+func openSession(tag uint64) paxos.Command {
+	return paxos.Command{Kind: paxos.CmdOpenSession, Seq: tag}
 }
 
 func TestConflictIsRefused(t *testing.T) {
 	l := newTestLearner(t, paxos.LearnerState{}, nil)
-	decide(t, l, entry(1, put(1, 1, "a", "1")), entry(3, put(1, 3, "c", "3")))
-	for _, e := range []paxos.Entry{entry(1, put(1, 1, "a", "other")), entry(3, put(1, 3, "c", "other"))} {
-		err := l.Step(paxos.Message{Type: paxos.MsgDecide, From: 2, To: 1, Entries: []paxos.Entry{entry(2, put(1, 2, "b", "2")), e}})
+	decide(t, l, entry(1, put(0, 0, "a", "1")), entry(3, put(0, 0, "c", "3")))
+	for _, e := range []paxos.Entry{entry(1, put(0, 0, "a", "other")), entry(3, put(0, 0, "c", "other"))} {
+		err := l.Step(paxos.Message{Type: paxos.MsgDecide, From: 2, To: 1, Entries: []paxos.Entry{entry(2, put(0, 0, "b", "2")), e}})
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("conflicting value for slot %d: %v, want ErrConflict", e.Slot, err)
 		}
@@ -200,7 +220,7 @@ func TestServeCatchUp(t *testing.T) {
 }
 
 func TestRecovery(t *testing.T) {
-	entries := []paxos.Entry{entry(1, put(1, 1, "a", "1")), entry(2, put(1, 2, "b", "2")), entry(4, put(1, 4, "d", "4"))}
+	entries := []paxos.Entry{entry(1, put(0, 0, "a", "1")), entry(2, put(0, 0, "b", "2")), entry(4, put(0, 0, "d", "4"))}
 	live := newTestLearner(t, paxos.LearnerState{}, nil)
 	decide(t, live, entries...)
 

@@ -40,11 +40,11 @@ func msgsOf(rd paxos.Ready, typ paxos.MsgType) []paxos.Message {
 // the acceptors, and answers catch-up below its log with an offer.
 func TestSnapshotAndTruncate(t *testing.T) {
 	l := newTestLearner(t, paxos.LearnerState{}, func(c *Config) { c.SnapshotEvery, c.LogRetain = 4, 1 })
-	rd := decide(t, l, entry(1, put(1, 1, "a", "1")), entry(2, put(1, 2, "b", "2")), entry(3, put(1, 3, "c", "3")))
+	rd := decide(t, l, entry(1, put(0, 0, "a", "1")), entry(2, put(0, 0, "b", "2")), entry(3, put(0, 0, "c", "3")))
 	if rd.Snapshot != nil {
 		t.Fatal("snapshot taken before SnapshotEvery slots")
 	}
-	rd = decide(t, l, entry(4, put(1, 4, "d", "4")), entry(5, put(1, 5, "e", "5")))
+	rd = decide(t, l, entry(4, put(0, 0, "d", "4")), entry(5, put(0, 0, "e", "5")))
 	if rd.Snapshot == nil || rd.Snapshot.Meta.Slot != 4 {
 		t.Fatalf("snapshot job %+v, want one at slot 4", rd.Snapshot)
 	}
@@ -55,7 +55,7 @@ func TestSnapshotAndTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := newTestLearner(t, paxos.LearnerState{}, nil)
-	decide(t, ref, entry(1, put(1, 1, "a", "1")), entry(2, put(1, 2, "b", "2")), entry(3, put(1, 3, "c", "3")), entry(4, put(1, 4, "d", "4")))
+	decide(t, ref, entry(1, put(0, 0, "a", "1")), entry(2, put(0, 0, "b", "2")), entry(3, put(0, 0, "c", "3")), entry(4, put(0, 0, "d", "4")))
 	if err := ref.Snapshot(&at4); err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +124,14 @@ func chunkMsg(peer paxos.NodeID, slot paxos.Slot, data []byte, off, size int) pa
 // and goes on from the log.
 func TestReceiveSnapshot(t *testing.T) {
 	src := newTestLearner(t, paxos.LearnerState{}, nil)
-	decide(t, src, entry(1, put(1, 1, "a", "1")), entry(2, put(1, 2, "b", "2")), entry(3, put(1, 3, "c", "3")))
+	decide(t, src, entry(1, put(0, 0, "a", "1")), entry(2, put(0, 0, "b", "2")), entry(3, put(0, 0, "c", "3")))
 	var state bytes.Buffer
 	if err := src.Snapshot(&state); err != nil {
 		t.Fatal(err)
 	}
 	data := state.Bytes()
 	l := newTestLearner(t, paxos.LearnerState{}, func(c *Config) { c.SnapshotTimeoutTicks = 2 })
-	decide(t, l, entry(5, put(1, 5, "e", "5")))
+	decide(t, l, entry(5, put(0, 0, "e", "5")))
 	rd := stepOK(t, l, paxos.Message{Type: paxos.MsgSnapshotOffer, From: 2, Slot: 3, Commit: 5})
 	if m := msgsOf(rd, paxos.MsgSnapshotPull); len(m) != 1 || m[0].To != 2 || m[0].Slot != 3 || m[0].Offset != 0 {
 		t.Fatalf("offer answered with %v, want a pull of snapshot 3 from 0", rd.Messages)
@@ -176,7 +176,7 @@ func TestReceiveSnapshot(t *testing.T) {
 	if !reflect.DeepEqual(rd.Writes, []paxos.Record{{Type: paxos.RecSnapshot, Slot: 3}, {Type: paxos.RecApplied, Slot: 3}}) {
 		t.Fatalf("install wrote %v", rd.Writes)
 	}
-	rd = decide(t, l, entry(4, put(1, 4, "d", "4")))
+	rd = decide(t, l, entry(4, put(0, 0, "d", "4")))
 	if !slices.Equal(slotsOf(rd.Decided), []paxos.Slot{4, 5}) {
 		t.Fatalf("after install, slots %v applied, want 4 and 5", slotsOf(rd.Decided))
 	}
@@ -207,7 +207,7 @@ func TestTransferGivesUp(t *testing.T) {
 
 // A restart restores the newest snapshot, then replays the log after it.
 func TestRestartFromSnapshot(t *testing.T) {
-	entries := []paxos.Entry{entry(1, put(1, 1, "a", "1")), entry(2, put(1, 2, "b", "2")), entry(3, put(1, 3, "c", "3"))}
+	entries := []paxos.Entry{entry(1, put(0, 0, "a", "1")), entry(2, put(0, 0, "b", "2")), entry(3, put(0, 0, "c", "3"))}
 	live := newTestLearner(t, paxos.LearnerState{}, nil)
 	decide(t, live, entries[:2]...)
 	var snap bytes.Buffer

@@ -41,7 +41,9 @@ const (
 	// asked slot, in slot order, possibly fewer than asked) and Commit, the
 	// highest slot the sender knows to be chosen.
 	MsgCatchUpReply
-	// MsgPropose hands client commands (Cmds) to a proposer.
+	// MsgPropose hands client commands (Cmds) to a proposer, with Time, the
+	// proposing member's clock in Unix milliseconds, which the batches it
+	// goes into are stamped with.
 	MsgPropose
 	// MsgLearned tells the proposer on the same node that every slot up to
 	// Commit is chosen and durable in the local learner.
@@ -148,6 +150,7 @@ type Message struct {
 	Size    uint64    `msgpack:"z,omitempty"`
 	Sum     uint32    `msgpack:"k,omitempty"`
 	Grant   bool      `msgpack:"g,omitempty"`
+	Time    uint64    `msgpack:"m,omitempty"`
 }
 
 // IsLocal reports whether t only ever passes between the parts of one node,

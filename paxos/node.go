@@ -282,17 +282,18 @@ func (n *Node) Deliver(m Message) error {
 	return nil
 }
 
-// Propose hands client commands to the local proposer. It returns a
-// *NotLeaderError when this node does not lead (the commands were not
-// proposed) and ErrOverloaded when the proposer's queue is full.
-func (n *Node) Propose(cmds []Command) error {
+// Propose hands client commands to the local proposer, with now, the
+// member's clock, which the batches they go into are stamped with. It
+// returns a *NotLeaderError when this node does not lead (the commands were
+// not proposed) and ErrOverloaded when the proposer's queue is full.
+func (n *Node) Propose(now time.Time, cmds []Command) error {
 	if n.failed != nil {
 		return n.failed
 	}
 	if n.cfg.Proposer == nil {
 		return &NotLeaderError{}
 	}
-	return n.cfg.Proposer.Step(Message{Type: MsgPropose, From: n.cfg.ID, To: n.cfg.ID, Cmds: cmds})
+	return n.cfg.Proposer.Step(Message{Type: MsgPropose, From: n.cfg.ID, To: n.cfg.ID, Cmds: cmds, Time: uint64(max(now.UnixMilli(), 0))})
 }
 
 // Tick tells the learner about snapshots the store made durable, then

@@ -63,8 +63,10 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(EncodeBatch([]Command{{Session: 1, Seq: 1, Data: []byte("put a 1")}})))
 	f.Add([]byte(EncodeBatch([]Command{{Data: []byte("a")}, {Session: 9, Seq: 300, Data: nil}})))
 	f.Add([]byte{batchTag, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte(EncodeBatchAt(1767225600000, []Command{{Kind: CmdOpenSession, Seq: 4, Data: []byte{0xe8, 0x07}}, {Session: 3, Seq: 1, Data: []byte("x")}})))
+	f.Add([]byte{timedBatchTag, 0x01, 0x01, 0x07, 0x00, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cmds, err := DecodeBatch(data)
+		cmds, ms, err := DecodeBatchAt(data)
 		if err != nil {
 			return
 		}
@@ -73,8 +75,12 @@ func FuzzDecodeBatch(f *testing.F) {
 		if len(cmds) > len(data) {
 			t.Fatalf("%d commands from %d bytes", len(cmds), len(data))
 		}
-		if again := EncodeBatch(cmds); !bytes.Equal(again, data) {
-			t.Fatalf("DecodeBatch(%x) re-encodes as %x", data, again)
+		again := EncodeBatch(cmds)
+		if len(data) > 0 && data[0] == timedBatchTag {
+			again = EncodeBatchAt(ms, cmds)
+		}
+		if !bytes.Equal(again, data) {
+			t.Fatalf("DecodeBatchAt(%x) re-encodes as %x", data, again)
 		}
 	})
 }
@@ -315,7 +321,7 @@ func TestDeliverRouting(t *testing.T) {
 		t.Fatal("a message of unknown type was delivered")
 	}
 	var nl *NotLeaderError
-	if err := n.Propose([]Command{{Data: []byte("x")}}); !errors.As(err, &nl) {
+	if err := n.Propose(time.Now(), []Command{{Data: []byte("x")}}); !errors.As(err, &nl) {
 		t.Fatalf("Propose without a proposer: %v, want NotLeaderError", err)
 	}
 }

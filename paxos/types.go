@@ -80,4 +80,7 @@ type Result struct {
 	// Duplicate is true when (Session, Seq) had already been applied and the
 	// state machine was not called again.
 	Duplicate bool
+	// Expired is true when the command was refused, not applied, because
+	// its session is not open (statemachine.ErrSessionExpired).
+	Expired bool
 }

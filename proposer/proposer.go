@@ -174,6 +174,9 @@ type Proposer struct {
 	reads     []uint64
 	readRound *readRound
 	readSeq   paxos.Slot // confirmation rounds, numbered in the Slot field
+	// now is the latest clock reading proposals brought (MsgPropose's
+	// Time): the stamp of the batches proposed.
+	now uint64
 	// changes are the configuration changes this leader proposed, by
 	// slot, until its learner applied them.
 	changes map[paxos.Slot]paxos.Value
@@ -602,6 +605,7 @@ func (p *Proposer) handlePropose(m paxos.Message) error {
 		return paxos.ErrOverloaded
 	}
 	p.queue = append(p.queue, m.Cmds...)
+	p.now = max(p.now, m.Time)
 	p.maybePropose()
 	return nil
 }
@@ -677,7 +681,7 @@ func (p *Proposer) takeBatch() paxos.Value {
 		}
 		n++
 	}
-	v := paxos.EncodeBatch(p.queue[:n])
+	v := paxos.EncodeBatchAt(p.now, p.queue[:n])
 	clear(p.queue[:n]) // let the command bytes be collected
 	p.queue = p.queue[n:]
 	if len(p.queue) == 0 {

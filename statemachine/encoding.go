@@ -63,21 +63,28 @@ func readBytes(r *bufio.Reader, limit uint64, what string) ([]byte, error) {
 }
 
 func readHeader(r *bufio.Reader, magic string, version uint64) error {
+	_, err := readHeaderFrom(r, magic, version, version)
+	return err
+}
+
+// readHeaderFrom reads a header of any version from oldest to newest and
+// returns the version.
+func readHeaderFrom(r *bufio.Reader, magic string, oldest, newest uint64) (uint64, error) {
 	var got [4]byte
 	if _, err := io.ReadFull(r, got[:]); err != nil {
-		return fmt.Errorf("%w: read header: %w", ErrBadSnapshot, err)
+		return 0, fmt.Errorf("%w: read header: %w", ErrBadSnapshot, err)
 	}
 	if string(got[:]) != magic {
-		return fmt.Errorf("%w: header %q, want %q", ErrBadSnapshot, got[:], magic)
+		return 0, fmt.Errorf("%w: header %q, want %q", ErrBadSnapshot, got[:], magic)
 	}
 	v, err := readUvarint(r, "version")
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if v != version {
-		return fmt.Errorf("%w: %s version %d, this build reads %d", ErrBadSnapshot, magic, v, version)
+	if v < oldest || v > newest {
+		return 0, fmt.Errorf("%w: %s version %d, this build reads %d to %d", ErrBadSnapshot, magic, v, oldest, newest)
 	}
-	return nil
+	return v, nil
 }
 
 func writeHeader(w *bufio.Writer, magic string, version uint64) error {

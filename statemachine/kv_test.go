@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func apply(t *testing.T, kv *KV, r KVRequest) KVResponse {
@@ -142,7 +143,8 @@ func TestKVSnapshotRoundTrip(t *testing.T) {
 func TestSessionsSnapshotIncludesTable(t *testing.T) {
 	s := NewSessions(NewKV())
 	put := KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}.Encode()
-	first, _ := s.Apply(1, 42, 1, put)
+	id := s.Open(0)
+	first, _, _ := s.Apply(1, id, 1, put)
 	var snap bytes.Buffer
 	if err := s.Snapshot(&snap); err != nil {
 		t.Fatal(err)
@@ -151,14 +153,14 @@ func TestSessionsSnapshotIncludesTable(t *testing.T) {
 	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
 		t.Fatal(err)
 	}
-	again, dup := r.Apply(2, 42, 1, put)
+	again, dup, _ := r.Apply(2, id, 1, put)
 	if !dup || !bytes.Equal(again, first) {
 		t.Fatalf("retry after restore: dup=%v answer %x; want the recorded answer %x", dup, again, first)
 	}
 	if r.Machine().(*KV).Rev() != 1 {
 		t.Fatal("the retry was applied again after restore")
 	}
-	if _, dup := r.Apply(3, 0, 0, put); dup {
+	if _, dup, _ := r.Apply(3, 0, 0, put); dup {
 		t.Fatal("a command without a session was deduplicated")
 	}
 }
@@ -229,8 +231,9 @@ func FuzzDecodeKVResponse(f *testing.F) {
 
 func FuzzRestore(f *testing.F) {
 	s := NewSessions(NewKV())
-	s.Apply(1, 7, 1, KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}.Encode())
-	s.Apply(2, 8, 4, KVRequest{Op: KVPut, Key: []byte("j"), Value: []byte("w")}.Encode())
+	s.Advance(1000)
+	s.Apply(1, s.Open(0), 1, KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}.Encode())
+	s.Apply(2, s.Open(time.Minute), 4, KVRequest{Op: KVPut, Key: []byte("j"), Value: []byte("w")}.Encode())
 	var snap bytes.Buffer
 	if err := s.Snapshot(&snap); err != nil {
 		f.Fatal(err)

@@ -301,7 +301,9 @@ type memberStatus struct {
 	// configuration (0: the bootstrap one): members that agree show the
 	// same.
 	ConfigSlot paxos.Slot `json:"config_slot"`
-	Error      string     `json:"error"`
+	// Sessions is how many client sessions the member's table holds.
+	Sessions uint64 `json:"sessions"`
+	Error    string `json:"error"`
 }
 
 func runStatus(c *cli.Context, cl *client.Client, o *output) error {
@@ -404,7 +406,7 @@ func statusRows(a statusAnswers) []memberStatus {
 			s := r.st
 			rows[s.ID] = memberStatus{ID: s.ID, ClientAddr: s.ClientAddr, PeerAddr: s.PeerAddr, Roles: s.Roles.String(), Leader: s.IsLeader,
 				LeaderID: s.Leader, Promised: s.Promised.String(), Chosen: s.Chosen, Applied: s.Applied, AppliedHash: fmt.Sprintf("%016x", s.AppliedHash),
-				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes, ConfigSlot: s.ConfigSlot}
+				SnapshotSlot: s.SnapshotSlot, LogBytes: s.LogBytes, ConfigSlot: s.ConfigSlot, Sessions: s.Sessions}
 			continue
 		}
 		if id, ok := byAddr[ep]; ok {
@@ -426,7 +428,7 @@ func statusRows(a statusAnswers) []memberStatus {
 
 func printStatus(w io.Writer, list []memberStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tCONFIG\tERROR")
+	fmt.Fprintln(tw, "ID\tLEADER\tROLES\tCLIENT\tPEER\tPROMISED\tCHOSEN\tAPPLIED\tAPPLIED_HASH\tSNAPSHOT\tLOG\tCONFIG\tSESSIONS\tERROR")
 	for _, r := range list {
 		id, lead := "?", ""
 		if r.ID != 0 {
@@ -436,10 +438,10 @@ func printStatus(w io.Writer, list []memberStatus) {
 			lead = "*"
 		}
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
+			fmt.Fprintf(tw, "%s\t\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t%s\n", id, r.Roles, r.ClientAddr, r.PeerAddr, r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%d\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes), r.ConfigSlot)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t\n", id, lead, r.Roles, r.ClientAddr, r.PeerAddr, r.Promised, r.Chosen, r.Applied, r.AppliedHash, r.SnapshotSlot, humanBytes(r.LogBytes), r.ConfigSlot, r.Sessions)
 	}
 	tw.Flush()
 }

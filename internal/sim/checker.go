@@ -5,8 +5,10 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // checker holds what the invariants are checked against: the values chosen
@@ -27,14 +29,26 @@ type checker struct {
 	submitted map[cmdID]string
 	reads     map[string]bool
 	// notApplied are commands whose calls ended as certainly not applied
-	// (invariant 9).
-	notApplied []cmdID
+	// (invariant 9), and expiredOnce those of them refused because their
+	// session was not open.
+	notApplied  []cmdID
+	expiredOnce map[cmdID]bool
 	// ref is the sequence of commands a correct learner applies, derived
 	// from chosen with the session rule; refNext is the next slot to fold
 	// in and refLast the last seq applied per session.
 	ref     []call
 	refNext paxos.Slot
 	refLast map[uint64]uint64
+	// refSessions are the open sessions as the reference sees them (the
+	// session rule of statemachine.Sessions, written again), refNow the
+	// log's time and refNextID the next session ID; refApplied the
+	// commands of a session that reached the machine.
+	refSessions map[uint64]*refSession
+	refNow      uint64
+	refNextID   uint64
+	refApplied  map[cmdID]bool
+	// opens are the timeouts of the session openings clients asked for.
+	opens map[string]bool
 	// hashAt is the first applied hash seen at each applied slot.
 	hashAt map[paxos.Slot]uint64
 	// externalized is the highest ballot each acceptor has sent in a
@@ -62,6 +76,8 @@ type tally struct {
 
 type cmdID struct{ session, seq uint64 }
 
+type refSession struct{ used, ttl uint64 }
+
 func (c *checker) init() {
 	c.chosen = map[paxos.Slot]paxos.Value{}
 	c.votes = map[vote]*tally{}
@@ -69,6 +85,11 @@ func (c *checker) init() {
 	c.reads = map[string]bool{}
 	c.refNext = 1
 	c.refLast = map[uint64]uint64{}
+	c.refSessions = map[uint64]*refSession{}
+	c.refNextID = 1
+	c.refApplied = map[cmdID]bool{}
+	c.opens = map[string]bool{}
+	c.expiredOnce = map[cmdID]bool{}
 	c.hashAt = map[paxos.Slot]uint64{}
 	c.externalized = map[paxos.NodeID]paxos.Ballot{}
 	c.configs = paxos.History{c.s.bootstrap}
@@ -236,6 +257,12 @@ func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
 		s.fail("invariant 2: slot %d chosen with a value that does not decode: %v", slot, err)
 	}
 	for _, cmd := range cmds {
+		if cmd.Kind == paxos.CmdOpenSession {
+			if !c.opens[string(cmd.Data)] {
+				s.fail("invariant 2: slot %d opens a session with timeout %x that no client asked for", slot, cmd.Data)
+			}
+			continue
+		}
 		if cmd.Session == 0 {
 			if !c.reads[string(cmd.Data)] {
 				s.fail("invariant 2: slot %d holds read %d %x that no client sent", slot, cmd.Seq, cmd.Data)
@@ -370,18 +397,62 @@ func (c *checker) extendRef() {
 				c.s.onConfig(cf)
 			}
 		}
-		cmds, _ := paxos.DecodeBatch(v) // NB: choose already checked that it decodes
+		cmds, ms, _ := paxos.DecodeBatchAt(v) // NB: choose already checked that it decodes
+		c.refAdvance(ms)
 		for _, cmd := range cmds {
+			if cmd.Kind == paxos.CmdOpenSession {
+				c.refOpen(statemachine.DecodeSessionTTL(cmd.Data))
+				continue
+			}
 			if cmd.Session != 0 {
+				e := c.refSessions[cmd.Session]
+				if e == nil {
+					continue // refused: the session is not open
+				}
+				e.used = c.refNow
 				if cmd.Seq <= c.refLast[cmd.Session] {
 					continue
 				}
 				c.refLast[cmd.Session] = cmd.Seq
+				c.refApplied[cmdID{cmd.Session, cmd.Seq}] = true
 			}
 			c.ref = append(c.ref, call{c.refNext, string(cmd.Data)})
 		}
 		c.refNext++
 	}
+}
+
+// refAdvance moves the reference's log time and expires the sessions idle
+// past their timeouts.
+func (c *checker) refAdvance(ms uint64) {
+	c.refNow = max(c.refNow, ms)
+	for id, e := range c.refSessions {
+		if e.used+e.ttl < c.refNow {
+			delete(c.refSessions, id)
+			c.s.stats.SessionsExpired++
+		}
+	}
+}
+
+// refOpen opens a session in the reference; a full table first expires
+// the session closest to its timeout (then the lowest ID).
+func (c *checker) refOpen(ttl time.Duration) {
+	if ttl == 0 {
+		ttl = statemachine.DefaultSessionTTL
+	}
+	ttl = min(max(ttl, statemachine.MinSessionTTL), statemachine.MaxSessionTTL)
+	if len(c.refSessions) >= statemachine.MaxSessions {
+		var victim uint64
+		for id, e := range c.refSessions {
+			if v := c.refSessions[victim]; victim == 0 || e.used+e.ttl < v.used+v.ttl || (e.used+e.ttl == v.used+v.ttl && id < victim) {
+				victim = id
+			}
+		}
+		delete(c.refSessions, victim)
+	}
+	c.refSessions[c.refNextID] = &refSession{used: c.refNow, ttl: uint64(ttl.Milliseconds())}
+	c.refNextID++
+	c.s.stats.SessionsOpened++
 }
 
 // onApply sees every batch of decisions a member applied, after it
@@ -411,14 +482,22 @@ func (c *checker) checkNotApplied() {
 	if len(c.notApplied) == 0 {
 		return
 	}
+	c.extendRef()
+	for _, id := range c.notApplied {
+		if c.refApplied[id] {
+			c.s.fail("invariant 9: command (%d, %d) was reported certainly not applied, but it was applied", id.session, id.seq)
+		}
+	}
+	// A command is refused as expired only in a slot that chose it; one
+	// reported not applied for any other reason must not be chosen at all.
 	never := map[cmdID]bool{}
 	for _, id := range c.notApplied {
-		never[id] = true
+		never[id] = !c.expiredOnce[id]
 	}
 	for _, sl := range slices.Sorted(maps.Keys(c.chosen)) {
 		cmds, _ := paxos.DecodeBatch(c.chosen[sl]) // NB: choose already checked that it decodes
 		for _, cmd := range cmds {
-			if never[cmdID{cmd.Session, cmd.Seq}] {
+			if cmd.Session != 0 && never[cmdID{cmd.Session, cmd.Seq}] {
 				c.s.fail("invariant 9: command (%d, %d) was reported certainly not applied, but slot %d chose it", cmd.Session, cmd.Seq, sl)
 			}
 		}

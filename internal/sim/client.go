@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -19,11 +20,6 @@ import (
 // that break when a member crashes or a reset fault hits them. Every
 // request and response crosses the wire codec.
 
-const (
-	// sessionBase is the session of client 0; client i has sessionBase+i.
-	sessionBase = 1000
-)
-
 var simKeys = []string{"a", "b", "c", "d"}
 
 var (
@@ -34,16 +30,23 @@ var (
 
 // client runs one KV operation at a time, each a client.Call.
 type client struct {
-	s       *sim
-	idx     int
+	s   *sim
+	idx int
+	// session is the client's open session (0: none yet, or it expired:
+	// the next write opens one first), ttl the idle timeout it asks for,
+	// and expired set when a member refused a command of the session.
 	session uint64
 	seq     uint64
-	router  *pc.Router
-	conns   map[paxos.NodeID]*conn
-	op      *pendingOp
-	opsLeft int
-	seen    map[string]string // last value seen per key, for compare-and-swap
-	keys    []string
+	ttl     time.Duration
+	expired bool
+	// idleUntil is the tick a client that stopped to think resumes at.
+	idleUntil int64
+	router    *pc.Router
+	conns     map[paxos.NodeID]*conn
+	op        *pendingOp
+	opsLeft   int
+	seen      map[string]string // last value seen per key, for compare-and-swap
+	keys      []string
 	// calm: the faults stopped, and a call waits for its answer however
 	// long it takes (invariant 7 bounds that).
 	calm bool
@@ -52,6 +55,7 @@ type client struct {
 }
 
 type pendingOp struct {
+	open     bool // opening a session, not a KV operation
 	in       KVInput
 	call     *pc.Call
 	started  int64 // step of the first attempt, for the history
@@ -104,7 +108,7 @@ func newClient(s *sim, i int) *client {
 		s.fail("client %d: %v", i, err)
 	}
 	return &client{
-		s: s, idx: i, session: uint64(sessionBase + i), opsLeft: math.MaxInt, router: r,
+		s: s, idx: i, ttl: []time.Duration{0, time.Second, 2 * time.Second}[s.rng.IntN(3)], opsLeft: math.MaxInt, router: r,
 		conns: map[paxos.NodeID]*conn{}, seen: map[string]string{},
 		keys: simKeys[:1+s.rng.IntN(len(simKeys))],
 	}
@@ -113,7 +117,7 @@ func newClient(s *sim, i int) *client {
 func (c *client) act() {
 	s := c.s
 	if c.op == nil {
-		if c.opsLeft == 0 || s.rng.IntN(2) == 0 {
+		if c.opsLeft == 0 || s.now < c.idleUntil || s.rng.IntN(2) == 0 {
 			return
 		}
 		c.opsLeft--
@@ -162,6 +166,19 @@ func (c *client) start() {
 		}
 	}
 	req := clientapi.Request{Kind: clientapi.ReqRead}
+	if in.Op != statemachine.KVGet && c.session == 0 {
+		// A write needs a session: open one first (the operation is
+		// not counted; the next one may be the write).
+		c.opsLeft++
+		req = clientapi.Request{Kind: clientapi.ReqSession}
+		if c.ttl > 0 {
+			req.Data = statemachine.EncodeSessionTTL(c.ttl)
+		}
+		s.ck.opens[string(req.Data)] = true
+		c.op = &pendingOp{open: true, call: pc.NewCall(c.router, req), started: s.step, deadline: s.now + s.callTimeout, first: true}
+		s.tracef("client %d opens a session (timeout %v)", c.idx, c.ttl)
+		return
+	}
 	if in.Op != statemachine.KVGet {
 		c.seq++
 		in.Value = fmt.Sprintf("c%d.%d", c.idx, c.seq)
@@ -232,6 +249,11 @@ func (c *client) result(resp clientapi.Response, sent bool, err error) {
 			s.stats.Timeouts++
 		case clientapi.CodeBadRequest, clientapi.CodeStale:
 			s.fail("client %d: a member answered %s for its current %s: %s", c.idx, resp.Code, op.in.Op, resp.Message)
+		case clientapi.CodeSessionExpired:
+			s.stats.ExpiredRefused++
+			c.expired = true
+			req := op.call.Request()
+			s.ck.expiredOnce[cmdID{req.Session, req.Seq}] = true
 		}
 	}
 	data, done, wait, final := op.call.Handle(resp, sent, err)
@@ -245,6 +267,23 @@ func (c *client) result(resp clientapi.Response, sent bool, err error) {
 // ticks rounds d up to whole ticks.
 func ticks(d time.Duration) int64 { return int64((d + tickLength - 1) / tickLength) }
 
+// finishOpen takes the answer to a session's opening: the session's ID. A
+// failed opening is tried again by the next write; one whose outcome is
+// unknown may have opened a session nobody uses, which expires.
+func (c *client) finishOpen(data []byte, err error) {
+	s := c.s
+	if err != nil {
+		s.tracef("client %d: opening a session failed: %v", c.idx, err)
+		return
+	}
+	id, n := binary.Uvarint(data)
+	if n <= 0 || n != len(data) || id == 0 {
+		s.fail("client %d: a session's opening answered %x, not a session ID", c.idx, data)
+	}
+	c.session, c.seq = id, 0
+	s.tracef("client %d opened session %d", c.idx, id)
+}
+
 // finish ends the operation with its answer, or with the error the Call
 // gave up with.
 func (c *client) finish(data []byte, err error) {
@@ -252,6 +291,18 @@ func (c *client) finish(data []byte, err error) {
 	op := c.op
 	c.op = nil
 	req := op.call.Request()
+	if s.rng.IntN(20) == 0 {
+		// The client stops to think, long enough at times for a short
+		// session timeout to pass.
+		c.idleUntil = s.now + int64(50+s.rng.IntN(250))
+	}
+	if c.expired {
+		c.session, c.seq, c.expired = 0, 0, false
+	}
+	if op.open {
+		c.finishOpen(data, err)
+		return
+	}
 	if err != nil {
 		unknown := errors.Is(err, pc.ErrUnknownOutcome)
 		switch {

@@ -114,7 +114,13 @@ type Stats struct {
 	Removals       int // members removed and stopped for good
 	Transfers      int // leadership handed over on request
 	Pauses         int // members paused and resumed
-	IndexReads     int // linearizable reads a leader served without the log (read index)
+	// SessionsOpened and SessionsExpired count client sessions opened and
+	// expired in the chosen log; ExpiredRefused commands refused because
+	// their session was not open.
+	SessionsOpened  int
+	SessionsExpired int
+	ExpiredRefused  int
+	IndexReads      int // linearizable reads a leader served without the log (read index)
 }
 
 // Add adds the counts of o to st (the shape is kept; maxima are maxima).
@@ -130,6 +136,9 @@ func (st *Stats) Add(o Stats) {
 	st.Ghosts += o.Ghosts
 	st.Crashes += o.Crashes
 	st.Pauses += o.Pauses
+	st.SessionsOpened += o.SessionsOpened
+	st.SessionsExpired += o.SessionsExpired
+	st.ExpiredRefused += o.ExpiredRefused
 	st.IndexReads += o.IndexReads
 	st.Partitions += o.Partitions
 	st.Elections += o.Elections

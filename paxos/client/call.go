@@ -177,6 +177,11 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 		c.ep = c.r.after(ep)
 	case clientapi.CodeStale:
 		return nil, true, 0, fmt.Errorf("%w: %s", ErrUnknownOutcome, resp.Message)
+	case clientapi.CodeSessionExpired:
+		if c.maybe {
+			return nil, true, 0, fmt.Errorf("%w: an earlier attempt may have been applied, and then %s answered: %s", ErrUnknownOutcome, ep, resp.Message)
+		}
+		return nil, true, 0, fmt.Errorf("%w: %s: %s", ErrSessionExpired, ep, resp.Message)
 	default: // CodeBadRequest
 		return nil, true, 0, fmt.Errorf("%w: refused by %s: %s", ErrNotApplied, ep, resp.Message)
 	}

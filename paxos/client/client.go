@@ -3,7 +3,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +26,12 @@ var ErrNotApplied = errors.New("client: not applied")
 // been applied: it was sent, and no answer came in time.
 var ErrUnknownOutcome = errors.New("client: outcome unknown, it may have been applied")
 
+// ErrSessionExpired wraps ErrNotApplied for a command refused because its
+// session was not open, when no earlier attempt of it may have been
+// applied. The client opens a new session and retries such a command once
+// by itself.
+var ErrSessionExpired = fmt.Errorf("%w: session expired", ErrNotApplied)
+
 // ErrNotFound is returned by Get for a key that does not exist.
 var ErrNotFound = errors.New("client: key not found")
 
@@ -39,6 +44,12 @@ type Config struct {
 	DialTimeout time.Duration
 	// Timeout bounds a call whose context has no deadline. Default 10s.
 	Timeout time.Duration
+	// SessionTTL is how long the cluster keeps one of this client's
+	// sessions while it is idle (0: the cluster's default,
+	// statemachine.DefaultSessionTTL; clamped to MinSessionTTL and
+	// MaxSessionTTL). The client opens a session per command in flight,
+	// and reuses them.
+	SessionTTL time.Duration
 }
 
 // Client talks to one cluster.
@@ -281,14 +292,28 @@ func (c *Client) Read(ctx context.Context, query []byte) ([]byte, error) {
 
 func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte) ([]byte, error) {
 	req := clientapi.Request{Kind: kind, Data: cmd}
-	if kind == clientapi.ReqCommand {
-		s := c.takeSession()
-		defer c.putSession(s)
+	if kind != clientapi.ReqCommand {
+		resp, err := c.call(ctx, req)
+		return resp.Data, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for try := 0; ; try++ {
+		s, err := c.takeSession(ctx)
+		if err != nil {
+			return nil, err
+		}
 		s.seq++
 		req.Session, req.Seq = s.id, s.seq
+		resp, err := c.call(ctx, req)
+		if errors.Is(err, ErrSessionExpired) && try == 0 {
+			continue // certainly not applied: once more, in a new session
+		}
+		if !errors.Is(err, ErrSessionExpired) {
+			c.putSession(s)
+		}
+		return resp.Data, err
 	}
-	resp, err := c.call(ctx, req)
-	return resp.Data, err
 }
 
 // call sends req to the leader, following redirects and retrying as
@@ -337,22 +362,30 @@ func (c *Client) TransferLeader(ctx context.Context, id paxos.NodeID) error {
 	return nil
 }
 
-func (c *Client) takeSession() *session {
+// takeSession returns an idle session, or opens one.
+func (c *Client) takeSession(ctx context.Context) (*session, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if n := len(c.sessions); n > 0 {
 		s := c.sessions[n-1]
 		c.sessions = c.sessions[:n-1]
-		return s
+		c.mu.Unlock()
+		return s, nil
 	}
-	var b [8]byte
-	for {
-		// crypto/rand.Read never fails on supported platforms.
-		_, _ = rand.Read(b[:])
-		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
-			return &session{id: id}
-		}
+	c.mu.Unlock()
+	var ttl []byte
+	if c.cfg.SessionTTL > 0 {
+		ttl = statemachine.EncodeSessionTTL(c.cfg.SessionTTL)
 	}
+	resp, err := c.call(ctx, clientapi.Request{Kind: clientapi.ReqSession, Data: ttl})
+	if err != nil {
+		// NB: nothing of the command was sent yet.
+		return nil, fmt.Errorf("%w: open a session: %w", ErrNotApplied, err)
+	}
+	id, n := binary.Uvarint(resp.Data)
+	if n <= 0 || n != len(resp.Data) || id == 0 {
+		return nil, fmt.Errorf("%w: open a session: the member answered %x, not a session ID", ErrNotApplied, resp.Data)
+	}
+	return &session{id: id}, nil
 }
 
 func (c *Client) putSession(s *session) {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -19,9 +20,10 @@ import (
 // answer; nil means "never answer", and hangUp (a nil pointer of its own)
 // means "close the connection without an answer".
 type fakeMember struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	reqs []clientapi.Request
+	ln     net.Listener
+	mu     sync.Mutex
+	reqs   []clientapi.Request
+	opened uint64
 }
 
 func newFake(t *testing.T, answer func(clientapi.Request) *clientapi.Response) *fakeMember {
@@ -53,6 +55,16 @@ func newFake(t *testing.T, answer func(clientapi.Request) *clientapi.Response) *
 					var req clientapi.Request
 					if err := d.Decode(body, &req); err != nil {
 						return
+					}
+					if req.Kind == clientapi.ReqSession {
+						// Sessions open at once, numbered from 1,
+						// and are not recorded.
+						f.mu.Lock()
+						f.opened++
+						id := f.opened
+						f.mu.Unlock()
+						nc.Write(wire.Append(nil, &clientapi.Response{ID: req.ID, Data: binary.AppendUvarint(nil, id)}))
+						continue
 					}
 					f.mu.Lock()
 					f.reqs = append(f.reqs, req)
@@ -133,6 +145,41 @@ func TestTimeoutRetriesSameCommand(t *testing.T) {
 	reqs := m.requests()
 	if len(reqs) != 3 || reqs[0].Session != reqs[2].Session || reqs[0].Seq != reqs[2].Seq {
 		t.Fatalf("requests %+v; want three with the same session and seq", reqs)
+	}
+}
+
+// A command refused because its session expired, with no earlier attempt
+// that may have been applied, is retried once in a new session; after an
+// attempt that may have been applied, the outcome is unknown.
+func TestExpiredSession(t *testing.T) {
+	var mu sync.Mutex
+	var answers []*clientapi.Response
+	m := newFake(t, func(clientapi.Request) *clientapi.Response {
+		mu.Lock()
+		defer mu.Unlock()
+		a := answers[0]
+		answers = answers[1:]
+		return a
+	})
+	expired := &clientapi.Response{Code: clientapi.CodeSessionExpired, Message: "session is not open"}
+	answers = []*clientapi.Response{expired, ok()}
+	c, _ := New(m.addr())
+	defer c.Close()
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	reqs := m.requests()
+	if len(reqs) != 2 || reqs[0].Session == reqs[1].Session || reqs[1].Seq != 1 {
+		t.Fatalf("requests %+v; want the command again, as seq 1 of a new session", reqs)
+	}
+	answers = []*clientapi.Response{{Code: clientapi.CodeTimeout, Message: "slow"}, expired}
+	err := c.Put(context.Background(), "k", []byte("w"))
+	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrNotApplied) {
+		t.Fatalf("expired after a timeout: %v, want ErrUnknownOutcome", err)
+	}
+	answers = []*clientapi.Response{expired, expired}
+	if err := c.Put(context.Background(), "k", []byte("x")); !errors.Is(err, ErrSessionExpired) || !errors.Is(err, ErrNotApplied) {
+		t.Fatalf("expired twice in a row: %v, want ErrSessionExpired (not applied)", err)
 	}
 }
 

@@ -42,10 +42,16 @@ const (
 	ReqMembers
 	// ReqTransfer asks the leader to hand leadership to Change.ID.
 	ReqTransfer
+	// ReqSession opens a client session through the log. Data is its idle
+	// timeout (statemachine.EncodeSessionTTL; empty: the default). The
+	// answer's Data is the session's ID, a uvarint. Only the leader takes
+	// it; retrying one whose outcome is unknown at worst opens a session
+	// that nobody uses, which expires.
+	ReqSession
 )
 
 var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot",
-	ReqMembers: "members", ReqTransfer: "transfer"}
+	ReqMembers: "members", ReqTransfer: "transfer", ReqSession: "session"}
 
 // ChangeOp says what a ReqMembers does.
 type ChangeOp uint8
@@ -143,9 +149,14 @@ const (
 	// things stand (a configuration change that conflicts with the
 	// configuration, or while another is in progress); nothing changed.
 	CodeRefused
+	// CodeSessionExpired: the command's session is not open (it was idle
+	// for longer than its timeout, was pushed out of a full session table,
+	// or was never opened), so the command was not applied now. If this
+	// was a retry, an earlier attempt may have been applied.
+	CodeSessionExpired
 )
 
-var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale", "refused"}
+var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale", "refused", "session expired"}
 
 // Valid reports whether c is a known code.
 func (c Code) Valid() bool { return int(c) < len(codeNames) }
@@ -203,6 +214,8 @@ type Status struct {
 	ConfigSlot paxos.Slot   `msgpack:"C,omitempty"`
 	// Cluster is the cluster ID.
 	Cluster uint64 `msgpack:"k,omitempty"`
+	// Sessions is how many client sessions the learner's table holds.
+	Sessions uint64 `msgpack:"x,omitempty"`
 }
 
 // MemberInfo is a member as another member knows it: its roles and

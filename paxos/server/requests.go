@@ -45,7 +45,7 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 			break
 		}
 		fallthrough
-	case clientapi.ReqCommand:
+	case clientapi.ReqCommand, clientapi.ReqSession:
 		var ok bool
 		if resp, ok = m.propose(c, req); ok {
 			return // answered once applied, or by Sweep
@@ -84,14 +84,24 @@ func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response
 		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("command of %d bytes is larger than the limit of %d", len(req.Data), MaxCommand)
 		return resp, false
 	}
-	if req.Kind == clientapi.ReqRead {
+	kind := paxos.CmdApply
+	switch {
+	case req.Kind == clientapi.ReqSession && len(req.Data) > 0 && statemachine.DecodeSessionTTL(req.Data) == 0:
+		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("session timeout %x does not decode: send a uvarint of milliseconds, or nothing for the default", req.Data)
+		return resp, false
+	case req.Kind == clientapi.ReqRead || req.Kind == clientapi.ReqSession:
+		// NB: a read through the log and a session's opening carry no
+		// session; this member tags them to find their answers.
 		m.lastRead++
 		req.Session, req.Seq = 0, m.lastRead
-	} else if req.Session == 0 || req.Seq == 0 {
-		resp.Code, resp.Message = clientapi.CodeBadRequest, "a command needs a non-zero session and sequence number"
+		if req.Kind == clientapi.ReqSession {
+			kind = paxos.CmdOpenSession
+		}
+	case req.Session == 0 || req.Seq == 0:
+		resp.Code, resp.Message = clientapi.CodeBadRequest, "a command needs a non-zero session and sequence number; open a session first"
 		return resp, false
 	}
-	if err := m.node.Propose([]paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data}}); err != nil {
+	if err := m.node.Propose(m.io.Now(), []paxos.Command{{Session: req.Session, Seq: req.Seq, Data: req.Data, Kind: kind}}); err != nil {
 		m.refuse(&resp, err)
 		return resp, false
 	}
@@ -151,7 +161,10 @@ func (m *Member) apply(ds []paxos.Decision) {
 			}
 			delete(m.waiters, k)
 			resp := clientapi.Response{Code: clientapi.CodeOK, Data: r.Data}
-			if r.Duplicate && r.Data == nil {
+			switch {
+			case r.Expired:
+				resp = clientapi.Response{Code: clientapi.CodeSessionExpired, Message: fmt.Sprintf("session %d is not open (idle for longer than its timeout, pushed out of a full session table, or never opened): not applied now; if this was a retry, an earlier attempt may have been applied: check, then open a new session", r.Session)}
+			case r.Duplicate && r.Data == nil:
 				resp = clientapi.Response{Code: clientapi.CodeStale, Message: "the session moved past this command; it was applied at most once, and its answer is gone"}
 			}
 			for _, w := range ws {
@@ -209,7 +222,7 @@ func (m *Member) Sweep() {
 	for _, d := range late {
 		msg := fmt.Sprintf("proposed, but not applied within %v; it may still be applied: retry with the same session and sequence number to find out", m.cfg.RequestTimeout)
 		if d.k.session == 0 {
-			msg = fmt.Sprintf("read not answered within %v (the leader could not confirm it leads, or its learner lags); a read changes nothing: retry", m.cfg.RequestTimeout)
+			msg = fmt.Sprintf("not answered within %v (the leader could not confirm it leads, or its learner lags); a read changes nothing, and a session opened twice only expires unused: retry", m.cfg.RequestTimeout)
 		}
 		d.w.c.Respond(clientapi.Response{ID: d.w.id, Code: clientapi.CodeTimeout, Message: msg})
 	}
@@ -244,6 +257,7 @@ func (m *Member) Status() clientapi.Status {
 		st.Chosen = max(st.Chosen, m.lrn.Known())
 		st.Applied, st.AppliedHash = m.lrn.Applied(), m.lrn.Hash()
 		st.SnapshotSlot = m.lrn.SnapshotSlot()
+		st.Sessions = uint64(m.lrn.Sessions())
 	}
 	if m.io.LogBytes != nil {
 		st.LogBytes = m.io.LogBytes()

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,16 +63,42 @@ func newHarness(t *testing.T, members paxos.Membership, id paxos.NodeID) *harnes
 	return h
 }
 
-// lead ticks a one-member cluster until it leads.
+// lead ticks a one-member cluster until it leads, and opens sessions 1 to
+// 10 for the tests' clients.
 func (h *harness) lead() {
 	h.t.Helper()
 	for range 100 {
 		h.tick()
 		if h.m.Proposer().IsLeader() {
+			for want := uint64(1); want <= 10; want++ {
+				if id := h.open(0); id != want {
+					h.t.Fatalf("opened session %d, want %d", id, want)
+				}
+			}
 			return
 		}
 	}
 	h.t.Fatal("a member alone did not become leader in 100 ticks")
+}
+
+// open opens a session with timeout ttl and returns its ID.
+func (h *harness) open(ttl time.Duration) uint64 {
+	h.t.Helper()
+	var b inbox
+	var data []byte
+	if ttl > 0 {
+		data = statemachine.EncodeSessionTTL(ttl)
+	}
+	h.m.Handle(&b, clientapi.Request{ID: 1, Kind: clientapi.ReqSession, Data: data})
+	h.flush()
+	if len(b.got) != 1 || b.got[0].Code != clientapi.CodeOK {
+		h.t.Fatalf("opening a session: %+v", b.got)
+	}
+	id, n := binary.Uvarint(b.got[0].Data)
+	if n <= 0 {
+		h.t.Fatalf("opening a session answered %x", b.got[0].Data)
+	}
+	return id
 }
 
 func (h *harness) tick() {
@@ -184,6 +212,31 @@ func TestStaleCommand(t *testing.T) {
 	h.flush()
 	if len(late.got) != 1 || late.got[0].Code != clientapi.CodeStale {
 		t.Fatalf("late retry answered %+v, want stale", late.got)
+	}
+}
+
+// A session idle past its timeout, by the time stamps of the batches the
+// leader proposes, is refused: the command is not applied, and the answer
+// says so.
+func TestExpiredSessionIsRefused(t *testing.T) {
+	h := newHarness(t, paxos.Uniform(1), 1)
+	h.lead()
+	id := h.open(2 * time.Second)
+	var w inbox
+	h.m.Handle(&w, clientapi.Request{ID: 1, Kind: clientapi.ReqCommand, Session: id, Seq: 1, Data: put("a", "1")})
+	h.flush()
+	kvAnswer(t, w.got[0])
+	h.now = h.now.Add(3 * time.Second)
+	// Another client's command carries the new time into the log first.
+	h.m.Handle(&w, clientapi.Request{ID: 2, Kind: clientapi.ReqCommand, Session: 1, Seq: 1, Data: put("b", "1")})
+	h.flush()
+	h.m.Handle(&w, clientapi.Request{ID: 3, Kind: clientapi.ReqCommand, Session: id, Seq: 1, Data: put("a", "1")})
+	h.flush()
+	if got := w.got[len(w.got)-1]; got.ID != 3 || got.Code != clientapi.CodeSessionExpired || !strings.Contains(got.Message, "not open") {
+		t.Fatalf("a retry in an expired session answered %+v, want session expired", got)
+	}
+	if n := h.m.Learner().Sessions(); n != 10 {
+		t.Fatalf("%d sessions open, want the 10 of lead() (session %d expired)", n, id)
 	}
 }
 

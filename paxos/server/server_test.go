@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -202,28 +203,35 @@ func TestLeaderFailoverAndCatchUp(t *testing.T) {
 	}
 }
 
-// A command retried with the same (session, seq) is applied once: the KV
-// machine's revision shows it.
-func TestRetriedCommandAppliedOnce(t *testing.T) {
-	l := startLocal(t, t.TempDir())
-	c := newClient(t, l)
-	leader := leaderOf(t, c, l)
-	nc, err := net.Dial("tcp", l.Endpoints()[leader-1])
+// dialClientPort connects to a member's client port as a client would and
+// completes the handshake; the connection closes when the test ends.
+func dialClientPort(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	if _, err := nc.Write(wire.Append(nil, &wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wire.ReadFrame(nc, 1024, nil); err != nil {
 		t.Fatal(err)
 	}
+	return nc
+}
+
+// A command retried with the same (session, seq) is applied once: the KV
+// machine's revision shows it.
+func TestRetriedCommandAppliedOnce(t *testing.T) {
+	l := startLocal(t, t.TempDir())
+	c := newClient(t, l)
+	leader := leaderOf(t, c, l)
+	nc := dialClientPort(t, l.Endpoints()[leader-1])
 	d := wire.NewDecoder()
-	put := func(id, seq uint64, val string) statemachine.KVResponse {
+	call := func(req clientapi.Request) clientapi.Response {
 		t.Helper()
-		cmd := statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte("x"), Value: []byte(val)}.Encode()
-		if _, err := nc.Write(wire.Append(nil, &clientapi.Request{ID: id, Kind: clientapi.ReqCommand, Session: 4242, Seq: seq, Data: cmd})); err != nil {
+		if _, err := nc.Write(wire.Append(nil, &req)); err != nil {
 			t.Fatal(err)
 		}
 		body, err := wire.ReadFrame(nc, 1<<20, nil)
@@ -232,9 +240,16 @@ func TestRetriedCommandAppliedOnce(t *testing.T) {
 		}
 		var resp clientapi.Response
 		err = d.Decode(body, &resp)
-		if err != nil || resp.Code != clientapi.CodeOK || resp.ID != id {
-			t.Fatalf("put seq %d: %+v, %v", seq, resp, err)
+		if err != nil || resp.Code != clientapi.CodeOK || resp.ID != req.ID {
+			t.Fatalf("%s seq %d: %+v, %v", req.Kind, req.Seq, resp, err)
 		}
+		return resp
+	}
+	session, _ := binary.Uvarint(call(clientapi.Request{ID: 100, Kind: clientapi.ReqSession}).Data)
+	put := func(id, seq uint64, val string) statemachine.KVResponse {
+		t.Helper()
+		cmd := statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte("x"), Value: []byte(val)}.Encode()
+		resp := call(clientapi.Request{ID: id, Kind: clientapi.ReqCommand, Session: session, Seq: seq, Data: cmd})
 		r, err := statemachine.DecodeKVResponse(resp.Data)
 		if err != nil {
 			t.Fatal(err)

@@ -68,6 +68,8 @@ func TestSim(t *testing.T) {
 			{"configuration changes", total.Reconfigs}, {"members joining", total.Joins},
 			{"members removed", total.Removals}, {"leadership transfers", total.Transfers},
 			{"member pauses", total.Pauses}, {"reads served without the log", total.IndexReads},
+			{"sessions opened", total.SessionsOpened}, {"sessions expired", total.SessionsExpired},
+			{"commands refused as their session expired", total.ExpiredRefused},
 		} {
 			if c.n == 0 {
 				t.Errorf("the sweep saw no %s: that code went untested", c.what)
