@@ -27,6 +27,10 @@ type Config struct {
 	// MaxQueue is how many commands may wait for a slot before Propose
 	// returns paxos.ErrOverloaded. Default 65536.
 	MaxQueue int
+	// MaxQueueBytes is how many command bytes may wait for a slot before
+	// Propose returns paxos.ErrOverloaded: with MaxQueue, it bounds the
+	// leader's memory for commands not yet proposed. Default 64 MiB.
+	MaxQueueBytes int
 	// HeartbeatTicks is the leader's heartbeat period. Default 2.
 	HeartbeatTicks int
 	// ElectionTicks sets the failure detector: a follower that hears no
@@ -57,6 +61,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxBatch, 512)
 	def(&c.MaxBatchBytes, 1<<20)
 	def(&c.MaxQueue, 65536)
+	def(&c.MaxQueueBytes, 64<<20)
 	def(&c.HeartbeatTicks, 2)
 	def(&c.ElectionTicks, 10)
 	def(&c.RetransmitTicks, 4)
@@ -71,8 +76,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("proposer: Config.Configs is required")
 	case c.Rand == nil:
 		return fmt.Errorf("proposer: Config.Rand is required")
-	case c.Window < 1 || c.MaxBatch < 1 || c.MaxBatchBytes < 1 || c.MaxQueue < 1:
-		return fmt.Errorf("proposer: Window, MaxBatch, MaxBatchBytes and MaxQueue must be positive")
+	case c.Window < 1 || c.MaxBatch < 1 || c.MaxBatchBytes < 1 || c.MaxQueue < 1 || c.MaxQueueBytes < 1:
+		return fmt.Errorf("proposer: Window, MaxBatch, MaxBatchBytes, MaxQueue and MaxQueueBytes must be positive")
 	case c.HeartbeatTicks < 1 || c.RetransmitTicks < 1:
 		return fmt.Errorf("proposer: HeartbeatTicks and RetransmitTicks must be positive")
 	case c.ElectionTicks <= c.HeartbeatTicks:
@@ -157,6 +162,7 @@ type Proposer struct {
 	next       paxos.Slot // next free slot
 	inflight   map[paxos.Slot]*proposal
 	queue      []paxos.Command // waiting for a slot; kept by candidate and leader
+	queueBytes int             // the command bytes in queue
 	hbElapsed  int
 	decidedBuf []paxos.Entry // chosen since the last Ready, to announce
 	// Check-quorum: the acceptors heard from in this period and the last.
@@ -472,9 +478,9 @@ func (p *Proposer) handlePreVoteReply(m paxos.Message) {
 // becomeCandidate starts phase 1 for every slot from the first one not known
 // to be chosen, with a ballot above every ballot seen (§2.2, §3).
 func (p *Proposer) becomeCandidate() {
-	queue := p.queue
+	queue, queueBytes := p.queue, p.queueBytes
 	p.dropLeaderState()
-	p.queue = queue
+	p.queue, p.queueBytes = queue, queueBytes
 	p.state = stateCandidate
 	p.ballot = paxos.Ballot{Round: max(p.maxSeen.Round, p.ballot.Round) + 1, Node: p.cfg.ID}
 	p.maxSeen = p.ballot
@@ -601,10 +607,17 @@ func (p *Proposer) handlePropose(m paxos.Message) error {
 	if p.state == stateFollower || p.state == statePreCandidate {
 		return &paxos.NotLeaderError{Leader: p.leader}
 	}
-	if len(p.queue)+len(m.Cmds) > p.cfg.MaxQueue {
+	size := 0
+	for _, c := range m.Cmds {
+		size += len(c.Data)
+	}
+	// NB: an empty queue takes anything, so that one command larger than
+	// MaxQueueBytes is not refused for ever.
+	if len(p.queue)+len(m.Cmds) > p.cfg.MaxQueue || (len(p.queue) > 0 && p.queueBytes+size > p.cfg.MaxQueueBytes) {
 		return paxos.ErrOverloaded
 	}
 	p.queue = append(p.queue, m.Cmds...)
+	p.queueBytes += size
 	p.now = max(p.now, m.Time)
 	p.maybePropose()
 	return nil
@@ -675,13 +688,15 @@ func (p *Proposer) maybePropose() {
 func (p *Proposer) takeBatch() paxos.Value {
 	n, size := 0, 0
 	for n < len(p.queue) && n < p.cfg.MaxBatch {
-		size += len(p.queue[n].Data)
-		if n > 0 && size > p.cfg.MaxBatchBytes {
+		next := size + len(p.queue[n].Data)
+		if n > 0 && next > p.cfg.MaxBatchBytes {
 			break
 		}
+		size = next
 		n++
 	}
 	v := paxos.EncodeBatchAt(p.now, p.queue[:n])
+	p.queueBytes -= size
 	clear(p.queue[:n]) // let the command bytes be collected
 	p.queue = p.queue[n:]
 	if len(p.queue) == 0 {
@@ -789,7 +804,7 @@ func (p *Proposer) becomeFollower(leader paxos.NodeID, b paxos.Ballot) {
 func (p *Proposer) dropLeaderState() {
 	p.bcastDecided()
 	p.inflight = nil
-	p.queue = nil
+	p.queue, p.queueBytes = nil, 0
 	p.found = nil
 	p.floor = 0
 	p.promised = p.promised[:0]

@@ -506,3 +506,27 @@ func TestHeartbeatAdvertisesOnlyChosenSlots(t *testing.T) {
 	}
 	check(2)
 }
+
+// The queue of commands waiting for a slot is bounded in bytes too: a
+// leader refuses commands once MaxQueueBytes wait, takes them again once
+// they went into slots, and takes one oversized command into an empty
+// queue.
+func TestQueueBytesBound(t *testing.T) {
+	p := newTestProposer(t, func(c *Config) { c.Window = 1; c.MaxQueueBytes = 100; c.MaxBatch = 1 })
+	lead(t, p, nil, nil)
+	big := func(n int) paxos.Message {
+		return paxos.Message{Type: paxos.MsgPropose, From: 1, To: 1, Cmds: []paxos.Command{{Session: 1, Seq: 1, Data: make([]byte, n)}}}
+	}
+	step(t, p, big(500)) // proposed at once: the window was free
+	step(t, p, big(60))  // waits
+	if err := p.Step(big(60)); !errors.Is(err, paxos.ErrOverloaded) {
+		t.Fatalf("120 bytes waiting with a 100-byte bound: %v, want ErrOverloaded", err)
+	}
+	acc := ofType(take(p), paxos.MsgAccept)
+	step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: 2, Ballot: p.Ballot(), Slot: acc[0].Slot})
+	step(t, p, paxos.Message{Type: paxos.MsgAccepted, From: 3, Ballot: p.Ballot(), Slot: acc[0].Slot})
+	// The 60-byte command went into the next slot: the queue is empty.
+	if err := p.Step(big(500)); err != nil {
+		t.Fatalf("an oversized command into an empty queue: %v", err)
+	}
+}

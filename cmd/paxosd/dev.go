@@ -57,6 +57,9 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := applyMemoryLimit(c); err != nil {
+		return err
+	}
 	cp, pp := c.Int("client-port"), c.Int("peer-port")
 	if cp < 1 || cp+devMembers > 65536 || pp < 1 || pp+devMembers > 65536 || (pp < cp+devMembers && cp < pp+devMembers) {
 		return usageError{errors.New("--client-port and --peer-port need three free ports each, not overlapping")}

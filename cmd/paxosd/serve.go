@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +43,21 @@ func tuningFlags() []cli.Flag {
 		&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "ticks without a leader before a proposer campaigns (randomized up to twice this)", EnvVars: env("ELECTION_TICKS")},
 		&cli.IntFlag{Name: "heartbeat-ticks", Value: 2, Usage: "ticks between leader heartbeats", EnvVars: env("HEARTBEAT_TICKS")},
 		&cli.DurationFlag{Name: "request-timeout", Value: 5 * time.Second, Usage: "how long a proposed command may take before the client is told its outcome is unknown", EnvVars: env("REQUEST_TIMEOUT")},
+		&cli.StringFlag{Name: "memory-limit", Value: "0", Usage: "soft limit on the process's Go memory, e.g. 256MiB: the collector works harder near it (0: none; see README, Memory)", EnvVars: env("MEMORY_LIMIT")},
 	}, snapshotFlags()...)
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// --memory-limit, if one is given.
+func applyMemoryLimit(c *cli.Context) error {
+	n, err := parseSize(c.String("memory-limit"))
+	if err != nil {
+		return usageError{fmt.Errorf("--memory-limit: %w", err)}
+	}
+	if n > 0 {
+		debug.SetMemoryLimit(n)
+	}
+	return nil
 }
 
 // snapshotFlags are shared by serve, dev and bench --local.
@@ -277,6 +292,9 @@ func runServe(c *cli.Context) error {
 	id := paxos.NodeID(c.Uint64("id"))
 	if id == 0 {
 		return usageError{errors.New("--id is required: this member's ID in --cluster")}
+	}
+	if err := applyMemoryLimit(c); err != nil {
+		return err
 	}
 	if c.String("data-dir") == "" {
 		return usageError{errors.New("--data-dir is required: where this member keeps its state")}
