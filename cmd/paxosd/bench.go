@@ -33,8 +33,8 @@ func benchCommand() *cli.Command {
 		ArgsUsage: "put|get|mixed",
 		Description: `Runs --clients concurrent clients, each sending one request at a time,
 over --conns connections, until --total requests are done or --duration has
-passed. put writes --val-size-byte values; get reads linearizably through the
-log (--consistency serializable reads one member's state); mixed does both,
+passed. put writes --val-size-byte values; get reads linearizably from the
+leader (--consistency serializable reads one member's state); mixed does both,
 --read-ratio of them reads. Keys are --key-size bytes, drawn at random from
 --key-space distinct keys, or numbered in order with --sequential-keys.
 

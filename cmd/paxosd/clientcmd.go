@@ -68,7 +68,8 @@ func clientCommands() []*cli.Command {
 	return []*cli.Command{
 		clientCommand("put", "KEY VALUE", "set a key", `A VALUE of - reads the value from standard input.`, 2, nil, runPut),
 		clientCommand("get", "KEY", "print a key's value", `Prints the value and a newline. Exits 3 if the key does not exist.
-By default the read is linearizable (it goes through the leader and the log);
+By default the read is linearizable (the leader answers once a round of its
+acceptors confirmed that it still leads);
 --consistency serializable answers from the contacted member's own state,
 which is cheaper and may be stale.`, 1,
 			[]cli.Flag{&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "linearizable or serializable", EnvVars: env("CONSISTENCY")}}, runGet),
