@@ -324,6 +324,7 @@ type statusRow struct {
 	SnapshotSlot uint64 `json:"snapshot_slot"`
 	LogBytes     uint64 `json:"log_bytes"`
 	ConfigSlot   uint64 `json:"config_slot"`
+	Sessions     uint64 `json:"sessions"`
 	Error        string `json:"error"`
 }
 
