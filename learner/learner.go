@@ -456,10 +456,15 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 		r := paxos.Result{Session: c.Session, Seq: c.Seq}
 		switch c.Kind {
 		case paxos.CmdOpenSession:
-			r.Data = binary.AppendUvarint(nil, l.sessions.Open(statemachine.DecodeSessionTTL(c.Data)))
+			ttl, _ := statemachine.DecodeSessionTTL(c.Data) // NB: bad bytes mean the default, alike everywhere
+			r.Data = binary.AppendUvarint(nil, l.sessions.Open(ttl))
 		default:
+			apply := l.sessions.Apply
+			if v.IsLegacyBatch() {
+				apply = l.sessions.ApplyLegacy
+			}
 			var err error
-			r.Data, r.Duplicate, err = l.sessions.Apply(uint64(s), c.Session, c.Seq, c.Data)
+			r.Data, r.Duplicate, err = apply(uint64(s), c.Session, c.Seq, c.Data)
 			r.Expired = err != nil
 		}
 		d.Results[i] = r

@@ -39,7 +39,7 @@ func get(key string) paxos.Command {
 }
 
 func entry(s paxos.Slot, cmds ...paxos.Command) paxos.Entry {
-	return paxos.Entry{Slot: s, Value: paxos.EncodeBatch(cmds)}
+	return paxos.Entry{Slot: s, Value: paxos.EncodeBatchAt(1000, cmds)}
 }
 
 func decide(t testing.TB, l *Learner, entries ...paxos.Entry) paxos.Ready {
@@ -123,6 +123,27 @@ func TestSessionDeduplicates(t *testing.T) {
 	}
 	if r := rd.Decided[1].Results[0]; !r.Expired {
 		t.Fatalf("a session idle past its timeout: %+v, want refused as expired", r)
+	}
+}
+
+// A log written before sessions were opened through the log (batches
+// without a time) replays as it applied then: a session's first command
+// opens it, and its retries are still recognized; new batches expire those
+// sessions by time like any other.
+func TestLegacyBatchesOpenSessions(t *testing.T) {
+	l := newTestLearner(t, paxos.LearnerState{}, nil)
+	old := func(s paxos.Slot, cmds ...paxos.Command) paxos.Entry {
+		return paxos.Entry{Slot: s, Value: paxos.EncodeBatch(cmds)}
+	}
+	rd := decide(t, l, old(1, put(0xdeadbeef, 1, "k", "v")), old(2, put(0xdeadbeef, 1, "k", "v")))
+	r1, r2 := rd.Decided[0].Results[0], rd.Decided[1].Results[0]
+	if r1.Expired || r1.Duplicate || !r2.Duplicate || string(r1.Data) != string(r2.Data) {
+		t.Fatalf("an old log's first command %+v and its retry %+v: want applied, then recognized", r1, r2)
+	}
+	late := uint64(statemachine.DefaultSessionTTL.Milliseconds() + 1)
+	rd = decide(t, l, paxos.Entry{Slot: 3, Value: paxos.EncodeBatchAt(late, []paxos.Command{put(0xdeadbeef, 2, "k", "w")})})
+	if r := rd.Decided[0].Results[0]; !r.Expired {
+		t.Fatalf("an old session idle past the timeout in a new batch: %+v, want refused", r)
 	}
 }
 

@@ -41,6 +41,11 @@ func (k CommandKind) Valid() bool { return k <= CmdOpenSession }
 // them with DecodeBatch.
 type Value []byte
 
+// IsLegacyBatch reports whether v is a batch in the format written before
+// protocol version 6 (EncodeBatch's): no time, and sessions that were never
+// opened through the log.
+func (v Value) IsLegacyBatch() bool { return len(v) > 0 && v[0] == batchTag }
+
 // IsNoop reports whether v is the no-op.
 func (v Value) IsNoop() bool { return len(v) == 0 }
 

@@ -197,7 +197,10 @@ type readRound struct {
 	seq  paxos.Slot
 	ids  []uint64
 	acks []paxos.NodeID
-	age  int
+	age  int // ticks since the Confirms were last sent
+	// ticks since the round began: after ElectionTicks its reads are
+	// answered as not confirmed, and the next round begins.
+	ticks int
 }
 
 // New returns a proposer in the follower state. A proposer keeps no durable
@@ -847,6 +850,21 @@ func (p *Proposer) checkQuorum() {
 	if p.next <= p.applied+paxos.ConfigDelay && !p.configs.At(p.next).Membership().IsQuorum(p.promised) {
 		p.logger.Info("campaigning again: a quorum of a new configuration has not promised", "ballot", p.ballot, "slot", p.next)
 		p.becomeCandidate()
+		return
+	}
+	// Reads count only acceptors whose promise this leader holds (see
+	// handleConfirm): when those it still hears are no quorum, no read
+	// could be confirmed, though writes go on with acceptors that came
+	// back since the election. A new campaign gets their promises.
+	var promisedHeard []paxos.NodeID
+	for _, id := range heard {
+		if slices.Contains(p.promised, id) {
+			promisedHeard = append(promisedHeard, id)
+		}
+	}
+	if !p.configs.At(p.next).Membership().IsQuorum(promisedHeard) {
+		p.logger.Info("campaigning again: the acceptors that promised and still answer are no quorum", "ballot", p.ballot, "heard", heard, "promised", p.promised)
+		p.becomeCandidate()
 	}
 }
 
@@ -1017,6 +1035,12 @@ func (p *Proposer) startRead() {
 	if p.readRound != nil || len(p.reads) == 0 || p.state != stateLeader {
 		return
 	}
+	if p.readSeq == 0 {
+		// NB: rounds are numbered from a random start, so that an answer
+		// to a Confirm of an earlier incarnation of this node, still in
+		// flight, cannot pass for one to this incarnation's round.
+		p.readSeq = paxos.Slot(p.cfg.Rand.Uint64() >> 1)
+	}
 	p.readSeq++
 	p.readRound = &readRound{seq: p.readSeq, ids: p.reads}
 	p.reads = nil
@@ -1043,10 +1067,20 @@ func (p *Proposer) sendConfirm() {
 // retransmitConfirm asks again, after RetransmitTicks, the acceptors that
 // have not confirmed the round in flight.
 func (p *Proposer) retransmitConfirm() {
-	if r := p.readRound; r != nil {
-		if r.age++; r.age >= p.cfg.RetransmitTicks {
-			p.sendConfirm()
+	r := p.readRound
+	if r == nil {
+		return
+	}
+	if r.ticks++; r.ticks >= p.cfg.ElectionTicks {
+		for _, id := range r.ids {
+			p.rd.Reads = append(p.rd.Reads, paxos.ReadState{ID: id})
 		}
+		p.readRound = nil
+		p.startRead()
+		return
+	}
+	if r.age++; r.age >= p.cfg.RetransmitTicks {
+		p.sendConfirm()
 	}
 }
 

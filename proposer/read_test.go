@@ -129,3 +129,37 @@ func TestReadIndexWaitsForTheLearner(t *testing.T) {
 		t.Fatalf("after the learner applied slot 10: %v, want read 1 at index 10 or above", rs)
 	}
 }
+
+// A leader elected by acceptors 2 and 3 that later hears only 1 and 3 can
+// still write, but could confirm no read: only acceptors that promised it
+// count. It campaigns again after an election timeout, to get 1's promise;
+// and a round that gets no quorum in that time answers its reads as not
+// confirmed.
+func TestReadsNeedAPromisedQuorumThatAnswers(t *testing.T) {
+	p := newTestProposer(t, nil)
+	lead(t, p, nil, nil)
+	ballot := p.Ballot()
+	if err := p.ReadIndex(1); err != nil {
+		t.Fatal(err)
+	}
+	seq := ofType(take(p), paxos.MsgConfirm)[0].Slot
+	var reads []paxos.ReadState
+	// NB: the check runs every election timeout, over what the leader
+	// heard in that one; acceptor 2's promise counts in the first.
+	for range 2 * p.cfg.ElectionTicks {
+		if !p.IsLeader() {
+			break
+		}
+		for _, from := range []paxos.NodeID{1, 3} {
+			step(t, p, paxos.Message{Type: paxos.MsgHeartbeatAck, From: from, Ballot: ballot, Slot: seq})
+		}
+		p.Tick()
+		reads = append(reads, take(p).Reads...)
+	}
+	if len(reads) != 1 || reads[0].ID != 1 || reads[0].OK {
+		t.Fatalf("reads answered %v; want read 1 answered as not confirmed", reads)
+	}
+	if p.State() != "candidate" || !ballot.Less(p.Ballot()) {
+		t.Fatalf("after an election timeout hearing only 1 and 3: %s at %v; want a new campaign above %v", p.State(), p.Ballot(), ballot)
+	}
+}

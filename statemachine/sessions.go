@@ -150,6 +150,25 @@ func (s *Sessions) Apply(slot, sessionID, seq uint64, cmd []byte) (result []byte
 	return result, false, nil
 }
 
+// ApplyLegacy is Apply for a command of a batch written before sessions
+// were opened through the log: a session it does not know is opened, with
+// the default timeout, as the first command of a session used to open it.
+// Replaying such a log after an upgrade applies what it applied before.
+func (s *Sessions) ApplyLegacy(slot, sessionID, seq uint64, cmd []byte) (result []byte, dup bool, err error) {
+	if _, ok := s.table[sessionID]; sessionID != 0 && !ok {
+		if len(s.table) >= MaxSessions {
+			s.drop(s.byExpiry[0])
+		}
+		e := &session{id: sessionID, used: s.now, ttl: uint64(DefaultSessionTTL / time.Millisecond)}
+		s.table[e.id] = e
+		heap.Push(&s.byExpiry, e)
+		if sessionID < ^uint64(0) {
+			s.next = max(s.next, sessionID+1)
+		}
+	}
+	return s.Apply(slot, sessionID, seq, cmd)
+}
+
 // expiryHeap is a min-heap of sessions by expiry time, then ID: the order
 // is total, so every learner expires the same sessions.
 type expiryHeap []*session
@@ -333,11 +352,15 @@ func EncodeSessionTTL(ttl time.Duration) []byte {
 }
 
 // DecodeSessionTTL decodes EncodeSessionTTL's bytes, at most
-// MaxSessionTTL; anything else reads as 0, the default.
-func DecodeSessionTTL(b []byte) time.Duration {
+// MaxSessionTTL; empty bytes are 0, the default. ok is false for bytes that
+// are not an encoding (they read as 0 too).
+func DecodeSessionTTL(b []byte) (ttl time.Duration, ok bool) {
+	if len(b) == 0 {
+		return 0, true
+	}
 	ms, n := binary.Uvarint(b)
 	if n <= 0 || n != len(b) {
-		return 0
+		return 0, false
 	}
-	return time.Duration(min(ms, uint64(MaxSessionTTL/time.Millisecond))) * time.Millisecond
+	return time.Duration(min(ms, uint64(MaxSessionTTL/time.Millisecond))) * time.Millisecond, true
 }

@@ -128,10 +128,11 @@ func TestSessionTTLEncoding(t *testing.T) {
 	for _, c := range []struct {
 		in   []byte
 		want time.Duration
-	}{{EncodeSessionTTL(3 * time.Second), 3 * time.Second}, {nil, 0}, {[]byte{0x80}, 0},
-		{EncodeSessionTTL(1000 * time.Hour), MaxSessionTTL}, {append(EncodeSessionTTL(time.Second), 0), 0}} {
-		if got := DecodeSessionTTL(c.in); got != c.want {
-			t.Errorf("DecodeSessionTTL(%x) = %v, want %v", c.in, got, c.want)
+		ok   bool
+	}{{EncodeSessionTTL(3 * time.Second), 3 * time.Second, true}, {nil, 0, true}, {EncodeSessionTTL(0), 0, true},
+		{[]byte{0x80}, 0, false}, {EncodeSessionTTL(1000 * time.Hour), MaxSessionTTL, true}, {append(EncodeSessionTTL(time.Second), 0), 0, false}} {
+		if got, ok := DecodeSessionTTL(c.in); got != c.want || ok != c.ok {
+			t.Errorf("DecodeSessionTTL(%x) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
 		}
 	}
 }

@@ -266,8 +266,6 @@ func BenchmarkSave(b *testing.B) {
 
 var discard = slog.New(slog.DiscardHandler)
 
-// TestPebbleLogsGoThroughOurLogger checks that Pebble's own log lines reach
-// the store's slog logger (tagged component=wal), not stderr.
 // Write's batches are lost by a crash until a Save, even an empty one,
 // syncs them; a crash in between keeps a prefix of them, each whole.
 func TestUnsyncedWrites(t *testing.T) {
@@ -316,6 +314,8 @@ func TestUnsyncedWrites(t *testing.T) {
 	}
 }
 
+// TestPebbleLogsGoThroughOurLogger checks that Pebble's own log lines reach
+// the store's slog logger (tagged component=wal), not stderr.
 func TestPebbleLogsGoThroughOurLogger(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))

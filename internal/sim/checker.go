@@ -401,7 +401,8 @@ func (c *checker) extendRef() {
 		c.refAdvance(ms)
 		for _, cmd := range cmds {
 			if cmd.Kind == paxos.CmdOpenSession {
-				c.refOpen(statemachine.DecodeSessionTTL(cmd.Data))
+				ttl, _ := statemachine.DecodeSessionTTL(cmd.Data)
+				c.refOpen(ttl)
 				continue
 			}
 			if cmd.Session != 0 {

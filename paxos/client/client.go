@@ -307,7 +307,13 @@ func (c *Client) do(ctx context.Context, kind clientapi.RequestKind, cmd []byte)
 		req.Session, req.Seq = s.id, s.seq
 		resp, err := c.call(ctx, req)
 		if errors.Is(err, ErrSessionExpired) && try == 0 {
-			continue // certainly not applied: once more, in a new session
+			// Certainly not applied: once more, in a new session. The
+			// idle sessions waited at least as long as this one, so they
+			// are dropped too.
+			c.mu.Lock()
+			c.sessions = nil
+			c.mu.Unlock()
+			continue
 		}
 		if !errors.Is(err, ErrSessionExpired) {
 			c.putSession(s)

@@ -183,6 +183,25 @@ func TestExpiredSession(t *testing.T) {
 	}
 }
 
+// After a long idle time every pooled session expired: the first refusal
+// drops them all, and the retry opens a new one instead of taking the next
+// expired one.
+func TestIdlePoolExpiresTogether(t *testing.T) {
+	m := newFake(t, func(req clientapi.Request) *clientapi.Response {
+		if req.Session >= 100 {
+			return &clientapi.Response{Code: clientapi.CodeSessionExpired, Message: "session is not open"}
+		}
+		return ok()
+	})
+	c, _ := New(m.addr())
+	defer c.Close()
+	c.putSession(&session{id: 100, seq: 3})
+	c.putSession(&session{id: 101, seq: 5})
+	if err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatalf("a write after the pool's sessions all expired: %v", err)
+	}
+}
+
 func TestOutcomeKinds(t *testing.T) {
 	silent := newFake(t, func(clientapi.Request) *clientapi.Response { return nil })
 	refusing := newFake(t, func(clientapi.Request) *clientapi.Response {

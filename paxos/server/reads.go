@@ -58,8 +58,12 @@ func (m *Member) confirmed(rs []paxos.ReadState) {
 		if !st.OK {
 			delete(m.reads, st.ID)
 			resp := clientapi.Response{ID: r.id}
-			m.notLeader(&resp, m.prop.Leader())
-			resp.Message = "leadership changed before the read was confirmed; a read changes nothing: retry at the leader"
+			if m.prop.IsLeader() {
+				resp.Code, resp.Message = clientapi.CodeUnavailable, "the leader could not confirm in time that it still leads (it hears no quorum of the acceptors that promised it); a read changes nothing: retry"
+			} else {
+				m.notLeader(&resp, m.prop.Leader())
+				resp.Message = "leadership changed before the read was confirmed; a read changes nothing: retry at the leader"
+			}
 			r.c.Respond(resp)
 			continue
 		}

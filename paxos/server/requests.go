@@ -86,7 +86,7 @@ func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response
 	}
 	kind := paxos.CmdApply
 	switch {
-	case req.Kind == clientapi.ReqSession && len(req.Data) > 0 && statemachine.DecodeSessionTTL(req.Data) == 0:
+	case req.Kind == clientapi.ReqSession && !validTTL(req.Data):
 		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("session timeout %x does not decode: send a uvarint of milliseconds, or nothing for the default", req.Data)
 		return resp, false
 	case req.Kind == clientapi.ReqRead || req.Kind == clientapi.ReqSession:
@@ -108,6 +108,11 @@ func (m *Member) propose(c Responder, req clientapi.Request) (clientapi.Response
 	k := sessionSeq{req.Session, req.Seq}
 	m.waiters[k] = append(m.waiters[k], waiter{c: c, id: req.ID, deadline: m.io.Now().Add(m.cfg.RequestTimeout)})
 	return resp, true
+}
+
+func validTTL(b []byte) bool {
+	_, ok := statemachine.DecodeSessionTTL(b)
+	return ok
 }
 
 // refuse fills in resp for a request the proposer did not take.
