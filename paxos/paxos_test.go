@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -375,5 +376,14 @@ func TestRunGroupCommits(t *testing.T) {
 		if err := n.Receive(context.Background(), Message{}); !errors.Is(err, ErrNotRunning) {
 			t.Fatalf("Receive after Run returned: %v, want ErrNotRunning", err)
 		}
+	}
+}
+
+// Logs show a ballot as round.node, in JSON as in text.
+func TestBallotInLogs(t *testing.T) {
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "ballot", Ballot{Round: 11, Node: 3})
+	if !strings.Contains(buf.String(), `"ballot":"11.3"`) {
+		t.Fatalf("JSON log %s; want \"ballot\":\"11.3\"", buf.String())
 	}
 }

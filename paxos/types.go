@@ -2,6 +2,7 @@ package paxos
 
 import (
 	"cmp"
+	"log/slog"
 	"strconv"
 )
 
@@ -52,6 +53,9 @@ func (b Ballot) Max(o Ballot) Ballot {
 func (b Ballot) String() string {
 	return strconv.FormatUint(b.Round, 10) + "." + strconv.FormatUint(uint64(b.Node), 10)
 }
+
+// LogValue makes logs show b as String does, in JSON logs too.
+func (b Ballot) LogValue() slog.Value { return slog.StringValue(b.String()) }
 
 // Entry is one slot of the log as an acceptor or learner holds it: the value,
 // and for an acceptor the ballot at which it was accepted.

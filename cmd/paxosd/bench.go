@@ -46,7 +46,7 @@ cluster. At the end it prints the setup, throughput, latency
 percentiles and a histogram; -o json prints one object instead.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
+			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (the default is the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
 			&cli.IntFlag{Name: "local", Usage: "start a cluster of this many members in this process and load it", EnvVars: env("BENCH_LOCAL")},
 			&cli.IntFlag{Name: "spawn", Usage: "start a cluster of this many 'paxosd serve' processes and load it", EnvVars: env("BENCH_SPAWN")},
 			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each with one request in flight", EnvVars: env("BENCH_CLIENTS")},

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,9 +33,9 @@ const (
 
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (default: the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
+		&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (the default is the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long", EnvVars: env("TIMEOUT")},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text, json, or raw (get: the value's bytes alone, no newline)", EnvVars: env("OUTPUT")},
 	}
 }
 
@@ -52,7 +54,13 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 				return err
 			}
 			if nargs >= 0 && c.NArg() != nargs {
-				return out.fail(usageError{fmt.Errorf("%s takes %d argument(s): %s %s", name, nargs, name, args)})
+				return out.fail(usageError{fmt.Errorf("%s takes %d argument(s): %s", name, nargs, strings.TrimSpace(name+" "+args))})
+			}
+			if c.Duration("timeout") <= 0 {
+				return out.fail(usageError{fmt.Errorf("--timeout %v: give a positive duration, like 10s", c.Duration("timeout"))})
+			}
+			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" {
+				return out.fail(usageError{errors.New("KEY is empty: give a non-empty key (is a shell variable unset?)")})
 			}
 			cl, err := client.NewWithConfig(client.Config{Endpoints: strings.Split(c.String("endpoints"), ","), Timeout: c.Duration("timeout")})
 			if err != nil {
@@ -94,6 +102,7 @@ are listed with their error, and the exit status is then 1. CONFIG
 type output struct {
 	w, errw io.Writer
 	json    bool
+	raw     bool // -o raw: get prints the value's bytes alone
 }
 
 func newOutput(c *cli.Context) (*output, error) {
@@ -102,8 +111,10 @@ func newOutput(c *cli.Context) (*output, error) {
 	case "text":
 	case "json":
 		o.json = true
+	case "raw":
+		o.raw = true
 	default:
-		return o, usageError{fmt.Errorf("-o %q: use text or json", c.String("output"))}
+		return o, usageError{fmt.Errorf("-o %q: use text, json or raw", c.String("output"))}
 	}
 	return o, nil
 }
@@ -123,12 +134,21 @@ type exitError struct {
 	// quiet: the command already printed its JSON answer, so fail must
 	// not print a second object.
 	quiet bool
+	// fields are printed in the -o json object beside error, outcome and
+	// exit.
+	fields map[string]any
+	// outcomeName names the outcome in JSON when the exit status alone
+	// does not (a damaged file is not a command not applied).
+	outcomeName string
 }
 
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 func (e exitError) ExitCode() int { return e.code }
 func (e exitError) outcome() string {
+	if e.outcomeName != "" {
+		return e.outcomeName
+	}
 	switch e.code {
 	case exitConditionFailed:
 		return "condition_failed"
@@ -162,12 +182,21 @@ func (o *output) fail(err error) error {
 		ee = exitError{code: exitFailed, err: err}
 	}
 	if o.json && !ee.quiet {
-		o.printJSON(map[string]any{"error": ee.Error(), "outcome": ee.outcome(), "exit": ee.code})
+		obj := map[string]any{"error": ee.Error(), "outcome": ee.outcome(), "exit": ee.code}
+		for k, v := range ee.fields {
+			obj[k] = v
+		}
+		o.printJSON(obj)
 	}
 	if ee.code == exitUsage {
-		return usageError{ee.err}
+		err = usageError{ee.err}
+	} else {
+		err = ee
 	}
-	return ee
+	if o.json {
+		return printed{err}
+	}
+	return err
 }
 
 func ctxFor(c *cli.Context) (context.Context, context.CancelFunc) {
@@ -184,6 +213,9 @@ func runPut(c *cli.Context, cl *client.Client, o *output) error {
 		b, err := io.ReadAll(io.LimitReader(c.App.Reader, statemachine.MaxValueSize+1))
 		if err != nil {
 			return fmt.Errorf("%w: read the value from standard input: %w", client.ErrNotApplied, err)
+		}
+		if len(b) > statemachine.MaxValueSize {
+			return fmt.Errorf("%w: the value on standard input is larger than the %d-byte limit (%s)", client.ErrNotApplied, statemachine.MaxValueSize, humanBytes(statemachine.MaxValueSize))
 		}
 		val = b
 	}
@@ -213,17 +245,23 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 		return usageError{fmt.Errorf("--consistency %q: use linearizable or serializable", c.String("consistency"))}
 	}
 	if errors.Is(err, client.ErrNotFound) {
-		if o.json {
-			o.printJSON(map[string]any{"key": key, "found": false})
-		}
-		return exitError{exitConditionFailed, fmt.Errorf("key %q not found", key), o.json}
+		return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q not found", key), fields: map[string]any{"key": key, "found": false}}
 	}
 	if err != nil {
 		return err
 	}
-	if o.json {
-		o.printJSON(map[string]any{"key": key, "found": true, "value": string(val)})
-	} else {
+	switch {
+	case o.json:
+		// NB: JSON strings hold text; bytes that are not UTF-8 would turn
+		// into U+FFFD. value_base64 always holds the exact bytes.
+		obj := map[string]any{"key": key, "found": true, "value_base64": base64.StdEncoding.EncodeToString(val)}
+		if utf8.Valid(val) {
+			obj["value"] = string(val)
+		}
+		o.printJSON(obj)
+	case o.raw:
+		o.w.Write(val)
+	default:
 		fmt.Fprintf(o.w, "%s\n", val)
 	}
 	return nil
@@ -268,16 +306,17 @@ func runCAS(c *cli.Context, cl *client.Client, o *output) error {
 	if err != nil {
 		return err
 	}
-	if o.json {
-		o.printJSON(map[string]any{"key": args[0], "swapped": swapped})
-	} else if swapped {
-		fmt.Fprintln(o.w, "OK")
-	}
 	if !swapped {
+		fields := map[string]any{"key": args[0], "swapped": false}
 		if c.Bool("expect-absent") {
-			return exitError{exitConditionFailed, fmt.Errorf("key %q exists; nothing changed", args[0]), o.json}
+			return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q exists; nothing changed", args[0]), fields: fields}
 		}
-		return exitError{exitConditionFailed, fmt.Errorf("value of %q is not %q; nothing changed", args[0], args[1]), o.json}
+		return exitError{code: exitConditionFailed, err: fmt.Errorf("value of %q is not %q (or the key does not exist); nothing changed", args[0], args[1]), fields: fields}
+	}
+	if o.json {
+		o.printJSON(map[string]any{"key": args[0], "swapped": true})
+	} else {
+		fmt.Fprintln(o.w, "OK")
 	}
 	return nil
 }
@@ -336,9 +375,9 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 	}
 	if failed > 0 {
 		if failed == len(list) {
-			return exitError{exitFailed, fmt.Errorf("no member answered (tried %s); is the cluster running? check --endpoints", strings.Join(endpoints, ", ")), o.json}
+			return exitError{code: exitFailed, err: fmt.Errorf("no member answered (tried %s); is the cluster running? check --endpoints", strings.Join(endpoints, ", ")), quiet: o.json}
 		}
-		return exitError{exitFailed, fmt.Errorf("%d of %d members did not answer", failed, len(list)), o.json}
+		return exitError{code: exitFailed, err: fmt.Errorf("%d of %d members did not answer", failed, len(list)), quiet: o.json}
 	}
 	return nil
 }

@@ -9,10 +9,13 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/paxosd/paxosd/paxos/wire"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -53,14 +56,23 @@ func setMaxProcs() {
 // run executes the command line args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(flagsFirst(app, args))
+	ordered, err := flagsFirst(app, args)
+	if err == nil {
+		err = app.Run(ordered)
+	}
 	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "paxosd:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(stderr, "run 'paxosd help' for usage")
+		if wantsJSON(args) && !errors.As(err, new(printed)) {
+			// NB: a mistake found before the command ran (a flag the cli
+			// package refused, an unknown command) still answers -o json
+			// with the object the exit-status contract promises.
+			(&output{w: stdout, json: true}).printJSON(map[string]any{"error": err.Error(), "outcome": "usage", "exit": exitUsage})
+		}
+		fmt.Fprintf(stderr, "run 'paxosd help%s' for usage\n", helpTopic(app, args))
 		return exitUsage
 	}
 	var ec cli.ExitCoder
@@ -70,22 +82,83 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitFailed
 }
 
+// printed marks an error whose -o json object was printed already.
+type printed struct{ error }
+
+func (p printed) Unwrap() error { return p.error }
+
+// wantsJSON reports whether the command line (or PAXOSD_OUTPUT) asks for
+// -o json.
+func wantsJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-o" || a == "--output" || a == "-output":
+			if i+1 < len(args) && args[i+1] == "json" {
+				return true
+			}
+		case a == "-o=json" || a == "--output=json" || a == "-output=json":
+			return true
+		}
+	}
+	return os.Getenv("PAXOSD_OUTPUT") == "json"
+}
+
+// helpTopic returns " COMMAND" when args name a command, for the hint.
+func helpTopic(app *cli.App, args []string) string {
+	if len(args) > 1 && app.Command(args[1]) != nil {
+		return " " + args[1]
+	}
+	return ""
+}
+
+// versionString says which build this is: the version stamped at build
+// time, or the module's version and the commit it was built from.
+func versionString() string {
+	v := version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if v == "dev" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && !strings.Contains(v, rev) {
+		v += " (commit " + rev + modified + ")"
+	}
+	return fmt.Sprintf("%s, %s, protocol %d", v, info.GoVersion, wire.ProtocolVersion)
+}
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:            "paxosd",
-		Usage:           "a Multi-Paxos replicated state machine",
-		Version:         version,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
-		Suggest:         true,
+		Name:      "paxosd",
+		Usage:     "a Multi-Paxos replicated state machine",
+		Version:   versionString(),
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Suggest:   true,
 		// Errors are printed and turned into exit statuses by run, not by
 		// the cli package.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
-		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), benchCommand(), snapshotCommand(), simCommand())...),
+		Commands: append([]*cli.Command{serveCommand(), devCommand()}, append(clientCommands(), benchCommand(), snapshotCommand(), simCommand(), versionCommand())...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unknown command %q", c.Args().First())}
@@ -95,17 +168,32 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version, the commit it was built from, and the protocol version",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("version takes no arguments, got %q", c.Args().Slice())}
+			}
+			fmt.Fprintln(c.App.Writer, "paxosd", versionString())
+			return nil
+		},
+	}
+}
+
 // flagsFirst moves a command's flags ahead of its arguments, so that
 // "paxosd get a -o json" works like "paxosd get -o json a" (the cli package
 // stops reading flags at the first argument). Everything after "--" stays an
-// argument.
-func flagsFirst(app *cli.App, args []string) []string {
+// argument. A flag that takes a value and ends the line is a usage error: the
+// cli package would take the argument before it as its value.
+func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 3 {
-		return args
+		return args, nil
 	}
 	cmd := app.Command(args[1])
 	if cmd == nil {
-		return args
+		return args, nil
 	}
 	head := 2 // the words that name the command
 	if sub := cmd.Command(args[2]); sub != nil {
@@ -130,7 +218,10 @@ func flagsFirst(app *cli.App, args []string) []string {
 		case len(a) > 1 && a[0] == '-':
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+			if !strings.Contains(name, "=") && takesValue[name] {
+				if i+1 == len(args) {
+					return nil, usageError{fmt.Errorf("flag %s needs a value", a)}
+				}
 				i++
 				flags = append(flags, args[i])
 			}
@@ -142,5 +233,5 @@ func flagsFirst(app *cli.App, args []string) []string {
 	if dashes || slices.ContainsFunc(rest, func(a string) bool { return len(a) > 1 && a[0] == '-' }) {
 		out = append(out, "--")
 	}
-	return append(out, rest...)
+	return append(out, rest...), nil
 }

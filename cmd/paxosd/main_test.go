@@ -32,6 +32,17 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"sim", "--bogus"}, exitUsage, "", "flag provided but not defined"},
 		{[]string{"bogus"}, exitUsage, "", `unknown command "bogus"`},
 		{[]string{"--version"}, exitOK, "paxosd version", ""},
+		// Rough edges a new user found (issue 13).
+		{[]string{"version"}, exitOK, "protocol 6", ""},
+		{[]string{"help"}, exitOK, "COMMANDS", ""},
+		{[]string{"help", "put"}, exitOK, "paxosd put", ""},
+		{[]string{"bogus", "-o", "json"}, exitUsage, `"outcome":"usage"`, "run 'paxosd help' for usage"},
+		{[]string{"get", "--bogus", "-o", "json", "k"}, exitUsage, `"exit":2`, "run 'paxosd help get' for usage"},
+		{[]string{"put", "k", "v", "-o"}, exitUsage, "", "flag -o needs a value"},
+		{[]string{"get", "--timeout", "0", "k"}, exitUsage, "", "--timeout 0s: give a positive duration"},
+		{[]string{"get", "--timeout", "-1s", "k"}, exitUsage, "", "give a positive duration"},
+		{[]string{"put", "", "v"}, exitUsage, "", "KEY is empty"},
+		{[]string{"status", "x"}, exitUsage, "", "status takes 0 argument(s): status\n"},
 	} {
 		var stdout, stderr bytes.Buffer
 		status := run(append([]string{"paxosd"}, tc.args...), &stdout, &stderr)
@@ -85,9 +96,13 @@ func TestFlagsMayFollowArguments(t *testing.T) {
 		{[]string{"paxosd", "get", "--", "-a"}, []string{"paxosd", "get", "--", "-a"}},
 		{[]string{"paxosd", "put", "k", "-"}, []string{"paxosd", "put", "k", "-"}},
 	} {
-		if got := flagsFirst(app, tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		if got, err := flagsFirst(app, tc.in); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("flagsFirst(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+	// A value flag at the end would take the argument before it.
+	if got, err := flagsFirst(app, []string{"paxosd", "put", "k", "v", "-o"}); err == nil || !strings.Contains(err.Error(), "flag -o needs a value") {
+		t.Errorf("put k v -o: %q, %v; want a usage error", got, err)
 	}
 }
 
@@ -181,8 +196,13 @@ func TestSnapshotInspect(t *testing.T) {
 	}
 	stdout.Reset()
 	stderr.Reset()
-	if code := run([]string{"paxosd", "snapshot", "inspect", bad}, &stdout, &stderr); code != exitFailed || !strings.Contains(stderr.String(), "checksum") {
-		t.Fatalf("inspect of a damaged file: exit %d, stderr %s", code, stderr.String())
+	if code := run([]string{"paxosd", "snapshot", "inspect", bad}, &stdout, &stderr); code != exitFailed || !strings.Contains(stderr.String(), "checksum") ||
+		!strings.Contains(stderr.String(), "is damaged") || strings.Contains(stderr.String(), "store is corrupt") {
+		t.Fatalf("inspect of a damaged file: exit %d, stderr %s; want it called a damaged snapshot file", code, stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"paxosd", "snapshot", "inspect", bad, "-o", "json"}, &stdout, &stderr); code != exitFailed || !strings.Contains(stdout.String(), `"outcome":"damaged"`) {
+		t.Fatalf("inspect -o json of a damaged file: exit %d, stdout %s", code, stdout.String())
 	}
 	if code := run([]string{"paxosd", "snapshot", "inspect"}, &stdout, &stderr); code != exitUsage {
 		t.Fatalf("inspect without a file: exit %d", code)

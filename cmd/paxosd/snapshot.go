@@ -164,8 +164,13 @@ func runSnapshotInspect(c *cli.Context) error {
 		size, err = io.Copy(io.Discard, r)
 		return err
 	})
+	if errors.Is(err, wal.ErrCorrupt) {
+		detail := strings.TrimPrefix(strings.TrimPrefix(err.Error(), wal.ErrCorrupt.Error()), ": ")
+		return o.fail(exitError{code: exitFailed, outcomeName: "damaged",
+			err: fmt.Errorf("snapshot file %s is damaged (%s); it cannot be used: take another snapshot", path, detail)})
+	}
 	if err != nil {
-		return o.fail(fmt.Errorf("%w; the file cannot be used: take another snapshot", err))
+		return o.fail(fmt.Errorf("snapshot inspect %s: %w", path, err))
 	}
 	info := snapshotInfo{File: path, Name: wal.SnapshotFileName(meta.Slot), Slot: uint64(meta.Slot), AppliedHash: fmt.Sprintf("%016x", meta.Hash),
 		Cluster: fmt.Sprintf("%016x", meta.Cluster), Machine: meta.Machine, StateBytes: size, Checksum: "ok"}

@@ -148,7 +148,7 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 		c.tried = append(c.tried, ep)
 	}
 	if err != nil {
-		c.maybe = c.maybe || sent
+		c.maybe = c.maybe || (sent && c.changes())
 		c.last = fmt.Errorf("%s: %w", ep, err)
 		c.ep = c.r.after(ep)
 		return nil, false, c.pause(), nil
@@ -170,7 +170,7 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 			return nil, false, 0, nil
 		}
 	case clientapi.CodeTimeout:
-		c.maybe = true
+		c.maybe = c.maybe || c.changes()
 		c.last = fmt.Errorf("%s: %s", ep, resp.Message)
 	case clientapi.CodeOverloaded, clientapi.CodeUnavailable:
 		c.last = fmt.Errorf("%s: %s", ep, resp.Message)
@@ -186,6 +186,17 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 		return nil, true, 0, fmt.Errorf("%w: refused by %s: %s", ErrNotApplied, ep, resp.Message)
 	}
 	return nil, false, c.pause(), nil
+}
+
+// changes reports whether the request can change the cluster's state, so
+// that an attempt without an answer leaves its outcome unknown. A read
+// changes nothing: one that got no answer was simply not answered.
+func (c *Call) changes() bool {
+	switch c.req.Kind {
+	case clientapi.ReqRead, clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot:
+		return false
+	}
+	return true
 }
 
 // pause returns the wait before the next attempt and lengthens the one

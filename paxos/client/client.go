@@ -105,9 +105,10 @@ func (c *Client) Put(ctx context.Context, key string, value []byte) error {
 	return err
 }
 
-// Get returns key's value, read linearizably: through the log, so it
-// reflects every write that completed before Get was called. It returns
-// ErrNotFound if the key does not exist.
+// Get returns key's value, read linearizably: the leader answers once it
+// confirmed that it still leads, so the value reflects every write that
+// completed before Get was called. It returns ErrNotFound if the key does
+// not exist.
 func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 	r, err := c.kv(ctx, "get", statemachine.KVRequest{Op: statemachine.KVGet, Key: []byte(key)})
 	if err != nil {
@@ -256,9 +257,15 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
 		kind = clientapi.ReqRead
 	}
-	if len(req.Key) > statemachine.MaxKeySize || len(req.Value) > statemachine.MaxValueSize || len(req.Old) > statemachine.MaxValueSize {
-		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: key of %d bytes or value of %d bytes is above the limits (%d-byte keys, %d-byte values)",
-			ErrNotApplied, op, len(req.Key), max(len(req.Value), len(req.Old)), statemachine.MaxKeySize, statemachine.MaxValueSize)
+	switch {
+	case len(req.Key) == 0:
+		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is empty; keys need at least one byte", ErrNotApplied, op)
+	case len(req.Key) > statemachine.MaxKeySize:
+		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is %d bytes, above the %d-byte limit", ErrNotApplied, op, len(req.Key), statemachine.MaxKeySize)
+	case len(req.Value) > statemachine.MaxValueSize:
+		return statemachine.KVResponse{}, fmt.Errorf("%w: %s %q: the value is %d bytes, above the %d-byte limit", ErrNotApplied, op, req.Key, len(req.Value), statemachine.MaxValueSize)
+	case len(req.Old) > statemachine.MaxValueSize:
+		return statemachine.KVResponse{}, fmt.Errorf("%w: %s %q: the old value is %d bytes, above the %d-byte limit", ErrNotApplied, op, req.Key, len(req.Old), statemachine.MaxValueSize)
 	}
 	data, err := c.do(ctx, kind, req.Encode())
 	if err != nil {

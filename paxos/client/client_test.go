@@ -241,6 +241,40 @@ func TestOutcomeKinds(t *testing.T) {
 			}
 		})
 	}
+	// A read never answered changes nothing: it is not applied, not of
+	// unknown outcome.
+	c, _ := New(silent.addr())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, ErrNotApplied) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("Get from a member that never answers: %v; want ErrNotApplied", err)
+	}
+}
+
+// Bad keys and values are refused before anything is sent, saying which of
+// them is wrong and by how much.
+func TestKeyAndValueLimits(t *testing.T) {
+	m := newFake(t, func(clientapi.Request) *clientapi.Response { return ok() })
+	c, _ := New(m.addr())
+	defer c.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		key  string
+		val  []byte
+		want string
+	}{
+		{"", []byte("v"), "the key is empty"},
+		{strings.Repeat("k", statemachine.MaxKeySize+1), nil, fmt.Sprintf("the key is %d bytes", statemachine.MaxKeySize+1)},
+		{"k", make([]byte, 2<<20), fmt.Sprintf("the value is %d bytes, above the %d-byte limit", 2<<20, statemachine.MaxValueSize)},
+	} {
+		if err := c.Put(ctx, tc.key, tc.val); !errors.Is(err, ErrNotApplied) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Put(%.10q…, %d bytes): %v; want not applied, saying %q", tc.key, len(tc.val), err, tc.want)
+		}
+	}
+	if n := len(m.requests()); n != 0 {
+		t.Fatalf("%d requests reached the member", n)
+	}
 }
 
 func TestNewChecksEndpoints(t *testing.T) {

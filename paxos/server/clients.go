@@ -145,6 +145,12 @@ func (c *clientConn) run() {
 	defer c.shutdown()
 	log := c.s.logger.With("remote", c.nc.RemoteAddr().String())
 	if err := c.handshake(); err != nil {
+		if errors.Is(err, io.EOF) {
+			// A connection closed before it sent a byte: what a TCP
+			// health check does. Not worth a warning each time.
+			log.Debug("client connection closed before the handshake", "err", err)
+			return
+		}
 		log.Warn("client connection refused", "err", err)
 		return
 	}

@@ -395,3 +395,58 @@ func TestSplitRoles(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A TCP connection that closes before its first byte (what a health checker
+// does) is not worth a warning; one that sends garbage is.
+func TestHealthCheckConnectionsAreQuiet(t *testing.T) {
+	var logs syncLog
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Start(Config{ID: 1, Membership: paxos.Uniform(1), PeerAddrs: map[paxos.NodeID]string{1: pl.Addr().String()}, ClusterToken: "quiet",
+		DataDir: t.TempDir(), Bootstrap: true, PeerListener: pl, ClientListener: cl, Machine: statemachine.NewKV(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	for range 3 {
+		nc, err := net.Dial("tcp", s.ClientAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	}
+	nc, err := net.Dial("tcp", s.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "client connection refused") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for a connection that sent garbage; logs: %s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nc.Close()
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Fatalf("%d warnings, want 1 (for the garbage only); logs: %s", n, logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

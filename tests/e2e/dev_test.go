@@ -85,9 +85,12 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 		{"cas --expect-absent on an existing key", nil, []string{"cas", "--expect-absent", "a", "9"}, 3, "exists"},
 		{"del", nil, []string{"del", "a"}, 0, ""},
 		{"no member reachable", nil, []string{"put", "--endpoints", "127.0.0.1:1", "--timeout", "1s", "k", "v"}, 1, "tried 127.0.0.1:1"},
-		{"value too large", bytes.Repeat([]byte("x"), 1<<20+1), []string{"put", "big", "-"}, 1, "above the limits"},
+		{"value too large", bytes.Repeat([]byte("x"), 2<<20), []string{"put", "big", "-"}, 1, "the value on standard input is larger than the 1048576-byte limit"},
 		{"missing argument", nil, []string{"put", "k"}, 2, "put takes 2 argument(s)"},
-		{"bad output format", nil, []string{"get", "-o", "yaml", "a"}, 2, "use text or json"},
+		{"bad output format", nil, []string{"get", "-o", "yaml", "a"}, 2, "use text, json or raw"},
+		{"empty key", nil, []string{"put", "", "v"}, 2, "KEY is empty"},
+		{"trailing flag without a value", nil, []string{"put", "k", "v", "-o"}, 2, "flag -o needs a value"},
+		{"zero timeout", nil, []string{"get", "--timeout", "0", "a"}, 2, "give a positive duration"},
 		{"bad consistency", nil, []string{"get", "--consistency", "eventual", "a"}, 2, "linearizable or serializable"},
 		{"serve without --id", nil, []string{"serve", "--data-dir", dir}, 2, "--id is required"},
 	} {
@@ -98,6 +101,24 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stderr)
 			}
 		})
+	}
+	// -o json keeps its promise for every exit status, and binary values
+	// survive it (base64) and -o raw (the bytes alone).
+	if out, _, code := cli(t, nil, "get", "nobody", "-o", "json"); code != 3 || !strings.Contains(out, `"outcome":"condition_failed"`) || !strings.Contains(out, `"exit":3`) {
+		t.Fatalf("get of a missing key -o json: exit %d, stdout %q", code, out)
+	}
+	if out, _, code := cli(t, nil, "bogus", "-o", "json"); code != 2 || !strings.Contains(out, `"outcome":"usage"`) {
+		t.Fatalf("an unknown command -o json: exit %d, stdout %q", code, out)
+	}
+	bin := []byte{0xff, 0x00, 'a', 0xfe}
+	if _, stderr, code := cli(t, bin, "put", "bin", "-"); code != 0 {
+		t.Fatalf("put of a binary value: exit %d, %s", code, stderr)
+	}
+	if out := mustCLI(t, 0, "get", "bin", "-o", "raw"); out != string(bin) {
+		t.Fatalf("get -o raw printed %x, want %x", out, bin)
+	}
+	if out := mustCLI(t, 0, "get", "bin", "-o", "json"); !strings.Contains(out, `"value_base64":"/wBh/g=="`) || strings.Contains(out, `"value":`) {
+		t.Fatalf("get -o json of a binary value printed %s; want value_base64 and no text value", out)
 	}
 	mustCLI(t, 0, "put", "kept", "yes")
 	// Flags also come from PAXOSD_* variables.
