@@ -2,19 +2,21 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// startDev runs `paxosd dev` on its default ports, as the README says, and
-// waits until it prints what to type next.
-func startDev(t *testing.T, dir string) (*exec.Cmd, *syncBuffer, chan error) {
+// startDev runs `paxosd dev` (on its default ports, as the README says,
+// unless extra moves them) and waits until it prints what to type next.
+func startDev(t *testing.T, dir string, extra ...string) (*exec.Cmd, *syncBuffer, chan error) {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--data-dir", dir)
+	cmd := exec.Command(bin, append([]string{"dev", "--data-dir", dir}, extra...)...)
 	cmd.Env = childEnv()
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -47,15 +49,19 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	for _, addr := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"} {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Skipf("the dev cluster's address %s is taken on this machine: %v", addr, err)
-		}
-		ln.Close()
+	// The quick start uses the default ports. Where they are taken (a
+	// paxosd dev already running), the test moves the cluster and points
+	// the command lines at it, rather than skipping.
+	var ports []string
+	if !portsFree(7001, 7101) {
+		base := freePortRun(t)
+		ports = []string{"--client-port", strconv.Itoa(base), "--peer-port", strconv.Itoa(base + 3)}
+		cliDefaultEnv = []string{fmt.Sprintf("PAXOSD_ENDPOINTS=127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", base, base+1, base+2)}
+		t.Cleanup(func() { cliDefaultEnv = nil })
+		t.Logf("the dev cluster's default ports are taken on this machine; using %d-%d instead", base, base+5)
 	}
 	dir := t.TempDir()
-	cmd, out, done := startDev(t, dir)
+	cmd, out, done := startDev(t, dir, ports...)
 	if !strings.Contains(out.String(), "new cluster") {
 		t.Fatalf("first start did not say it made a new cluster:\n%s", out.String())
 	}
@@ -135,11 +141,37 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if !strings.Contains(out.String(), "paxosd dev: stopped") {
 		t.Fatalf("no stop message:\n%s", out.String())
 	}
-	_, out2, _ := startDev(t, dir)
+	_, out2, _ := startDev(t, dir, ports...)
 	if !strings.Contains(out2.String(), "data kept") {
 		t.Fatalf("restart did not say it kept the data:\n%s", out2.String())
 	}
 	if got := mustCLI(t, 0, "get", "kept"); got != "yes\n" {
 		t.Fatalf("after restart get kept printed %q", got)
 	}
+}
+
+// portsFree reports whether the dev cluster's three client ports from
+// client and three peer ports from peer are free on 127.0.0.1.
+func portsFree(client, peer int) bool {
+	for _, p := range []int{client, client + 1, client + 2, peer, peer + 1, peer + 2} {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+	}
+	return true
+}
+
+// freePortRun finds six consecutive free ports on 127.0.0.1.
+func freePortRun(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		base := freePort(t, "127.0.0.1")
+		if base+5 < 65536 && portsFree(base, base+3) {
+			return base
+		}
+	}
+	t.Fatal("found no six consecutive free ports on 127.0.0.1")
+	return 0
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,13 +280,18 @@ func cli(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, cod
 	return cliEnv(t, nil, stdin, args...)
 }
 
+// cliDefaultEnv is added to every command line's environment, before the
+// test's own: the dev test sets PAXOSD_ENDPOINTS here when it had to move
+// the dev cluster off its default ports.
+var cliDefaultEnv []string
+
 // cliEnv is cli with extra environment variables.
 func cliEnv(t *testing.T, env []string, stdin []byte, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = childEnv(env...)
+	cmd.Env = childEnv(append(slices.Clone(cliDefaultEnv), env...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
