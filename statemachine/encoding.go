@@ -62,11 +62,6 @@ func readBytes(r *bufio.Reader, limit uint64, what string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func readHeader(r *bufio.Reader, magic string, version uint64) error {
-	_, err := readHeaderFrom(r, magic, version, version)
-	return err
-}
-
 // readHeaderFrom reads a header of any version from oldest to newest and
 // returns the version.
 func readHeaderFrom(r *bufio.Reader, magic string, oldest, newest uint64) (uint64, error) {

@@ -99,22 +99,34 @@ type KVRequest struct {
 	Limit uint64
 }
 
-// KVPair is one key of a range answer.
+// KVPair is one key of a range answer, with its revisions as in
+// KVResponse.
 type KVPair struct {
 	Key, Value []byte
 	Rev        uint64
+	CreateRev  uint64
+	Version    uint64
 }
 
 // KVResponse is the KV machine's answer.
 type KVResponse struct {
 	Status KVStatus
 	// Rev is the key's revision: the one written (put, swap, delete), read
-	// (get) or found by a failed swap.
+	// (get) or found by a failed swap: its mod_revision.
 	Rev   uint64
 	Value []byte
 	Pairs []KVPair // KVRange
 	More  bool     // KVRange: more keys match than were returned
 	Err   string   // KVBadRequest
+	// Revision is the store's revision once the command was applied:
+	// every write advances it by one.
+	Revision uint64
+	// CreateRev is the revision that created the key (the write after
+	// which it existed, since its last delete), and Version how many
+	// writes it had since then (1 after the one that created it). Both
+	// describe the key Rev describes; zero when there is none.
+	CreateRev uint64
+	Version   uint64
 }
 
 // ErrBadKVRequest reports bytes that are not a KV request.
@@ -198,7 +210,17 @@ func (r KVResponse) Encode() []byte {
 	} else {
 		b = append(b, 0)
 	}
-	return appendBytes(b, []byte(r.Err))
+	b = appendBytes(b, []byte(r.Err))
+	// The revisions added later come last, so that answers recorded
+	// before (in session tables) still decode.
+	b = binary.AppendUvarint(b, r.Revision)
+	b = binary.AppendUvarint(b, r.CreateRev)
+	b = binary.AppendUvarint(b, r.Version)
+	for _, p := range r.Pairs {
+		b = binary.AppendUvarint(b, p.CreateRev)
+		b = binary.AppendUvarint(b, p.Version)
+	}
+	return b
 }
 
 // DecodeKVResponse decodes answer bytes made by KVResponse.Encode. The
@@ -232,6 +254,12 @@ func DecodeKVResponse(b []byte) (KVResponse, error) {
 	}
 	r.Err = string(d.bytes(1<<16, "error"))
 	if d.err == nil && len(d.b) != 0 {
+		r.Revision, r.CreateRev, r.Version = d.uvarint("store revision"), d.uvarint("create revision"), d.uvarint("version")
+		for i := range r.Pairs {
+			r.Pairs[i].CreateRev, r.Pairs[i].Version = d.uvarint("create revision"), d.uvarint("version")
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
 		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
 	}
 	if d.err != nil {
@@ -263,7 +291,10 @@ const kvShards = 256
 
 type kvEntry struct {
 	value []byte // Invariant: never modified in place (a snapshot may share it)
-	rev   uint64
+	rev   uint64 // mod_revision: the last write's
+	// create is the revision of the write that created the key, version
+	// the writes since (1 after that one).
+	create, version uint64
 }
 
 // NewKV returns an empty KV machine.
@@ -309,9 +340,11 @@ func (kv *KV) Len() int { return kv.n }
 func (kv *KV) Apply(_ uint64, cmd []byte) []byte {
 	req, err := DecodeKVRequest(cmd)
 	if err != nil {
-		return KVResponse{Status: KVBadRequest, Err: err.Error()}.Encode()
+		return KVResponse{Status: KVBadRequest, Err: err.Error(), Revision: kv.rev}.Encode()
 	}
-	return kv.apply(req).Encode()
+	resp := kv.apply(req)
+	resp.Revision = kv.rev
+	return resp.Encode()
 }
 
 func (kv *KV) apply(r KVRequest) KVResponse {
@@ -328,11 +361,11 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 		kv.rev++
 		delete(kv.writable(string(r.Key)), string(r.Key))
 		kv.n--
-		return KVResponse{Status: KVOK, Rev: kv.rev, Value: e.value}
+		return KVResponse{Status: KVOK, Rev: kv.rev, Value: e.value, CreateRev: e.create, Version: e.version}
 	case KVCompareAndSwap:
 		e, ok := kv.lookup(r.Key)
 		if r.ExpectAbsent != !ok || (ok && !bytes.Equal(e.value, r.Old)) {
-			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev}
+			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}
 		}
 		return kv.put(r.Key, r.Value)
 	case KVRange:
@@ -344,11 +377,14 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 func (kv *KV) put(key, value []byte) KVResponse {
 	kv.rev++
 	m := kv.writable(string(key))
-	if _, ok := m[string(key)]; !ok {
+	e, ok := m[string(key)]
+	if !ok {
 		kv.n++
+		e = kvEntry{create: kv.rev}
 	}
-	m[string(key)] = kvEntry{value: bytes.Clone(value), rev: kv.rev}
-	return KVResponse{Status: KVOK, Rev: kv.rev}
+	e.value, e.rev, e.version = bytes.Clone(value), kv.rev, e.version+1
+	m[string(key)] = e
+	return KVResponse{Status: KVOK, Rev: kv.rev, CreateRev: e.create, Version: e.version}
 }
 
 func (kv *KV) get(key []byte) KVResponse {
@@ -356,7 +392,7 @@ func (kv *KV) get(key []byte) KVResponse {
 	if !ok {
 		return KVResponse{Status: KVNotFound}
 	}
-	return KVResponse{Status: KVOK, Value: e.value, Rev: e.rev}
+	return KVResponse{Status: KVOK, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}
 }
 
 func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
@@ -378,7 +414,7 @@ func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
 	}
 	for _, k := range keys {
 		e := kv.shards[shard(k)][k]
-		resp.Pairs = append(resp.Pairs, KVPair{Key: []byte(k), Value: e.value, Rev: e.rev})
+		resp.Pairs = append(resp.Pairs, KVPair{Key: []byte(k), Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version})
 	}
 	return resp
 }
@@ -392,12 +428,16 @@ func (kv *KV) Query(q []byte) ([]byte, error) {
 	if r.Op != KVGet && r.Op != KVRange {
 		return nil, fmt.Errorf("%w: %s is not a read", ErrBadKVRequest, r.Op)
 	}
-	return kv.apply(r).Encode(), nil
+	resp := kv.apply(r)
+	resp.Revision = kv.rev
+	return resp.Encode(), nil
 }
 
 const (
-	kvMagic   = "PXKV"
-	kvVersion = 1
+	kvMagic = "PXKV"
+	// Version 1 kept each key's value and revision; version 2 (written
+	// now) also its create revision and version.
+	kvVersion = 2
 )
 
 // Snapshot writes the revision and every key in key order.
@@ -439,7 +479,11 @@ func writeKV(w io.Writer, rev uint64, n int, shards [kvShards]map[string]kvEntry
 		e := shards[shard(k)][k]
 		if err = putBytes(bw, []byte(k)); err == nil {
 			if err = putBytes(bw, e.value); err == nil {
-				err = putUvarint(bw, e.rev)
+				for _, x := range []uint64{e.rev, e.create, e.version} {
+					if err == nil {
+						err = putUvarint(bw, x)
+					}
+				}
 			}
 		}
 	}
@@ -456,7 +500,8 @@ func writeKV(w io.Writer, rev uint64, n int, shards [kvShards]map[string]kvEntry
 // the state is unchanged.
 func (kv *KV) Restore(r io.Reader) error {
 	br := asBufioReader(r)
-	if err := readHeader(br, kvMagic, kvVersion); err != nil {
+	version, err := readHeaderFrom(br, kvMagic, 1, kvVersion)
+	if err != nil {
 		return err
 	}
 	rev, err := readUvarint(br, "revision")
@@ -492,7 +537,19 @@ func (kv *KV) Restore(r io.Reader) error {
 		if kr == 0 || kr > rev {
 			return fmt.Errorf("%w: key %q at revision %d, snapshot at %d", ErrBadSnapshot, k, kr, rev)
 		}
-		shards[shard(string(k))][string(k)] = kvEntry{value: v, rev: kr}
+		e := kvEntry{value: v, rev: kr, create: kr, version: 1} // NB: what version 1 did not keep
+		if version >= 2 {
+			if e.create, err = readUvarint(br, "create revision"); err != nil {
+				return err
+			}
+			if e.version, err = readUvarint(br, "version"); err != nil {
+				return err
+			}
+			if e.create == 0 || e.create > kr || e.version == 0 || e.version > kr-e.create+1 {
+				return fmt.Errorf("%w: key %q created at revision %d, written at %d, version %d", ErrBadSnapshot, k, e.create, kr, e.version)
+			}
+		}
+		shards[shard(string(k))][string(k)] = e
 	}
 	kv.shards, kv.rev, kv.n = shards, rev, int(n)
 	kv.frozen = [kvShards]bool{}

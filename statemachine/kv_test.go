@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -34,13 +35,19 @@ func TestKVOperations(t *testing.T) {
 		{KVRequest{Op: KVCompareAndSwap, Key: []byte("b"), ExpectAbsent: true, Value: []byte("b1")}, KVResponse{Status: KVOK, Rev: 3}},
 		{KVRequest{Op: KVCompareAndSwap, Key: []byte("c"), Old: []byte(""), Value: []byte("c1")}, KVResponse{Status: KVCompareFailed}},
 		{KVRequest{Op: KVPut, Key: []byte("ab"), Value: nil}, KVResponse{Status: KVOK, Rev: 4}},
-		{KVRequest{Op: KVRange, Key: []byte("a")}, KVResponse{Status: KVOK, Pairs: []KVPair{{[]byte("a"), []byte("2"), 2}, {[]byte("ab"), []byte{}, 4}}}},
-		{KVRequest{Op: KVRange, Key: []byte(""), Limit: 2}, KVResponse{Status: KVOK, More: true, Pairs: []KVPair{{[]byte("a"), []byte("2"), 2}, {[]byte("ab"), []byte{}, 4}}}},
+		{KVRequest{Op: KVRange, Key: []byte("a")}, KVResponse{Status: KVOK, Pairs: []KVPair{{Key: []byte("a"), Value: []byte("2"), Rev: 2}, {Key: []byte("ab"), Value: []byte{}, Rev: 4}}}},
+		{KVRequest{Op: KVRange, Key: []byte(""), Limit: 2}, KVResponse{Status: KVOK, More: true, Pairs: []KVPair{{Key: []byte("a"), Value: []byte("2"), Rev: 2}, {Key: []byte("ab"), Value: []byte{}, Rev: 4}}}},
 		{KVRequest{Op: KVDelete, Key: []byte("a")}, KVResponse{Status: KVOK, Rev: 5, Value: []byte("2")}},
 		{KVRequest{Op: KVDelete, Key: []byte("a")}, KVResponse{Status: KVNotFound}},
 		{KVRequest{Op: KVGet, Key: []byte("ab")}, KVResponse{Status: KVOK, Rev: 4, Value: []byte{}}},
 	} {
 		got := apply(t, kv, tc.req)
+		// NB: the store revision, create revisions and versions are
+		// TestRevisions's.
+		got.Revision, got.CreateRev, got.Version = 0, 0, 0
+		for i := range got.Pairs {
+			got.Pairs[i].CreateRev, got.Pairs[i].Version = 0, 0
+		}
 		if !reflect.DeepEqual(normalize(got), normalize(tc.want)) {
 			t.Fatalf("step %d: %v(%q): got %+v, want %+v", i, tc.req.Op, tc.req.Key, got, tc.want)
 		}
@@ -212,7 +219,7 @@ func FuzzDecodeKVResponse(f *testing.F) {
 	for _, r := range []KVResponse{
 		{Status: KVOK, Rev: 3, Value: []byte("v")},
 		{Status: KVNotFound},
-		{Status: KVOK, Pairs: []KVPair{{[]byte("a"), []byte("1"), 1}}, More: true},
+		{Status: KVOK, Pairs: []KVPair{{Key: []byte("a"), Value: []byte("1"), Rev: 1, CreateRev: 1, Version: 1}}, More: true, Revision: 4},
 		{Status: KVBadRequest, Err: "why"},
 	} {
 		f.Add(r.Encode())
@@ -291,5 +298,77 @@ func TestKVFreeze(t *testing.T) {
 	r := NewKV()
 	if err := r.Restore(&got); err != nil || r.Len() != 2000 {
 		t.Fatalf("restored %d keys (%v), want 2000", r.Len(), err)
+	}
+}
+
+// The store revision counts every write; each key carries the revision that
+// created it, the one that last wrote it and how many writes it had since it
+// was created, and a delete starts it again.
+func TestRevisions(t *testing.T) {
+	kv := NewKV()
+	do := func(r KVRequest) KVResponse {
+		t.Helper()
+		resp, err := DecodeKVResponse(kv.Apply(0, r.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	put := func(k, v string) KVResponse { return do(KVRequest{Op: KVPut, Key: []byte(k), Value: []byte(v)}) }
+	get := func(k string) KVResponse { return do(KVRequest{Op: KVGet, Key: []byte(k)}) }
+	put("a", "1")      // rev 1
+	put("b", "1")      // rev 2
+	r := put("a", "2") // rev 3
+	if r.Rev != 3 || r.CreateRev != 1 || r.Version != 2 || r.Revision != 3 {
+		t.Fatalf("second put of a: %+v; want rev 3, created at 1, version 2, store at 3", r)
+	}
+	if g := get("a"); g.Rev != 3 || g.CreateRev != 1 || g.Version != 2 || g.Revision != 3 {
+		t.Fatalf("get a: %+v", g)
+	}
+	do(KVRequest{Op: KVDelete, Key: []byte("a")}) // rev 4
+	if g := get("a"); g.Status != KVNotFound || g.Revision != 4 {
+		t.Fatalf("get a after delete: %+v; want not found at store revision 4", g)
+	}
+	if r := put("a", "3"); r.Rev != 5 || r.CreateRev != 5 || r.Version != 1 {
+		t.Fatalf("put a after delete: %+v; want created again at 5, version 1", r)
+	}
+	rg := do(KVRequest{Op: KVRange, Key: []byte("")})
+	if len(rg.Pairs) != 2 || rg.Pairs[1].Key[0] != 'b' || rg.Pairs[1].CreateRev != 2 || rg.Pairs[1].Version != 1 || rg.Revision != 5 {
+		t.Fatalf("range: %+v", rg)
+	}
+	// Snapshots carry them; a version 1 snapshot restores with what it had.
+	var snap bytes.Buffer
+	if err := kv.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	r2 := NewKV()
+	if err := r2.Restore(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := DecodeKVResponse(r2.Apply(0, KVRequest{Op: KVGet, Key: []byte("a")}.Encode())); g.CreateRev != 5 || g.Rev != 5 || g.Version != 1 {
+		t.Fatalf("get a after a snapshot round trip: %+v", g)
+	}
+	var v1 bytes.Buffer
+	w := bufio.NewWriter(&v1)
+	writeHeader(w, kvMagic, 1)
+	for _, x := range []uint64{7, 1} {
+		putUvarint(w, x)
+	}
+	putBytes(w, []byte("k"))
+	putBytes(w, []byte("v"))
+	putUvarint(w, 6)
+	w.Flush()
+	old := NewKV()
+	if err := old.Restore(&v1); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := DecodeKVResponse(old.Apply(0, KVRequest{Op: KVGet, Key: []byte("k")}.Encode())); g.Rev != 6 || g.CreateRev != 6 || g.Version != 1 || g.Revision != 7 {
+		t.Fatalf("a key of a version 1 snapshot: %+v; want rev 6, created at 6, version 1", g)
+	}
+	// An answer recorded before revisions were added still decodes.
+	legacy := KVResponse{Status: KVOK, Rev: 3, Value: []byte("v")}.Encode()
+	legacy = legacy[:len(legacy)-3] // without the three zero uvarints of the trailer
+	if g, err := DecodeKVResponse(legacy); err != nil || g.Rev != 3 || g.Revision != 0 {
+		t.Fatalf("an answer without the trailer: %+v, %v", g, err)
 	}
 }

@@ -235,10 +235,12 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 	defer cancel()
 	key := c.Args().Get(0)
 	var val []byte
+	var kv client.KeyValue
 	var err error
 	switch c.String("consistency") {
 	case "linearizable":
-		val, err = cl.Get(ctx, key)
+		kv, err = cl.GetKeyValue(ctx, key)
+		val = kv.Value
 	case "serializable":
 		val, err = cl.GetSerializable(ctx, key)
 	default:
@@ -257,6 +259,9 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 		obj := map[string]any{"key": key, "found": true, "value_base64": base64.StdEncoding.EncodeToString(val)}
 		if utf8.Valid(val) {
 			obj["value"] = string(val)
+		}
+		if kv.Revision != 0 {
+			obj["create_revision"], obj["mod_revision"], obj["version"], obj["revision"] = kv.CreateRevision, kv.ModRevision, kv.Version, kv.Revision
 		}
 		o.printJSON(obj)
 	case o.raw:

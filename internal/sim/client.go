@@ -331,7 +331,7 @@ func (c *client) finish(data []byte, err error) {
 	if resp.Status == statemachine.KVBadRequest {
 		s.fail("client %d: the KV machine says bad request: %s", c.idx, resp.Err)
 	}
-	out := KVOutput{Status: resp.Status, Value: string(resp.Value), Rev: resp.Rev}
+	out := KVOutput{Status: resp.Status, Value: string(resp.Value), Rev: resp.Rev, CreateRev: resp.CreateRev, Version: resp.Version}
 	switch k := op.in.Key; {
 	case op.in.Op == statemachine.KVPut || (op.in.Op == statemachine.KVCompareAndSwap && resp.Status == statemachine.KVOK):
 		c.seen[k] = op.in.Value

@@ -22,6 +22,8 @@ type KVOutput struct {
 	Value   string
 	Rev     uint64
 	Unknown bool
+	// CreateRev and Version describe the key Rev describes.
+	CreateRev, Version uint64
 }
 
 // Op is one client operation of a run's history. Call and Return are the
@@ -46,6 +48,9 @@ func (in KVInput) Describe(out KVOutput) string {
 		}
 		if out.Rev != 0 {
 			res += fmt.Sprintf(" @%d", out.Rev)
+		}
+		if out.Version != 0 {
+			res += fmt.Sprintf(" v%d since @%d", out.Version, out.CreateRev)
 		}
 	}
 	switch in.Op {

@@ -120,6 +120,30 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 	return nonNil(r.Value), nil
 }
 
+// KeyValue is a key as a read found it, with its revisions.
+type KeyValue struct {
+	Key, Value []byte
+	// CreateRevision is the store revision of the write that created the
+	// key (since its last delete), ModRevision that of its last write, and
+	// Version how many writes it had since it was created.
+	CreateRevision, ModRevision, Version uint64
+	// Revision is the store's revision when the key was read: every write
+	// to any key advances it by one.
+	Revision uint64
+}
+
+// GetKeyValue is Get with the key's revisions and the store's.
+func (c *Client) GetKeyValue(ctx context.Context, key string) (KeyValue, error) {
+	r, err := c.kv(ctx, "get", statemachine.KVRequest{Op: statemachine.KVGet, Key: []byte(key)})
+	if err != nil {
+		return KeyValue{}, err
+	}
+	if r.Status == statemachine.KVNotFound {
+		return KeyValue{Revision: r.Revision}, ErrNotFound
+	}
+	return KeyValue{Key: []byte(key), Value: nonNil(r.Value), CreateRevision: r.CreateRev, ModRevision: r.Rev, Version: r.Version, Revision: r.Revision}, nil
+}
+
 // GetSerializable returns key's value from the state of the first member
 // that answers, without going through the log or the leader. It is cheaper
 // than Get but may be stale. The error wraps ErrNotFound if the key does not

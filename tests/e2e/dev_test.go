@@ -71,8 +71,9 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if got := mustCLI(t, 0, "get", "a"); got != "1\n" {
 		t.Fatalf("paxosd get a printed %q, want \"1\\n\"", got)
 	}
-	if got := mustCLI(t, 0, "get", "a", "-o", "json"); !strings.Contains(got, `"value":"1"`) {
-		t.Fatalf("paxosd get a -o json printed %q", got)
+	if got := mustCLI(t, 0, "get", "a", "-o", "json"); !strings.Contains(got, `"value":"1"`) ||
+		!strings.Contains(got, `"create_revision":1,`) || !strings.Contains(got, `"mod_revision":1,`) || !strings.Contains(got, `"version":1`) || !strings.Contains(got, `"revision":1,`) {
+		t.Fatalf("paxosd get a -o json printed %q; want the value and its revisions (all 1 after the first write)", got)
 	}
 	if got := mustCLI(t, 0, "status", "-o", "json"); !strings.Contains(got, `"leader":true`) || !strings.Contains(got, `"applied_hash"`) {
 		t.Fatalf("status -o json printed %q", got)

@@ -12,12 +12,33 @@ import (
 
 // kvState is the model's state for one key. rev is the revision of the
 // key's last write (a put, a swap or a delete); when that write's outcome
-// was unknown, revKnown is false and rev is only a lower bound.
+// was unknown, revKnown is false and rev is only a lower bound. version
+// counts the writes since the key was created, and create is the revision
+// of the write that created it, a lower bound when createKnown is false.
 type kvState struct {
-	present  bool
-	value    string
-	rev      uint64
-	revKnown bool
+	present     bool
+	value       string
+	rev         uint64
+	revKnown    bool
+	version     uint64
+	create      uint64
+	createKnown bool
+}
+
+// describes reports whether an answer's create revision and version can
+// describe the key as st has it, and returns st with what it learned.
+func (st kvState) describes(out sim.KVOutput) (bool, kvState) {
+	if out.Version != st.version {
+		return false, st
+	}
+	if st.createKnown {
+		return out.CreateRev == st.create, st
+	}
+	if out.CreateRev <= st.create || out.CreateRev > out.Rev {
+		return false, st
+	}
+	st.create, st.createKnown = out.CreateRev, true
+	return true, st
 }
 
 // newer reports whether r can be the revision of a write after st's.
@@ -50,14 +71,30 @@ var kvModel = porcupine.Model{
 		}
 		return out
 	},
-	Init: func() any { return kvState{revKnown: true} },
+	Init: func() any { return kvState{revKnown: true, createKnown: true} },
 	Step: func(state, input, output any) (bool, any) {
 		st, in, out := state.(kvState), input.(sim.KVInput), output.(sim.KVOutput)
 		write := func(present bool, value string) (bool, any) {
-			if out.Unknown {
-				return true, kvState{present: present, value: value, rev: st.rev}
+			next := kvState{present: present, value: value, rev: st.rev, createKnown: true}
+			switch {
+			case !present: // a delete: the key starts again
+			case st.present:
+				next.version, next.create, next.createKnown = st.version+1, st.create, st.createKnown
+			default:
+				next.version, next.create, next.createKnown = 1, st.rev, false
 			}
-			return out.Status == statemachine.KVOK && st.newer(out.Rev), kvState{present, value, out.Rev, true}
+			if out.Unknown {
+				return true, next
+			}
+			next.rev, next.revKnown = out.Rev, true
+			if !present {
+				return out.Status == statemachine.KVOK && st.newer(out.Rev), next
+			}
+			if !next.createKnown && st.present == false {
+				next.create, next.createKnown = out.Rev, true // created by this write
+			}
+			ok, next := next.describes(out)
+			return ok && out.Status == statemachine.KVOK && st.newer(out.Rev), next
 		}
 		switch in.Op {
 		case statemachine.KVPut:
@@ -69,7 +106,8 @@ var kvModel = porcupine.Model{
 			case out.Status == statemachine.KVNotFound:
 				return !st.present, st
 			case out.Status == statemachine.KVOK && st.present && st.value == out.Value && st.current(out.Rev):
-				return true, kvState{true, st.value, out.Rev, true}
+				st.rev, st.revKnown = out.Rev, true
+				return st.describes(out)
 			}
 			return false, st
 		case statemachine.KVDelete:
@@ -91,7 +129,8 @@ var kvModel = porcupine.Model{
 			case !st.present:
 				return out.Rev == 0 && out.Value == "", st
 			case out.Value == st.value && st.current(out.Rev):
-				return true, kvState{true, st.value, out.Rev, true}
+				st.rev, st.revKnown = out.Rev, true
+				return st.describes(out)
 			}
 			return false, st
 		}
