@@ -28,6 +28,8 @@ const (
 	KVDelete
 	KVCompareAndSwap
 	KVRange
+	// KVDeleteRange deletes every key a range names, in one revision.
+	KVDeleteRange
 )
 
 func (o KVOp) String() string {
@@ -42,6 +44,8 @@ func (o KVOp) String() string {
 		return "cas"
 	case KVRange:
 		return "range"
+	case KVDeleteRange:
+		return "delete-range"
 	}
 	return fmt.Sprintf("KVOp(%d)", uint8(o))
 }
@@ -85,19 +89,37 @@ const (
 	// MaxRangeLimit is the most pairs one range returns; a range with more
 	// matches says so with More.
 	MaxRangeLimit = 10000
+	// MaxRangeBytes bounds the keys and values one range answer holds (at
+	// least one pair is always returned): a bigger range pages (More).
+	MaxRangeBytes = 4 << 20
 )
 
 // KVRequest is one command for the KV machine.
 type KVRequest struct {
 	Op    KVOp
-	Key   []byte // for KVRange: the prefix
+	Key   []byte // for KVRange and KVDeleteRange: the prefix, or with Ranged the first key
 	Value []byte // KVPut, KVCompareAndSwap: the new value
 	// Old is the value a compare-and-swap expects, unless ExpectAbsent.
 	Old          []byte
 	ExpectAbsent bool
 	// Limit caps a range; 0 means MaxRangeLimit.
 	Limit uint64
+	// Ranged makes a range or delete-range name the keys from Key up to
+	// End, End excluded (an empty End: every key from Key on), instead of
+	// the keys that start with Key.
+	Ranged bool
+	End    []byte
+	// KeysOnly answers a range without values; CountOnly with the number
+	// of matching keys alone (Count).
+	KeysOnly, CountOnly bool
 }
+
+// Range flags, in the encoding.
+const (
+	rangeKeysOnly = 1 << iota
+	rangeCountOnly
+	rangeRanged
+)
 
 // KVPair is one key of a range answer, with its revisions as in
 // KVResponse.
@@ -127,6 +149,9 @@ type KVResponse struct {
 	// describe the key Rev describes; zero when there is none.
 	CreateRev uint64
 	Version   uint64
+	// Count is how many keys a range matched (all of them, not only those
+	// returned), or a delete-range deleted.
+	Count uint64
 }
 
 // ErrBadKVRequest reports bytes that are not a KV request.
@@ -148,8 +173,23 @@ func (r KVRequest) Encode() []byte {
 		b = append(b, flags)
 		b = appendBytes(b, r.Old)
 		b = appendBytes(b, r.Value)
-	case KVRange:
+	case KVRange, KVDeleteRange:
 		b = binary.AppendUvarint(b, r.Limit)
+		var flags byte
+		if r.KeysOnly {
+			flags |= rangeKeysOnly
+		}
+		if r.CountOnly {
+			flags |= rangeCountOnly
+		}
+		if r.Ranged {
+			flags |= rangeRanged
+		}
+		if flags != 0 || r.Op == KVDeleteRange {
+			// NB: a plain prefix range keeps the older, shorter encoding.
+			b = append(b, flags)
+			b = appendBytes(b, r.End)
+		}
 	}
 	return b
 }
@@ -177,10 +217,27 @@ func DecodeKVRequest(b []byte) (KVRequest, error) {
 		if r.ExpectAbsent && len(r.Old) != 0 {
 			d.fail("cas expects the key absent and also an old value")
 		}
-	case KVRange:
+	case KVRange, KVDeleteRange:
 		r.Limit = d.uvarint("limit")
 		if r.Limit > MaxRangeLimit {
 			d.fail(fmt.Sprintf("range limit %d above %d", r.Limit, MaxRangeLimit))
+		}
+		if len(d.b) > 0 || r.Op == KVDeleteRange {
+			flags := d.byte()
+			if flags&^(rangeKeysOnly|rangeCountOnly|rangeRanged) != 0 {
+				d.fail(fmt.Sprintf("range flags %#x", flags))
+			}
+			r.KeysOnly, r.CountOnly, r.Ranged = flags&rangeKeysOnly != 0, flags&rangeCountOnly != 0, flags&rangeRanged != 0
+			r.End = d.bytes(MaxKeySize, "range end")
+			if !r.Ranged && len(r.End) > 0 {
+				d.fail("a range end without the ranged flag")
+			}
+			if r.Op == KVDeleteRange && (r.KeysOnly || r.CountOnly || r.Limit != 0) {
+				d.fail("a delete-range takes no limit, keys-only or count-only")
+			}
+			if r.Op == KVRange && flags == 0 && len(r.End) == 0 {
+				d.fail("a plain range has the short encoding")
+			}
 		}
 	default:
 		d.fail(fmt.Sprintf("unknown op %d", r.Op))
@@ -216,6 +273,7 @@ func (r KVResponse) Encode() []byte {
 	b = binary.AppendUvarint(b, r.Revision)
 	b = binary.AppendUvarint(b, r.CreateRev)
 	b = binary.AppendUvarint(b, r.Version)
+	b = binary.AppendUvarint(b, r.Count)
 	for _, p := range r.Pairs {
 		b = binary.AppendUvarint(b, p.CreateRev)
 		b = binary.AppendUvarint(b, p.Version)
@@ -254,7 +312,7 @@ func DecodeKVResponse(b []byte) (KVResponse, error) {
 	}
 	r.Err = string(d.bytes(1<<16, "error"))
 	if d.err == nil && len(d.b) != 0 {
-		r.Revision, r.CreateRev, r.Version = d.uvarint("store revision"), d.uvarint("create revision"), d.uvarint("version")
+		r.Revision, r.CreateRev, r.Version, r.Count = d.uvarint("store revision"), d.uvarint("create revision"), d.uvarint("version"), d.uvarint("count")
 		for i := range r.Pairs {
 			r.Pairs[i].CreateRev, r.Pairs[i].Version = d.uvarint("create revision"), d.uvarint("version")
 		}
@@ -369,7 +427,18 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 		}
 		return kv.put(r.Key, r.Value)
 	case KVRange:
-		return kv.rangePrefix(r.Key, r.Limit)
+		return kv.rangeKeys(r)
+	case KVDeleteRange:
+		keys := kv.matching(r)
+		if len(keys) == 0 {
+			return KVResponse{Status: KVOK}
+		}
+		kv.rev++
+		for _, k := range keys {
+			delete(kv.writable(k), k)
+		}
+		kv.n -= len(keys)
+		return KVResponse{Status: KVOK, Rev: kv.rev, Count: uint64(len(keys))}
 	}
 	return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("unknown op %d", r.Op)}
 }
@@ -395,26 +464,49 @@ func (kv *KV) get(key []byte) KVResponse {
 	return KVResponse{Status: KVOK, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}
 }
 
-func (kv *KV) rangePrefix(prefix []byte, limit uint64) KVResponse {
-	if limit == 0 {
-		limit = MaxRangeLimit
+// matching returns, in order, the keys a range or delete-range names.
+func (kv *KV) matching(r KVRequest) []string {
+	in := func(k string) bool { return strings.HasPrefix(k, string(r.Key)) }
+	if r.Ranged {
+		in = func(k string) bool { return k >= string(r.Key) && (len(r.End) == 0 || k < string(r.End)) }
 	}
 	var keys []string
 	for _, m := range kv.shards {
 		for k := range m {
-			if strings.HasPrefix(k, string(prefix)) {
+			if in(k) {
 				keys = append(keys, k)
 			}
 		}
 	}
 	slices.Sort(keys)
-	resp := KVResponse{Status: KVOK}
+	return keys
+}
+
+func (kv *KV) rangeKeys(r KVRequest) KVResponse {
+	limit := r.Limit
+	if limit == 0 {
+		limit = MaxRangeLimit
+	}
+	keys := kv.matching(r)
+	resp := KVResponse{Status: KVOK, Count: uint64(len(keys))}
+	if r.CountOnly {
+		return resp
+	}
 	if uint64(len(keys)) > limit {
 		keys, resp.More = keys[:limit], true
 	}
-	for _, k := range keys {
+	size := 0
+	for i, k := range keys {
 		e := kv.shards[shard(k)][k]
-		resp.Pairs = append(resp.Pairs, KVPair{Key: []byte(k), Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version})
+		p := KVPair{Key: []byte(k), Rev: e.rev, CreateRev: e.create, Version: e.version}
+		if !r.KeysOnly {
+			p.Value = e.value
+		}
+		if size += len(p.Key) + len(p.Value); i > 0 && size > MaxRangeBytes {
+			resp.More = true
+			break
+		}
+		resp.Pairs = append(resp.Pairs, p)
 	}
 	return resp
 }

@@ -44,7 +44,7 @@ func TestKVOperations(t *testing.T) {
 		got := apply(t, kv, tc.req)
 		// NB: the store revision, create revisions and versions are
 		// TestRevisions's.
-		got.Revision, got.CreateRev, got.Version = 0, 0, 0
+		got.Revision, got.CreateRev, got.Version, got.Count = 0, 0, 0, 0
 		for i := range got.Pairs {
 			got.Pairs[i].CreateRev, got.Pairs[i].Version = 0, 0
 		}
@@ -199,6 +199,10 @@ func FuzzDecodeKVRequest(f *testing.F) {
 		{Op: KVCompareAndSwap, Key: []byte("k"), Old: []byte("o"), Value: []byte("n")},
 		{Op: KVCompareAndSwap, Key: []byte("k"), ExpectAbsent: true, Value: []byte("n")},
 		{Op: KVRange, Key: []byte("p"), Limit: 10},
+		{Op: KVRange, Key: []byte("a"), Ranged: true, End: []byte("b"), KeysOnly: true, Limit: 3},
+		{Op: KVRange, Key: []byte(""), CountOnly: true},
+		{Op: KVDeleteRange, Key: []byte("p")},
+		{Op: KVDeleteRange, Key: []byte("a"), Ranged: true, End: []byte("c")},
 	} {
 		f.Add(r.Encode())
 	}
@@ -367,8 +371,64 @@ func TestRevisions(t *testing.T) {
 	}
 	// An answer recorded before revisions were added still decodes.
 	legacy := KVResponse{Status: KVOK, Rev: 3, Value: []byte("v")}.Encode()
-	legacy = legacy[:len(legacy)-3] // without the three zero uvarints of the trailer
+	legacy = legacy[:len(legacy)-4] // without the four zero uvarints of the trailer
 	if g, err := DecodeKVResponse(legacy); err != nil || g.Rev != 3 || g.Revision != 0 {
 		t.Fatalf("an answer without the trailer: %+v, %v", g, err)
+	}
+}
+
+// Ranges by prefix or by [start, end), keys only, counts, limits and the
+// byte bound that pages big answers; delete-range in one revision.
+func TestRanges(t *testing.T) {
+	kv := NewKV()
+	for _, k := range []string{"a", "ab", "b", "c"} {
+		apply(t, kv, KVRequest{Op: KVPut, Key: []byte(k), Value: []byte("v" + k)})
+	}
+	keys := func(r KVResponse) string {
+		var out []string
+		for _, p := range r.Pairs {
+			out = append(out, string(p.Key)+"="+string(p.Value))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		req   KVRequest
+		want  string
+		count uint64
+		more  bool
+	}{
+		{KVRequest{Op: KVRange, Key: []byte("a")}, "a=va ab=vab", 2, false},
+		{KVRequest{Op: KVRange, Key: []byte("a"), Ranged: true, End: []byte("b")}, "a=va ab=vab", 2, false},
+		{KVRequest{Op: KVRange, Key: []byte("ab"), Ranged: true}, "ab=vab b=vb c=vc", 3, false},
+		{KVRequest{Op: KVRange, Key: []byte(""), Limit: 3}, "a=va ab=vab b=vb", 4, true},
+		{KVRequest{Op: KVRange, Key: []byte("b"), Ranged: true, KeysOnly: true}, "b= c=", 2, false},
+		{KVRequest{Op: KVRange, Key: []byte(""), CountOnly: true}, "", 4, false},
+	} {
+		// Through the encoding, as commands travel.
+		dec, err := DecodeKVRequest(tc.req.Encode())
+		if err != nil {
+			t.Fatalf("%+v does not decode: %v", tc.req, err)
+		}
+		r := apply(t, kv, dec)
+		if got := keys(r); got != tc.want || r.Count != tc.count || r.More != tc.more {
+			t.Errorf("range %+v: %q, count %d, more %v; want %q, %d, %v", tc.req, got, r.Count, r.More, tc.want, tc.count, tc.more)
+		}
+	}
+	big := NewKV()
+	for i := range 6 {
+		apply(t, big, KVRequest{Op: KVPut, Key: []byte{byte('a' + i)}, Value: make([]byte, MaxValueSize)})
+	}
+	if r := apply(t, big, KVRequest{Op: KVRange, Key: []byte("")}); len(r.Pairs) != 3 || !r.More || r.Count != 6 {
+		t.Fatalf("a range of 6 MiB: %d pairs, more %v, count %d; want 3 pairs within %d bytes and more", len(r.Pairs), r.More, r.Count, MaxRangeBytes)
+	}
+	before := kv.Rev()
+	if r := apply(t, kv, KVRequest{Op: KVDeleteRange, Key: []byte("a")}); r.Count != 2 || r.Rev != before+1 {
+		t.Fatalf("delete-range of prefix a: %+v; want 2 deleted in one revision, %d", r, before+1)
+	}
+	if r := apply(t, kv, KVRequest{Op: KVDeleteRange, Key: []byte("x"), Ranged: true}); r.Count != 0 || kv.Rev() != before+1 {
+		t.Fatalf("delete-range of nothing: %+v, revision %d; want nothing deleted and no new revision", r, kv.Rev())
+	}
+	if kv.Len() != 2 {
+		t.Fatalf("%d keys left, want b and c", kv.Len())
 	}
 }

@@ -59,7 +59,8 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 			if c.Duration("timeout") <= 0 {
 				return out.fail(usageError{fmt.Errorf("--timeout %v: give a positive duration, like 10s", c.Duration("timeout"))})
 			}
-			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" {
+			ranged := c.Bool("prefix") || (strings.HasPrefix(args, "KEY") && strings.Contains(args, "[END]") && c.NArg() == 2)
+			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" && !ranged {
 				return out.fail(usageError{errors.New("KEY is empty: give a non-empty key (is a shell variable unset?)")})
 			}
 			cl, err := client.NewWithConfig(client.Config{Endpoints: strings.Split(c.String("endpoints"), ","), Timeout: c.Duration("timeout")})
@@ -75,13 +76,21 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 func clientCommands() []*cli.Command {
 	return []*cli.Command{
 		clientCommand("put", "KEY VALUE", "set a key", `A VALUE of - reads the value from standard input.`, 2, nil, runPut),
-		clientCommand("get", "KEY", "print a key's value", `Prints the value and a newline. Exits 3 if the key does not exist.
+		clientCommand("get", "KEY [END]", "print a key's value, or the keys of a range", `Prints the value and a newline. Exits 3 if the key does not exist.
 By default the read is linearizable (the leader answers once a round of its
 acceptors confirmed that it still leads);
 --consistency serializable answers from the contacted member's own state,
-which is cheaper and may be stale.`, 1,
-			[]cli.Flag{&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "linearizable or serializable", EnvVars: env("CONSISTENCY")}}, runGet),
-		clientCommand("del", "KEY", "delete a key", "", 1, nil, runDel),
+which is cheaper and may be stale.
+
+With --prefix, or with END, it prints the keys from KEY up to END (END
+excluded; "" for no end), or those that start with KEY, in key order: each
+key on a line, then its value on the next (--keys-only: keys alone;
+--count-only: their number). --limit caps how many. A long range is read a
+page at a time.`, -1,
+			append([]cli.Flag{&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "linearizable or serializable", EnvVars: env("CONSISTENCY")}}, rangeFlags(true)...), runGet),
+		clientCommand("del", "KEY [END]", "delete a key, or the keys of a range", `With --prefix, or with END, deletes every key from KEY up to END (END
+excluded; "" for no end), or that starts with KEY, in one revision, and
+prints how many.`, -1, rangeFlags(false), runDel),
 		clientCommand("cas", "KEY OLD NEW", "set KEY to NEW if its value is OLD", `Swaps atomically; exits 3 if the value was not OLD (nothing changed).
 With --expect-absent it takes KEY NEW and sets the key only if it does not exist.`, -1,
 			[]cli.Flag{&cli.BoolFlag{Name: "expect-absent", Usage: "swap only if KEY does not exist (then give KEY NEW)", EnvVars: env("EXPECT_ABSENT")}}, runCAS),
@@ -125,6 +134,18 @@ func (o *output) printJSON(v any) {
 		panic(fmt.Sprintf("paxosd: encode %T as JSON: %v", v, err)) // our own types always encode
 	}
 	fmt.Fprintf(o.w, "%s\n", b)
+}
+
+// number prints n, a command's answer, unless err: as {name: n} with -o
+// json, else with the text format.
+func (o *output) number(err error, name string, n uint64, text string) {
+	switch {
+	case err != nil:
+	case o.json:
+		o.printJSON(map[string]any{name: n})
+	default:
+		fmt.Fprintf(o.w, text, n)
+	}
 }
 
 // exitError carries an exit status; run prints its message.
@@ -230,13 +251,49 @@ func runPut(c *cli.Context, cl *client.Client, o *output) error {
 	return nil
 }
 
+// rangeFlags are get's and del's range flags; reads adds the ones only a
+// read takes.
+func rangeFlags(reads bool) []cli.Flag {
+	fs := []cli.Flag{&cli.BoolFlag{Name: "prefix", Usage: "every key that starts with KEY", EnvVars: env("PREFIX")}}
+	if reads {
+		fs = append(fs,
+			&cli.IntFlag{Name: "limit", Usage: "print at most this many keys (0: all)", EnvVars: env("LIMIT")},
+			&cli.BoolFlag{Name: "keys-only", Usage: "print the keys without their values", EnvVars: env("KEYS_ONLY")},
+			&cli.BoolFlag{Name: "count-only", Usage: "print how many keys the range has", EnvVars: env("COUNT_ONLY")})
+	}
+	return fs
+}
+
+// rangeArgs reads a range command line: KEY with --prefix, or KEY END. It
+// reports false for a single key.
+func rangeArgs(c *cli.Context, name string) (key string, o client.RangeOptions, ranged bool, err error) {
+	args := c.Args().Slice()
+	switch {
+	case len(args) == 1 && c.Bool("prefix"):
+		return args[0], client.RangeOptions{Prefix: true}, true, nil
+	case len(args) == 2 && !c.Bool("prefix"):
+		return args[0], client.RangeOptions{End: args[1]}, true, nil
+	case len(args) == 1:
+		if c.Int("limit") != 0 || c.Bool("keys-only") || c.Bool("count-only") {
+			return "", o, false, usageError{fmt.Errorf("--limit, --keys-only and --count-only need a range: %s KEY --prefix, or %s KEY END", name, name)}
+		}
+		return args[0], o, false, nil
+	}
+	return "", o, false, usageError{fmt.Errorf("%s takes KEY, KEY --prefix, or KEY END", name)}
+}
+
 func runGet(c *cli.Context, cl *client.Client, o *output) error {
 	ctx, cancel := ctxFor(c)
 	defer cancel()
-	key := c.Args().Get(0)
+	key, ro, ranged, err := rangeArgs(c, "get")
+	if err != nil {
+		return err
+	}
+	if ranged {
+		return runRange(c, ctx, cl, o, key, ro)
+	}
 	var val []byte
 	var kv client.KeyValue
-	var err error
 	switch c.String("consistency") {
 	case "linearizable":
 		kv, err = cl.GetKeyValue(ctx, key)
@@ -272,10 +329,68 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 	return nil
 }
 
+// runRange prints the keys of a range (get --prefix, get KEY END).
+func runRange(c *cli.Context, ctx context.Context, cl *client.Client, o *output, key string, ro client.RangeOptions) error {
+	if c.String("consistency") != "linearizable" {
+		return usageError{errors.New("ranges are read linearizably; --consistency serializable reads single keys")}
+	}
+	if c.Int("limit") < 0 {
+		return usageError{fmt.Errorf("--limit %d: give 0 (all) or more", c.Int("limit"))}
+	}
+	if c.Bool("count-only") {
+		n, err := cl.Count(ctx, key, ro)
+		o.number(err, "count", n, "%d\n")
+		return err
+	}
+	ro.Limit, ro.KeysOnly = c.Int("limit"), c.Bool("keys-only")
+	var kvs []map[string]any
+	for kv, err := range cl.Range(ctx, key, ro) {
+		if err != nil {
+			return err
+		}
+		switch {
+		case o.json:
+			obj := map[string]any{"key": string(kv.Key), "create_revision": kv.CreateRevision, "mod_revision": kv.ModRevision, "version": kv.Version}
+			if !ro.KeysOnly {
+				obj["value_base64"] = base64.StdEncoding.EncodeToString(kv.Value)
+				if utf8.Valid(kv.Value) {
+					obj["value"] = string(kv.Value)
+				}
+			}
+			kvs = append(kvs, obj)
+		case ro.KeysOnly:
+			fmt.Fprintf(o.w, "%s\n", kv.Key)
+		default:
+			fmt.Fprintf(o.w, "%s\n%s\n", kv.Key, kv.Value)
+		}
+	}
+	if o.json {
+		// NB: -o json holds the range in memory to print one object;
+		// text prints a page at a time.
+		o.printJSON(map[string]any{"kvs": nonNilList(kvs), "count": len(kvs)})
+	}
+	return nil
+}
+
+func nonNilList(l []map[string]any) []map[string]any {
+	if l == nil {
+		return []map[string]any{}
+	}
+	return l
+}
+
 func runDel(c *cli.Context, cl *client.Client, o *output) error {
 	ctx, cancel := ctxFor(c)
 	defer cancel()
-	key := c.Args().Get(0)
+	key, ro, ranged, err := rangeArgs(c, "del")
+	if err != nil {
+		return err
+	}
+	if ranged {
+		n, err := cl.DeleteRange(ctx, key, ro)
+		o.number(err, "deleted", n, "deleted %d\n")
+		return err
+	}
 	existed, err := cl.Delete(ctx, key)
 	if err != nil {
 		return err

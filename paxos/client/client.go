@@ -281,10 +281,11 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
 		kind = clientapi.ReqRead
 	}
+	ranged := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange
 	switch {
-	case len(req.Key) == 0:
+	case len(req.Key) == 0 && !ranged:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is empty; keys need at least one byte", ErrNotApplied, op)
-	case len(req.Key) > statemachine.MaxKeySize:
+	case len(req.Key) > statemachine.MaxKeySize || len(req.End) > statemachine.MaxKeySize:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is %d bytes, above the %d-byte limit", ErrNotApplied, op, len(req.Key), statemachine.MaxKeySize)
 	case len(req.Value) > statemachine.MaxValueSize:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s %q: the value is %d bytes, above the %d-byte limit", ErrNotApplied, op, req.Key, len(req.Value), statemachine.MaxValueSize)

@@ -127,6 +127,31 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if out := mustCLI(t, 0, "get", "bin", "-o", "json"); !strings.Contains(out, `"value_base64":"/wBh/g=="`) || strings.Contains(out, `"value":`) {
 		t.Fatalf("get -o json of a binary value printed %s; want value_base64 and no text value", out)
 	}
+	// Ranges and delete-range.
+	for _, k := range []string{"r/1", "r/2", "r/3", "s"} {
+		mustCLI(t, 0, "put", k, "v"+k)
+	}
+	if out := mustCLI(t, 0, "get", "r/", "--prefix"); out != "r/1\nvr/1\nr/2\nvr/2\nr/3\nvr/3\n" {
+		t.Fatalf("get r/ --prefix printed %q", out)
+	}
+	if out := mustCLI(t, 0, "get", "r/2", "s", "--keys-only"); out != "r/2\nr/3\n" {
+		t.Fatalf("get r/2 s --keys-only printed %q", out)
+	}
+	if out := mustCLI(t, 0, "get", "r/", "--prefix", "--count-only"); out != "3\n" {
+		t.Fatalf("get r/ --prefix --count-only printed %q", out)
+	}
+	if out := mustCLI(t, 0, "get", "r/", "--prefix", "--limit", "1", "-o", "json"); !strings.Contains(out, `"count":1`) || !strings.Contains(out, `"key":"r/1"`) || !strings.Contains(out, `"mod_revision":`) {
+		t.Fatalf("get r/ --prefix --limit 1 -o json printed %q", out)
+	}
+	if _, stderr, code := cli(t, nil, "get", "r/", "--limit", "1"); code != 2 || !strings.Contains(stderr, "need a range") {
+		t.Fatalf("--limit on a single key: exit %d, %s", code, stderr)
+	}
+	if out := mustCLI(t, 0, "del", "r/", "--prefix"); out != "deleted 3\n" {
+		t.Fatalf("del r/ --prefix printed %q", out)
+	}
+	if out := mustCLI(t, 0, "get", "", "--prefix", "--count-only"); out == "0\n" {
+		t.Fatalf("every key counted 0 after deleting r/: s and others remain")
+	}
 	mustCLI(t, 0, "put", "kept", "yes")
 	// Flags also come from PAXOSD_* variables.
 	if _, stderr, code := cliEnv(t, []string{"PAXOSD_ENDPOINTS=127.0.0.1:1", "PAXOSD_TIMEOUT=300ms"}, nil, "get", "kept"); code != 1 || !strings.Contains(stderr, "tried 127.0.0.1:1") {
