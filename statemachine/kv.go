@@ -30,6 +30,9 @@ const (
 	KVRange
 	// KVDeleteRange deletes every key a range names, in one revision.
 	KVDeleteRange
+	// KVTxn compares, then runs one list of operations or the other, in
+	// one revision (txn.go).
+	KVTxn
 )
 
 func (o KVOp) String() string {
@@ -46,6 +49,8 @@ func (o KVOp) String() string {
 		return "range"
 	case KVDeleteRange:
 		return "delete-range"
+	case KVTxn:
+		return "txn"
 	}
 	return fmt.Sprintf("KVOp(%d)", uint8(o))
 }
@@ -112,6 +117,10 @@ type KVRequest struct {
 	// KeysOnly answers a range without values; CountOnly with the number
 	// of matching keys alone (Count).
 	KeysOnly, CountOnly bool
+	// If, Then and Else make a KVTxn: when every comparison of If holds,
+	// the operations of Then run, in order, and otherwise those of Else.
+	If         []KVCompare
+	Then, Else []KVRequest
 }
 
 // Range flags, in the encoding.
@@ -152,6 +161,10 @@ type KVResponse struct {
 	// Count is how many keys a range matched (all of them, not only those
 	// returned), or a delete-range deleted.
 	Count uint64
+	// Succeeded says a KVTxn ran Then (its comparisons held), and
+	// Responses answer the operations it ran, in order.
+	Succeeded bool
+	Responses []KVResponse
 }
 
 // ErrBadKVRequest reports bytes that are not a KV request.
@@ -173,6 +186,8 @@ func (r KVRequest) Encode() []byte {
 		b = append(b, flags)
 		b = appendBytes(b, r.Old)
 		b = appendBytes(b, r.Value)
+	case KVTxn:
+		b = appendTxn(b, r)
 	case KVRange, KVDeleteRange:
 		b = binary.AppendUvarint(b, r.Limit)
 		var flags byte
@@ -196,11 +211,21 @@ func (r KVRequest) Encode() []byte {
 
 // DecodeKVRequest decodes command bytes made by KVRequest.Encode. The slices
 // of the result alias b.
-func DecodeKVRequest(b []byte) (KVRequest, error) {
+func DecodeKVRequest(b []byte) (KVRequest, error) { return decodeKVRequest(b, false) }
+
+// decodeKVRequest decodes a request, or with nested one operation of a
+// transaction, which may not be a transaction itself.
+func decodeKVRequest(b []byte, nested bool) (KVRequest, error) {
 	d := decoder{b: b}
 	r := KVRequest{Op: KVOp(d.byte())}
 	r.Key = d.bytes(MaxKeySize, "key")
 	switch r.Op {
+	case KVTxn:
+		if nested {
+			d.fail("a txn inside a txn")
+			break
+		}
+		decodeTxn(&d, &r)
 	case KVGet, KVDelete:
 	case KVPut:
 		r.Value = d.bytes(MaxValueSize, "value")
@@ -278,12 +303,19 @@ func (r KVResponse) Encode() []byte {
 		b = binary.AppendUvarint(b, p.CreateRev)
 		b = binary.AppendUvarint(b, p.Version)
 	}
+	if r.Succeeded || len(r.Responses) > 0 {
+		b = appendTxnResponse(b, r)
+	}
 	return b
 }
 
 // DecodeKVResponse decodes answer bytes made by KVResponse.Encode. The
 // slices of the result alias b.
-func DecodeKVResponse(b []byte) (KVResponse, error) {
+func DecodeKVResponse(b []byte) (KVResponse, error) { return decodeKVResponse(b, false) }
+
+// decodeKVResponse decodes an answer, or with nested the answer to one
+// operation of a transaction, which holds no answers of its own.
+func decodeKVResponse(b []byte, nested bool) (KVResponse, error) {
 	d := decoder{b: b}
 	r := KVResponse{Status: KVStatus(d.byte())}
 	if r.Status < KVOK || r.Status > KVBadRequest {
@@ -315,6 +347,13 @@ func DecodeKVResponse(b []byte) (KVResponse, error) {
 		r.Revision, r.CreateRev, r.Version, r.Count = d.uvarint("store revision"), d.uvarint("create revision"), d.uvarint("version"), d.uvarint("count")
 		for i := range r.Pairs {
 			r.Pairs[i].CreateRev, r.Pairs[i].Version = d.uvarint("create revision"), d.uvarint("version")
+		}
+		if d.err == nil && len(d.b) != 0 {
+			if nested {
+				d.fail("a txn answer inside a txn answer")
+			} else {
+				decodeTxnResponse(&d, &r)
+			}
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -405,55 +444,67 @@ func (kv *KV) Apply(_ uint64, cmd []byte) []byte {
 	return resp.Encode()
 }
 
+// apply runs one command as one change: its writes, if any, take the next
+// revision.
 func (kv *KV) apply(r KVRequest) KVResponse {
+	if r.Op == KVTxn {
+		return kv.txn(r)
+	}
+	resp, wrote := kv.do(r, kv.rev+1)
+	if wrote {
+		kv.rev++
+	}
+	return resp
+}
+
+// do runs operation r, stamping a write with revision rev, and reports
+// whether it wrote.
+func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 	switch r.Op {
 	case KVPut:
-		return kv.put(r.Key, r.Value)
+		return kv.put(r.Key, r.Value, rev), true
 	case KVGet:
-		return kv.get(r.Key)
+		return kv.get(r.Key), false
 	case KVDelete:
 		e, ok := kv.lookup(r.Key)
 		if !ok {
-			return KVResponse{Status: KVNotFound}
+			return KVResponse{Status: KVNotFound}, false
 		}
-		kv.rev++
 		delete(kv.writable(string(r.Key)), string(r.Key))
 		kv.n--
-		return KVResponse{Status: KVOK, Rev: kv.rev, Value: e.value, CreateRev: e.create, Version: e.version}
+		return KVResponse{Status: KVOK, Rev: rev, Value: e.value, CreateRev: e.create, Version: e.version}, true
 	case KVCompareAndSwap:
 		e, ok := kv.lookup(r.Key)
 		if r.ExpectAbsent != !ok || (ok && !bytes.Equal(e.value, r.Old)) {
-			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}
+			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}, false
 		}
-		return kv.put(r.Key, r.Value)
+		return kv.put(r.Key, r.Value, rev), true
 	case KVRange:
-		return kv.rangeKeys(r)
+		return kv.rangeKeys(r), false
 	case KVDeleteRange:
 		keys := kv.matching(r)
 		if len(keys) == 0 {
-			return KVResponse{Status: KVOK}
+			return KVResponse{Status: KVOK}, false
 		}
-		kv.rev++
 		for _, k := range keys {
 			delete(kv.writable(k), k)
 		}
 		kv.n -= len(keys)
-		return KVResponse{Status: KVOK, Rev: kv.rev, Count: uint64(len(keys))}
+		return KVResponse{Status: KVOK, Rev: rev, Count: uint64(len(keys))}, true
 	}
-	return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("unknown op %d", r.Op)}
+	return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("unknown op %d", r.Op)}, false
 }
 
-func (kv *KV) put(key, value []byte) KVResponse {
-	kv.rev++
+func (kv *KV) put(key, value []byte, rev uint64) KVResponse {
 	m := kv.writable(string(key))
 	e, ok := m[string(key)]
 	if !ok {
 		kv.n++
-		e = kvEntry{create: kv.rev}
+		e = kvEntry{create: rev}
 	}
-	e.value, e.rev, e.version = bytes.Clone(value), kv.rev, e.version+1
+	e.value, e.rev, e.version = bytes.Clone(value), rev, e.version+1
 	m[string(key)] = e
-	return KVResponse{Status: KVOK, Rev: kv.rev, CreateRev: e.create, Version: e.version}
+	return KVResponse{Status: KVOK, Rev: rev, CreateRev: e.create, Version: e.version}
 }
 
 func (kv *KV) get(key []byte) KVResponse {

@@ -203,6 +203,8 @@ func FuzzDecodeKVRequest(f *testing.F) {
 		{Op: KVRange, Key: []byte(""), CountOnly: true},
 		{Op: KVDeleteRange, Key: []byte("p")},
 		{Op: KVDeleteRange, Key: []byte("a"), Ranged: true, End: []byte("c")},
+		{Op: KVTxn, If: []KVCompare{{Key: []byte("k"), Target: CmpValue, Result: CmpEqual, Value: []byte("v")}},
+			Then: []KVRequest{{Op: KVPut, Key: []byte("k"), Value: []byte("w")}}, Else: []KVRequest{{Op: KVGet, Key: []byte("k")}}},
 	} {
 		f.Add(r.Encode())
 	}
@@ -225,6 +227,7 @@ func FuzzDecodeKVResponse(f *testing.F) {
 		{Status: KVNotFound},
 		{Status: KVOK, Pairs: []KVPair{{Key: []byte("a"), Value: []byte("1"), Rev: 1, CreateRev: 1, Version: 1}}, More: true, Revision: 4},
 		{Status: KVBadRequest, Err: "why"},
+		{Status: KVOK, Succeeded: true, Rev: 5, Responses: []KVResponse{{Status: KVOK, Rev: 5}, {Status: KVNotFound}}},
 	} {
 		f.Add(r.Encode())
 	}

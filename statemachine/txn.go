@@ -1,0 +1,238 @@
+package statemachine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+// CompareTarget says what of a key a comparison looks at.
+type CompareTarget uint8
+
+// The targets. Values are part of the command encoding.
+const (
+	_ CompareTarget = iota
+	// CmpValue compares the key's value (Value) as bytes.
+	CmpValue
+	// CmpVersion, CmpCreate and CmpMod compare its version, create
+	// revision or mod revision (Num); all three are 0 for a missing key.
+	CmpVersion
+	CmpCreate
+	CmpMod
+	// CmpExists compares whether the key exists (Num 1) or not (Num 0).
+	CmpExists
+)
+
+// CompareResult is the relation a comparison asks for.
+type CompareResult uint8
+
+// The relations. Values are part of the command encoding.
+const (
+	_ CompareResult = iota
+	CmpEqual
+	CmpNotEqual
+	CmpLess
+	CmpGreater
+)
+
+// KVCompare is one condition of a transaction: Target of Key, related by
+// Result to Value (CmpValue) or Num (the others).
+type KVCompare struct {
+	Key    []byte
+	Target CompareTarget
+	Result CompareResult
+	Value  []byte
+	Num    uint64
+}
+
+// MaxTxnOps bounds the comparisons, and the operations of each branch, of
+// one transaction.
+const MaxTxnOps = 128
+
+// holds reports whether c holds in the state. A missing key's value equals
+// nothing and differs from everything; it is neither less nor greater.
+func (kv *KV) holds(c KVCompare) bool {
+	e, ok := kv.lookup(c.Key)
+	if c.Target == CmpValue {
+		if !ok {
+			return c.Result == CmpNotEqual
+		}
+		return relate(bytes.Compare(e.value, c.Value), c.Result)
+	}
+	var x uint64
+	switch {
+	case !ok:
+	case c.Target == CmpVersion:
+		x = e.version
+	case c.Target == CmpCreate:
+		x = e.create
+	case c.Target == CmpMod:
+		x = e.rev
+	case c.Target == CmpExists:
+		x = 1
+	}
+	switch {
+	case x < c.Num:
+		return relate(-1, c.Result)
+	case x > c.Num:
+		return relate(1, c.Result)
+	}
+	return relate(0, c.Result)
+}
+
+func relate(cmp int, r CompareResult) bool {
+	switch r {
+	case CmpEqual:
+		return cmp == 0
+	case CmpNotEqual:
+		return cmp != 0
+	case CmpLess:
+		return cmp < 0
+	case CmpGreater:
+		return cmp > 0
+	}
+	return false
+}
+
+// txn runs a transaction as one change: the comparisons, then one branch,
+// whose writes all take the next revision. Reads in the branch see the
+// writes before them.
+func (kv *KV) txn(r KVRequest) KVResponse {
+	ok := true
+	for _, c := range r.If {
+		if !kv.holds(c) {
+			ok = false
+			break
+		}
+	}
+	ops := r.Else
+	if ok {
+		ops = r.Then
+	}
+	rev := kv.rev + 1
+	resp := KVResponse{Status: KVOK, Succeeded: ok, Responses: make([]KVResponse, 0, len(ops))}
+	wrote := false
+	for _, op := range ops {
+		or, w := kv.do(op, rev)
+		wrote = wrote || w
+		resp.Responses = append(resp.Responses, or)
+	}
+	if wrote {
+		kv.rev = rev
+		resp.Rev = rev
+	}
+	for i := range resp.Responses {
+		resp.Responses[i].Revision = kv.rev
+	}
+	return resp
+}
+
+func appendTxn(b []byte, r KVRequest) []byte {
+	b = binary.AppendUvarint(b, uint64(len(r.If)))
+	for _, c := range r.If {
+		b = appendBytes(b, c.Key)
+		b = append(b, byte(c.Target), byte(c.Result))
+		b = appendBytes(b, c.Value)
+		b = binary.AppendUvarint(b, c.Num)
+	}
+	for _, ops := range [][]KVRequest{r.Then, r.Else} {
+		b = binary.AppendUvarint(b, uint64(len(ops)))
+		for _, op := range ops {
+			b = appendBytes(b, op.Encode())
+		}
+	}
+	return b
+}
+
+func decodeTxn(d *decoder, r *KVRequest) {
+	if len(r.Key) != 0 {
+		d.fail("a txn has no key of its own")
+	}
+	n := d.uvarint("compare count")
+	if n > MaxTxnOps {
+		d.fail(fmt.Sprintf("%d comparisons, more than %d", n, MaxTxnOps))
+		return
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		c := KVCompare{Key: d.bytes(MaxKeySize, "compare key")}
+		c.Target, c.Result = CompareTarget(d.byte()), CompareResult(d.byte())
+		c.Value = d.bytes(MaxValueSize, "compare value")
+		c.Num = d.uvarint("compare number")
+		switch {
+		case c.Target < CmpValue || c.Target > CmpExists || c.Result < CmpEqual || c.Result > CmpGreater:
+			d.fail(fmt.Sprintf("comparison %d: target %d, relation %d", i, c.Target, c.Result))
+		case c.Target == CmpValue && c.Num != 0, c.Target != CmpValue && len(c.Value) != 0:
+			d.fail(fmt.Sprintf("comparison %d mixes a value and a number", i))
+		case c.Target == CmpExists && (c.Num > 1 || c.Result > CmpNotEqual):
+			d.fail(fmt.Sprintf("comparison %d: exists is 0 or 1, equal or not", i))
+		}
+		r.If = append(r.If, c)
+	}
+	for _, branch := range []*[]KVRequest{&r.Then, &r.Else} {
+		n := d.uvarint("operation count")
+		if n > MaxTxnOps {
+			d.fail(fmt.Sprintf("%d operations, more than %d", n, MaxTxnOps))
+			return
+		}
+		written := map[string]bool{}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			b := d.bytes(MaxValueSize+MaxKeySize+1024, "operation")
+			if d.err != nil {
+				return
+			}
+			op, err := decodeKVRequest(b, true)
+			switch {
+			case err != nil:
+				d.fail(fmt.Sprintf("operation %d: %v", i, err))
+			case op.Op == KVTxn || op.Op == KVCompareAndSwap:
+				d.fail(fmt.Sprintf("operation %d: a %s inside a txn", i, op.Op))
+			case op.Op == KVPut || op.Op == KVDelete:
+				if written[string(op.Key)] {
+					d.fail(fmt.Sprintf("operation %d writes key %q a second time", i, op.Key))
+				}
+				written[string(op.Key)] = true
+			}
+			*branch = append(*branch, op)
+		}
+	}
+}
+
+func appendTxnResponse(b []byte, r KVResponse) []byte {
+	if r.Succeeded {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Responses)))
+	for _, or := range r.Responses {
+		b = appendBytes(b, or.Encode())
+	}
+	return b
+}
+
+func decodeTxnResponse(d *decoder, r *KVResponse) {
+	switch d.byte() {
+	case 0:
+	case 1:
+		r.Succeeded = true
+	default:
+		d.fail("bad succeeded flag")
+	}
+	n := d.uvarint("response count")
+	if n > MaxTxnOps || n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("%d responses in %d bytes", n, len(d.b)))
+		return
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		b := d.bytes(uint64(len(d.b)), "response")
+		if d.err != nil {
+			return
+		}
+		or, err := decodeKVResponse(b, true)
+		if err != nil {
+			d.fail(fmt.Sprintf("response %d: %v", i, err))
+			return
+		}
+		r.Responses = append(r.Responses, or)
+	}
+}
