@@ -102,6 +102,7 @@ store on disk (snapshot_slot and log_bytes with -o json). Unreachable members
 are listed with their error, and the exit status is then 1. CONFIG
 (config_slot) is the slot whose value made the member's newest configuration
 (0: the one it was bootstrapped with); members that agree show the same.`, 0, nil, runStatus),
+		txnCommand(),
 		memberCommand(),
 		leaderCommand(),
 	}
@@ -410,31 +411,37 @@ func runCAS(c *cli.Context, cl *client.Client, o *output) error {
 	ctx, cancel := ctxFor(c)
 	defer cancel()
 	args := c.Args().Slice()
-	var swapped bool
-	var err error
+	var cond client.Cmp
+	var key, value string
 	if c.Bool("expect-absent") {
 		if len(args) != 2 {
 			return usageError{errors.New("cas --expect-absent takes 2 arguments: cas --expect-absent KEY NEW")}
 		}
-		swapped, err = cl.PutIfAbsent(ctx, args[0], []byte(args[1]))
+		key, value, cond = args[0], args[1], client.KeyMissing(args[0])
 	} else {
 		if len(args) != 3 {
 			return usageError{errors.New("cas takes 3 arguments: cas KEY OLD NEW (or cas --expect-absent KEY NEW)")}
 		}
-		swapped, err = cl.CompareAndSwap(ctx, args[0], []byte(args[1]), []byte(args[2]))
+		key, value, cond = args[0], args[2], client.CompareValue(args[0], client.Equal, []byte(args[1]))
 	}
+	// NB: the else branch reads the key, to say why nothing changed.
+	r, err := cl.Txn().If(cond).Then(client.OpPut(key, []byte(value))).Else(client.OpGet(key)).Commit(ctx)
 	if err != nil {
 		return err
 	}
-	if !swapped {
-		fields := map[string]any{"key": args[0], "swapped": false}
-		if c.Bool("expect-absent") {
-			return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q exists; nothing changed", args[0]), fields: fields}
+	if !r.Succeeded {
+		fields := map[string]any{"key": key, "swapped": false}
+		switch found := len(r.Results) == 1 && r.Results[0].Found; {
+		case c.Bool("expect-absent"):
+			return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q exists; nothing changed", key), fields: fields}
+		case !found:
+			return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q does not exist; nothing changed", key), fields: fields}
+		default:
+			return exitError{code: exitConditionFailed, err: fmt.Errorf("value of %q is %q, not %q; nothing changed", key, r.Results[0].KV.Value, args[1]), fields: fields}
 		}
-		return exitError{code: exitConditionFailed, err: fmt.Errorf("value of %q is not %q (or the key does not exist); nothing changed", args[0], args[1]), fields: fields}
 	}
 	if o.json {
-		o.printJSON(map[string]any{"key": args[0], "swapped": true})
+		o.printJSON(map[string]any{"key": key, "swapped": true})
 	} else {
 		fmt.Fprintln(o.w, "OK")
 	}

@@ -221,3 +221,42 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTxn(t *testing.T) {
+	good := `# move 3 from a to b
+if value(acct/a) = "10"
+if version("acct/b") < 5
+if missing(lock)
+then put acct/a 7
+then put "acct/b" "x y"
+then get acct/ --prefix
+else get acct/a
+else del a c
+`
+	lines, err := parseTxn(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, l := range lines {
+		kinds = append(kinds, l.branch+":"+l.kind)
+	}
+	if got := strings.Join(kinds, " "); got != "if: if: if: then:put then:put then:range else:get else:del-range" {
+		t.Fatalf("parsed %s", got)
+	}
+	for _, bad := range []struct{ in, want string }{
+		{"", "no transaction"},
+		{"when value(a) = 1", "lines start with if, then or else"},
+		{"if value(a) ~ 1", "relation"},
+		{"if version(a) > x", "compares with a number"},
+		{"if size(a) > 1", "compare value, version"},
+		{"if value a = 1", "a condition is"},
+		{"then put a", "use put KEY VALUE"},
+		{`then put "" v`, "the key is empty"},
+		{`then put "a v`, "unfinished quoted string"},
+	} {
+		if _, err := parseTxn(strings.NewReader(bad.in)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("parseTxn(%q): %v; want an error saying %q", bad.in, err, bad.want)
+		}
+	}
+}

@@ -189,23 +189,18 @@ func (c *Client) Delete(ctx context.Context, key string) (bool, error) {
 }
 
 // CompareAndSwap sets key to value if its current value is old, and reports
-// whether it did. A missing key never matches.
+// whether it did. A missing key never matches. It is a transaction; use Txn
+// to learn what the key held when it did not swap.
 func (c *Client) CompareAndSwap(ctx context.Context, key string, old, value []byte) (bool, error) {
-	r, err := c.kv(ctx, "cas", statemachine.KVRequest{Op: statemachine.KVCompareAndSwap, Key: []byte(key), Old: nonNil(old), Value: value})
-	if err != nil {
-		return false, err
-	}
-	return r.Status == statemachine.KVOK, nil
+	r, err := c.Txn().If(CompareValue(key, Equal, old)).Then(OpPut(key, value)).Commit(ctx)
+	return r.Succeeded, err
 }
 
 // PutIfAbsent sets key to value if the key does not exist, and reports
 // whether it did.
 func (c *Client) PutIfAbsent(ctx context.Context, key string, value []byte) (bool, error) {
-	r, err := c.kv(ctx, "cas", statemachine.KVRequest{Op: statemachine.KVCompareAndSwap, Key: []byte(key), ExpectAbsent: true, Value: value})
-	if err != nil {
-		return false, err
-	}
-	return r.Status == statemachine.KVOK, nil
+	r, err := c.Txn().If(KeyMissing(key)).Then(OpPut(key, value)).Commit(ctx)
+	return r.Succeeded, err
 }
 
 // Status asks the member at endpoint for its view of itself and the
@@ -261,6 +256,15 @@ func (c *Client) SaveSnapshot(ctx context.Context, endpoint string, w io.Writer)
 	}
 }
 
+// what names a KV command in errors: the operation, and its key if it has
+// one.
+func what(op string, req statemachine.KVRequest) string {
+	if req.Op == statemachine.KVTxn {
+		return op
+	}
+	return fmt.Sprintf("%s %q", op, req.Key)
+}
+
 func nonNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}
@@ -281,9 +285,9 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
 		kind = clientapi.ReqRead
 	}
-	ranged := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange
+	keyless := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange || req.Op == statemachine.KVTxn
 	switch {
-	case len(req.Key) == 0 && !ranged:
+	case len(req.Key) == 0 && !keyless:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is empty; keys need at least one byte", ErrNotApplied, op)
 	case len(req.Key) > statemachine.MaxKeySize || len(req.End) > statemachine.MaxKeySize:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is %d bytes, above the %d-byte limit", ErrNotApplied, op, len(req.Key), statemachine.MaxKeySize)
@@ -294,14 +298,14 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	}
 	data, err := c.do(ctx, kind, req.Encode())
 	if err != nil {
-		return statemachine.KVResponse{}, fmt.Errorf("%s %q: %w", op, req.Key, err)
+		return statemachine.KVResponse{}, fmt.Errorf("%s: %w", what(op, req), err)
 	}
 	r, err := statemachine.DecodeKVResponse(data)
 	if err != nil {
-		return r, fmt.Errorf("%w: %s %q: undecodable answer: %w", ErrUnknownOutcome, op, req.Key, err)
+		return r, fmt.Errorf("%w: %s: undecodable answer: %w", ErrUnknownOutcome, what(op, req), err)
 	}
 	if r.Status == statemachine.KVBadRequest {
-		return r, fmt.Errorf("%w: %s %q: refused by the state machine: %s", ErrNotApplied, op, req.Key, r.Err)
+		return r, fmt.Errorf("%w: %s: refused by the state machine: %s", ErrNotApplied, what(op, req), r.Err)
 	}
 	return r, nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -52,5 +53,47 @@ func TestRangesThroughTheClient(t *testing.T) {
 	}
 	if got := collect("", client.RangeOptions{Prefix: true}); strings.Join(got, " ") != "zzz=other" {
 		t.Fatalf("after the delete-range: %v", got)
+	}
+}
+
+// Transactions through the Go client: the branch that ran, its results, one
+// revision for its writes; compare-and-swap is one.
+func TestTxnThroughTheClient(t *testing.T) {
+	l := startLocal(t, t.TempDir())
+	c := newClient(t, l)
+	ctx := context.Background()
+	if err := c.Put(ctx, "acct/a", []byte("10")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.GetKeyValue(ctx, "acct/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Txn().
+		If(client.CompareValue("acct/a", client.Equal, []byte("10")), client.KeyMissing("acct/b")).
+		Then(client.OpPut("acct/a", []byte("7")), client.OpPut("acct/b", []byte("3")), client.OpRange("acct/", client.RangeOptions{Prefix: true})).
+		Else(client.OpGet("acct/a")).
+		Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Succeeded || len(r.Results) != 3 || r.Revision != before.Revision+1 || len(r.Results[2].KVs) != 2 {
+		t.Fatalf("transfer: %+v; want Then run in one revision after %d, the range seeing both writes", r, before.Revision)
+	}
+	r, err = c.Txn().If(client.CompareVersion("acct/a", client.Greater, 5)).Then(client.OpDelete("acct/a")).Else(client.OpGet("acct/a")).Commit(ctx)
+	if err != nil || r.Succeeded || !r.Results[0].Found || string(r.Results[0].KV.Value) != "7" || r.Results[0].KV.Version != 2 {
+		t.Fatalf("a transaction whose comparison fails: %+v, %v; want Else's get of acct/a = 7 at version 2", r, err)
+	}
+	if ok, err := c.CompareAndSwap(ctx, "acct/a", []byte("7"), []byte("8")); err != nil || !ok {
+		t.Fatalf("cas 7 -> 8: %v, %v", ok, err)
+	}
+	if ok, err := c.CompareAndSwap(ctx, "acct/none", []byte(""), []byte("x")); err != nil || ok {
+		t.Fatalf("cas on a missing key: %v, %v; want no swap", ok, err)
+	}
+	if ok, err := c.PutIfAbsent(ctx, "acct/none", []byte("x")); err != nil || !ok {
+		t.Fatalf("put-if-absent: %v, %v", ok, err)
+	}
+	if _, err := c.Txn().Then(client.OpPut("k", nil), client.OpPut("k", nil)).Commit(ctx); !errors.Is(err, client.ErrNotApplied) || !strings.Contains(err.Error(), "a second time") {
+		t.Fatalf("a key written twice: %v; want not applied, saying why", err)
 	}
 }

@@ -127,6 +127,24 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if out := mustCLI(t, 0, "get", "bin", "-o", "json"); !strings.Contains(out, `"value_base64":"/wBh/g=="`) || strings.Contains(out, `"value":`) {
 		t.Fatalf("get -o json of a binary value printed %s; want value_base64 and no text value", out)
 	}
+	// Transactions from standard input, and cas saying why it did not swap.
+	txn := []byte("if missing(t/lock)\nthen put t/lock me\nthen get t/lock\nelse get t/lock\n")
+	if out, stderr, code := cli(t, txn, "txn"); code != 0 || out != "SUCCEEDED\nOK\nme\n" {
+		t.Fatalf("a transaction that holds: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if out, _, code := cli(t, txn, "txn", "-o", "json"); code != 3 || !strings.Contains(out, `"succeeded":false`) || !strings.Contains(out, `"value":"me"`) || !strings.Contains(out, `"outcome":"condition_failed"`) {
+		t.Fatalf("a transaction that does not hold, -o json: exit %d, stdout %q", code, out)
+	}
+	if _, stderr, code := cli(t, []byte("if nonsense\n"), "txn"); code != 2 || !strings.Contains(stderr, "transaction line 1") {
+		t.Fatalf("a malformed transaction: exit %d, stderr %q", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "cas", "t/none", "a", "b"); code != 3 || !strings.Contains(stderr, `key "t/none" does not exist`) {
+		t.Fatalf("cas on a missing key: exit %d, stderr %q", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "cas", "t/lock", "you", "x"); code != 3 || !strings.Contains(stderr, `value of "t/lock" is "me", not "you"`) {
+		t.Fatalf("cas with the wrong old value: exit %d, stderr %q", code, stderr)
+	}
+
 	// Ranges and delete-range.
 	for _, k := range []string{"r/1", "r/2", "r/3", "s"} {
 		mustCLI(t, 0, "put", k, "v"+k)
