@@ -164,6 +164,7 @@ func (c *client) start() {
 		} else {
 			in.ExpectAbsent = true
 		}
+		in.Txn = s.rng.IntN(2) == 0
 	}
 	req := clientapi.Request{Kind: clientapi.ReqRead}
 	if in.Op != statemachine.KVGet && c.session == 0 {
@@ -189,6 +190,15 @@ func (c *client) start() {
 		kr.Value = []byte(in.Value)
 	} else {
 		in.Value = ""
+	}
+	if in.Txn {
+		cond := statemachine.KVCompare{Key: kr.Key, Target: statemachine.CmpValue, Result: statemachine.CmpEqual, Value: kr.Old}
+		if in.ExpectAbsent {
+			cond = statemachine.KVCompare{Key: kr.Key, Target: statemachine.CmpExists, Result: statemachine.CmpEqual}
+		}
+		kr = statemachine.KVRequest{Op: statemachine.KVTxn, If: []statemachine.KVCompare{cond},
+			Then: []statemachine.KVRequest{{Op: statemachine.KVPut, Key: kr.Key, Value: kr.Value}},
+			Else: []statemachine.KVRequest{{Op: statemachine.KVGet, Key: kr.Key}}}
 	}
 	req.Data = kr.Encode()
 	if req.Kind == clientapi.ReqCommand {
@@ -267,6 +277,23 @@ func (c *client) result(resp clientapi.Response, sent bool, err error) {
 // ticks rounds d up to whole ticks.
 func ticks(d time.Duration) int64 { return int64((d + tickLength - 1) / tickLength) }
 
+// casOfTxn turns the answer to a transaction that did a compare-and-swap
+// into the answer a compare-and-swap gives.
+func casOfTxn(r statemachine.KVResponse) statemachine.KVResponse {
+	if len(r.Responses) != 1 {
+		return statemachine.KVResponse{Status: statemachine.KVBadRequest, Err: fmt.Sprintf("a transaction answered %d operations, want 1", len(r.Responses))}
+	}
+	or := r.Responses[0]
+	if r.Succeeded {
+		return or
+	}
+	if or.Status == statemachine.KVNotFound {
+		return statemachine.KVResponse{Status: statemachine.KVCompareFailed}
+	}
+	or.Status = statemachine.KVCompareFailed
+	return or
+}
+
 // finishOpen takes the answer to a session's opening: the session's ID. A
 // failed opening is tried again by the next write; one whose outcome is
 // unknown may have opened a session nobody uses, which expires.
@@ -327,6 +354,9 @@ func (c *client) finish(data []byte, err error) {
 	resp, derr := statemachine.DecodeKVResponse(data)
 	if derr != nil {
 		s.fail("client %d: answer to %s: %v", c.idx, op.in.Op, derr)
+	}
+	if op.in.Txn {
+		resp = casOfTxn(resp)
 	}
 	if resp.Status == statemachine.KVBadRequest {
 		s.fail("client %d: the KV machine says bad request: %s", c.idx, resp.Err)

@@ -12,6 +12,9 @@ type KVInput struct {
 	Key          string
 	Value, Old   string
 	ExpectAbsent bool
+	// Txn says a compare-and-swap ran as a transaction (compare, then put,
+	// else get): the same operation to the model, through other code.
+	Txn bool
 }
 
 // KVOutput is what the client saw. Unknown means no answer came (the
@@ -57,6 +60,9 @@ func (in KVInput) Describe(out KVOutput) string {
 	case statemachine.KVPut:
 		return fmt.Sprintf("put(%s, %s) -> %s", in.Key, in.Value, res)
 	case statemachine.KVCompareAndSwap:
+		if in.Txn {
+			res = "txn " + res
+		}
 		if in.ExpectAbsent {
 			return fmt.Sprintf("cas(%s, absent, %s) -> %s", in.Key, in.Value, res)
 		}
