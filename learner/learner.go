@@ -451,6 +451,13 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 	// The batch's time first: sessions idle for too long expire before
 	// its commands apply.
 	l.sessions.Advance(ms)
+	if n, ok := l.sessions.Machine().(statemachine.Normalizer); ok {
+		if v.IsLegacyBatch() {
+			n.MarkLegacy()
+		} else {
+			n.Normalize()
+		}
+	}
 	d.Results = make([]paxos.Result, len(cmds))
 	for i, c := range cmds {
 		r := paxos.Result{Session: c.Session, Seq: c.Seq}

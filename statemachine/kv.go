@@ -260,6 +260,9 @@ func decodeKVRequest(b []byte, nested bool) (KVRequest, error) {
 			if r.Op == KVDeleteRange && (r.KeysOnly || r.CountOnly || r.Limit != 0) {
 				d.fail("a delete-range takes no limit, keys-only or count-only")
 			}
+			if r.CountOnly && (r.KeysOnly || r.Limit != 0) {
+				d.fail("a count-only range takes no limit or keys-only")
+			}
 			if r.Op == KVRange && flags == 0 && len(r.End) == 0 {
 				d.fail("a plain range has the short encoding")
 			}
@@ -382,6 +385,11 @@ type KV struct {
 	frozen [kvShards]bool
 	rev    uint64
 	n      int // keys in all shards
+	// legacy: the state came from a version 1 snapshot or from commands
+	// written before protocol version 7, so the keys' create revisions
+	// and versions depend on where each member began; Normalize makes
+	// them the same everywhere (see Normalizer).
+	legacy bool
 }
 
 const kvShards = 256
@@ -534,6 +542,14 @@ func (kv *KV) matching(r KVRequest) []string {
 }
 
 func (kv *KV) rangeKeys(r KVRequest) KVResponse {
+	resp, _ := kv.rangeWithin(r, MaxRangeBytes, true)
+	return resp
+}
+
+// rangeWithin answers a range with at most budget bytes of keys and values
+// (and, with atLeastOne, one pair whatever its size), and returns the bytes
+// it used.
+func (kv *KV) rangeWithin(r KVRequest, budget int, atLeastOne bool) (KVResponse, int) {
 	limit := r.Limit
 	if limit == 0 {
 		limit = MaxRangeLimit
@@ -541,7 +557,7 @@ func (kv *KV) rangeKeys(r KVRequest) KVResponse {
 	keys := kv.matching(r)
 	resp := KVResponse{Status: KVOK, Count: uint64(len(keys))}
 	if r.CountOnly {
-		return resp
+		return resp, 0
 	}
 	if uint64(len(keys)) > limit {
 		keys, resp.More = keys[:limit], true
@@ -553,13 +569,15 @@ func (kv *KV) rangeKeys(r KVRequest) KVResponse {
 		if !r.KeysOnly {
 			p.Value = e.value
 		}
-		if size += len(p.Key) + len(p.Value); i > 0 && size > MaxRangeBytes {
+		if next := size + len(p.Key) + len(p.Value); next > budget && (i > 0 || !atLeastOne) {
 			resp.More = true
 			break
+		} else {
+			size = next
 		}
 		resp.Pairs = append(resp.Pairs, p)
 	}
-	return resp
+	return resp, size
 }
 
 // Query answers a get or range without changing state.
@@ -579,31 +597,63 @@ func (kv *KV) Query(q []byte) ([]byte, error) {
 const (
 	kvMagic = "PXKV"
 	// Version 1 kept each key's value and revision; version 2 (written
-	// now) also its create revision and version.
+	// now) also its create revision and version, and whether the state is
+	// legacy (a flags uvarint after the revision).
 	kvVersion = 2
 )
 
 // Snapshot writes the revision and every key in key order.
 func (kv *KV) Snapshot(w io.Writer) error {
-	return writeKV(w, kv.rev, kv.n, kv.shards)
+	return writeKV(w, kv.rev, kv.n, kv.legacy, kv.shards)
+}
+
+// MarkLegacy and Normalize make KV a Normalizer: keys touched before the
+// first batch of the current format get create revision = their mod
+// revision and version 1, at that batch's slot, on every member alike.
+func (kv *KV) MarkLegacy() { kv.legacy = true }
+
+// Normalize gives every key of a legacy state create revision = mod
+// revision and version 1; it does nothing to a current one.
+func (kv *KV) Normalize() {
+	if !kv.legacy {
+		return
+	}
+	for i := range kv.shards {
+		if kv.frozen[i] {
+			kv.shards[i] = maps.Clone(kv.shards[i])
+			kv.frozen[i] = false
+		}
+		for k, e := range kv.shards[i] {
+			e.create, e.version = e.rev, 1
+			kv.shards[i][k] = e
+		}
+	}
+	kv.legacy = false
 }
 
 // Freeze captures the state for a snapshot written later, from another
 // goroutine, while Apply goes on (Freezer). It costs nothing now; each shard
 // is copied on its first write after it.
 func (kv *KV) Freeze() func(w io.Writer) error {
-	shards, rev, n := kv.shards, kv.rev, kv.n
+	shards, rev, n, legacy := kv.shards, kv.rev, kv.n, kv.legacy
 	for i := range kv.frozen {
 		kv.frozen[i] = true
 	}
-	return func(w io.Writer) error { return writeKV(w, rev, n, shards) }
+	return func(w io.Writer) error { return writeKV(w, rev, n, legacy, shards) }
 }
 
-func writeKV(w io.Writer, rev uint64, n int, shards [kvShards]map[string]kvEntry) error {
+func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[string]kvEntry) error {
 	bw := bufio.NewWriter(w)
 	err := writeHeader(bw, kvMagic, kvVersion)
 	if err == nil {
 		err = putUvarint(bw, rev)
+	}
+	if err == nil {
+		flags := uint64(0)
+		if legacy {
+			flags = 1
+		}
+		err = putUvarint(bw, flags)
 	}
 	if err == nil {
 		err = putUvarint(bw, uint64(n))
@@ -651,6 +701,17 @@ func (kv *KV) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	legacy := version < 2
+	if version >= 2 {
+		flags, err := readUvarint(br, "flags")
+		if err != nil {
+			return err
+		}
+		if flags > 1 {
+			return fmt.Errorf("%w: kv flags %#x", ErrBadSnapshot, flags)
+		}
+		legacy = flags == 1
+	}
 	n, err := readUvarint(br, "key count")
 	if err != nil {
 		return err
@@ -694,7 +755,7 @@ func (kv *KV) Restore(r io.Reader) error {
 		}
 		shards[shard(string(k))][string(k)] = e
 	}
-	kv.shards, kv.rev, kv.n = shards, rev, int(n)
+	kv.shards, kv.rev, kv.n, kv.legacy = shards, rev, int(n), legacy
 	kv.frozen = [kvShards]bool{}
 	return nil
 }

@@ -435,3 +435,57 @@ func TestRanges(t *testing.T) {
 		t.Fatalf("%d keys left, want b and c", kv.Len())
 	}
 }
+
+// Members that began from different old snapshots, or from old commands,
+// agree on every key's create revision and version once the first batch of
+// the current format is applied (the learner calls Normalize there).
+func TestLegacyStateNormalizes(t *testing.T) {
+	put := KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v")}
+	a := NewKV() // replayed the old commands from the start
+	a.MarkLegacy()
+	apply(t, a, put)
+	apply(t, a, put)
+	var v1 bytes.Buffer // b restored an old snapshot taken after both
+	w := bufio.NewWriter(&v1)
+	writeHeader(w, kvMagic, 1)
+	putUvarint(w, 2)
+	putUvarint(w, 1)
+	putBytes(w, []byte("k"))
+	putBytes(w, []byte("v"))
+	putUvarint(w, 2)
+	w.Flush()
+	b := NewKV()
+	if err := b.Restore(&v1); err != nil {
+		t.Fatal(err)
+	}
+	// Saved mid-way, a legacy state stays legacy across a snapshot.
+	var mid bytes.Buffer
+	if err := a.Snapshot(&mid); err != nil {
+		t.Fatal(err)
+	}
+	c := NewKV()
+	if err := c.Restore(&mid); err != nil {
+		t.Fatal(err)
+	}
+	var snaps [3]bytes.Buffer
+	for i, m := range []*KV{a, b, c} {
+		m.Normalize()
+		if err := m.Snapshot(&snaps[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(snaps[0].Bytes(), snaps[1].Bytes()) || !bytes.Equal(snaps[0].Bytes(), snaps[2].Bytes()) {
+		t.Fatal("members that began from old commands, an old snapshot and a legacy new snapshot differ after Normalize")
+	}
+	if g := apply(t, a, KVRequest{Op: KVGet, Key: []byte("k")}); g.CreateRev != 2 || g.Version != 1 {
+		t.Fatalf("after Normalize: %+v; want created at 2 (its mod revision), version 1", g)
+	}
+	// A current state is left alone.
+	d := NewKV()
+	apply(t, d, put)
+	apply(t, d, put)
+	d.Normalize()
+	if g := apply(t, d, KVRequest{Op: KVGet, Key: []byte("k")}); g.CreateRev != 1 || g.Version != 2 {
+		t.Fatalf("Normalize changed a current state: %+v", g)
+	}
+}

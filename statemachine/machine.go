@@ -31,6 +31,17 @@ type Freezer interface {
 	Freeze() func(w io.Writer) error
 }
 
+// Normalizer is implemented by machines whose state may depend on where a
+// member began when it was built from an old snapshot or from commands of an
+// older format. The learner calls MarkLegacy before it applies a batch of
+// the old format and Normalize before each batch of the current one; the
+// first such batch is at the same slot on every member, so Normalize makes
+// their states equal there.
+type Normalizer interface {
+	MarkLegacy()
+	Normalize()
+}
+
 // Querier is implemented by machines that answer read-only queries without
 // a slot, for reads that the read rules allow to skip the log.
 type Querier interface {

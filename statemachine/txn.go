@@ -112,8 +112,28 @@ func (kv *KV) txn(r KVRequest) KVResponse {
 	rev := kv.rev + 1
 	resp := KVResponse{Status: KVOK, Succeeded: ok, Responses: make([]KVResponse, 0, len(ops))}
 	wrote := false
+	// The reads of one transaction share MaxRangeBytes of keys and
+	// values, so that its answer stays bounded whatever it asks.
+	budget := MaxRangeBytes
 	for _, op := range ops {
-		or, w := kv.do(op, rev)
+		var or KVResponse
+		var w bool
+		switch op.Op {
+		case KVRange:
+			var used int
+			or, used = kv.rangeWithin(op, budget, false)
+			budget -= used
+		case KVGet:
+			or = kv.get(op.Key)
+			if n := len(op.Key) + len(or.Value); n > budget {
+				or = KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("the transaction's reads would answer more than %d bytes; read %q outside it", MaxRangeBytes, op.Key)}
+			} else {
+				budget -= n
+			}
+		default:
+			or, w = kv.do(op, rev)
+			or.Value = nil // NB: a delete's old value is not part of a transaction's answer
+		}
 		wrote = wrote || w
 		resp.Responses = append(resp.Responses, or)
 	}
@@ -163,8 +183,8 @@ func decodeTxn(d *decoder, r *KVRequest) {
 			d.fail(fmt.Sprintf("comparison %d: target %d, relation %d", i, c.Target, c.Result))
 		case c.Target == CmpValue && c.Num != 0, c.Target != CmpValue && len(c.Value) != 0:
 			d.fail(fmt.Sprintf("comparison %d mixes a value and a number", i))
-		case c.Target == CmpExists && (c.Num > 1 || c.Result > CmpNotEqual):
-			d.fail(fmt.Sprintf("comparison %d: exists is 0 or 1, equal or not", i))
+		case c.Target == CmpExists && (c.Num > 1 || c.Result != CmpEqual):
+			d.fail(fmt.Sprintf("comparison %d: existence is equal to 0 or 1", i))
 		}
 		r.If = append(r.If, c)
 	}
@@ -175,6 +195,7 @@ func decodeTxn(d *decoder, r *KVRequest) {
 			return
 		}
 		written := map[string]bool{}
+		var wiped []KVRequest // the branch's delete-ranges
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			b := d.bytes(MaxValueSize+MaxKeySize+1024, "operation")
 			if d.err != nil {
@@ -191,10 +212,29 @@ func decodeTxn(d *decoder, r *KVRequest) {
 					d.fail(fmt.Sprintf("operation %d writes key %q a second time", i, op.Key))
 				}
 				written[string(op.Key)] = true
+			case op.Op == KVDeleteRange:
+				wiped = append(wiped, op)
 			}
 			*branch = append(*branch, op)
 		}
+		// NB: a key both written and deleted by a range in one list would
+		// answer OK for a write that does not stand.
+		for _, dr := range wiped {
+			for k := range written {
+				if covers(dr, k) {
+					d.fail(fmt.Sprintf("key %q is written and deleted by a range in one list", k))
+				}
+			}
+		}
 	}
+}
+
+// covers reports whether range r names key k.
+func covers(r KVRequest, k string) bool {
+	if !r.Ranged {
+		return len(k) >= len(r.Key) && k[:len(r.Key)] == string(r.Key)
+	}
+	return k >= string(r.Key) && (len(r.End) == 0 || k < string(r.End))
 }
 
 func appendTxnResponse(b []byte, r KVResponse) []byte {
@@ -219,6 +259,10 @@ func decodeTxnResponse(d *decoder, r *KVResponse) {
 		d.fail("bad succeeded flag")
 	}
 	n := d.uvarint("response count")
+	if !r.Succeeded && n == 0 {
+		d.fail("an empty transaction part, which is written as none")
+		return
+	}
 	if n > MaxTxnOps || n > uint64(len(d.b)) {
 		d.fail(fmt.Sprintf("%d responses in %d bytes", n, len(d.b)))
 		return

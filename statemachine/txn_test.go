@@ -66,9 +66,47 @@ func TestTxn(t *testing.T) {
 		{KVRequest{Op: KVTxn, Then: []KVRequest{{Op: KVCompareAndSwap, Key: []byte("a"), Old: []byte("1"), Value: []byte("2")}}}, "inside a txn"},
 		{KVRequest{Op: KVTxn, Else: []KVRequest{{Op: KVTxn}}}, "a txn inside a txn"},
 		{KVRequest{Op: KVTxn, If: []KVCompare{{Key: []byte("a"), Target: CmpVersion, Result: CmpEqual, Value: []byte("x")}}}, "mixes a value and a number"},
+		{KVRequest{Op: KVTxn, Then: []KVRequest{put("ab", "1"), {Op: KVDeleteRange, Key: []byte("a")}}}, "written and deleted by a range"},
+		{KVRequest{Op: KVTxn, If: []KVCompare{{Key: []byte("a"), Target: CmpExists, Result: CmpNotEqual}}}, "existence is equal to 0 or 1"},
 	} {
 		if _, err := DecodeKVRequest(tc.r.Encode()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("txn %+v: %v; want refused, saying %q", tc.r, err, tc.want)
 		}
+	}
+}
+
+// A transaction's reads share one bound, so its answer stays within a few
+// MiB however many big values it reads; a delete's old value is not
+// returned in it.
+func TestTxnAnswerIsBounded(t *testing.T) {
+	kv := NewKV()
+	apply(t, kv, KVRequest{Op: KVPut, Key: []byte("big"), Value: make([]byte, MaxValueSize)})
+	var gets []KVRequest
+	for range 70 {
+		gets = append(gets, KVRequest{Op: KVGet, Key: []byte("big")})
+	}
+	gets = append(gets, KVRequest{Op: KVRange, Key: []byte("b")}, KVRequest{Op: KVDelete, Key: []byte("big")})
+	b := kv.Apply(0, KVRequest{Op: KVTxn, Then: gets}.Encode())
+	if len(b) > MaxRangeBytes+64<<10 {
+		t.Fatalf("a transaction of 70 gets of 1 MiB answered %d bytes", len(b))
+	}
+	r, err := DecodeKVResponse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, refused := 0, 0
+	for _, or := range r.Responses[:70] {
+		switch or.Status {
+		case KVOK:
+			served++
+		case KVBadRequest:
+			refused++
+			if !strings.Contains(or.Err, "outside it") {
+				t.Fatalf("refusal %q does not say what to do", or.Err)
+			}
+		}
+	}
+	if served != 3 || refused != 67 || len(r.Responses[70].Pairs) != 0 || !r.Responses[70].More || r.Responses[71].Status != KVOK || len(r.Responses[71].Value) != 0 {
+		t.Fatalf("served %d gets, refused %d, range %+v, delete %+v", served, refused, r.Responses[70].Pairs, r.Responses[71].Status)
 	}
 }

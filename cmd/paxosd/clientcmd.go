@@ -59,7 +59,9 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 			if c.Duration("timeout") <= 0 {
 				return out.fail(usageError{fmt.Errorf("--timeout %v: give a positive duration, like 10s", c.Duration("timeout"))})
 			}
-			ranged := c.Bool("prefix") || (strings.HasPrefix(args, "KEY") && strings.Contains(args, "[END]") && c.NArg() == 2)
+			// NB: an empty KEY may start a range to read, never one to
+			// delete: an unset shell variable must not empty the store.
+			ranged := name == "get" && (c.Bool("prefix") || c.NArg() == 2)
 			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" && !ranged {
 				return out.fail(usageError{errors.New("KEY is empty: give a non-empty key (is a shell variable unset?)")})
 			}

@@ -93,13 +93,13 @@ func wantsJSON(args []string) bool {
 	for i, a := range args {
 		switch {
 		case a == "--":
-			return false
+			return os.Getenv("PAXOSD_OUTPUT") == "json"
 		case a == "-o" || a == "--output" || a == "-output":
-			if i+1 < len(args) && args[i+1] == "json" {
-				return true
+			if i+1 < len(args) {
+				return args[i+1] == "json" // NB: the command line wins over PAXOSD_OUTPUT
 			}
-		case a == "-o=json" || a == "--output=json" || a == "-output=json":
-			return true
+		case strings.HasPrefix(a, "-o=") || strings.HasPrefix(a, "--output=") || strings.HasPrefix(a, "-output="):
+			return strings.HasSuffix(a, "=json")
 		}
 	}
 	return os.Getenv("PAXOSD_OUTPUT") == "json"

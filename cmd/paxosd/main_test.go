@@ -33,7 +33,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"bogus"}, exitUsage, "", `unknown command "bogus"`},
 		{[]string{"--version"}, exitOK, "paxosd version", ""},
 		// Rough edges a new user found (issue 13).
-		{[]string{"version"}, exitOK, "protocol 6", ""},
+		{[]string{"version"}, exitOK, "protocol 7", ""},
 		{[]string{"help"}, exitOK, "COMMANDS", ""},
 		{[]string{"help", "put"}, exitOK, "paxosd put", ""},
 		{[]string{"bogus", "-o", "json"}, exitUsage, `"outcome":"usage"`, "run 'paxosd help' for usage"},
@@ -42,6 +42,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"get", "--timeout", "0", "k"}, exitUsage, "", "--timeout 0s: give a positive duration"},
 		{[]string{"get", "--timeout", "-1s", "k"}, exitUsage, "", "give a positive duration"},
 		{[]string{"put", "", "v"}, exitUsage, "", "KEY is empty"},
+		{[]string{"del", "", "--prefix"}, exitUsage, "", "KEY is empty"},
+		{[]string{"del", "", "z"}, exitUsage, "", "KEY is empty"},
 		{[]string{"status", "x"}, exitUsage, "", "status takes 0 argument(s): status\n"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -85,6 +85,9 @@ func printTxn(o *output, r client.TxnResult, ran []txnLine) error {
 		}
 	}
 	var results []map[string]any
+	if len(r.Results) != len(ran) {
+		return fmt.Errorf("%w: txn: %d results for %d operations", client.ErrUnknownOutcome, len(r.Results), len(ran))
+	}
 	for i, res := range r.Results {
 		l := ran[i]
 		obj := map[string]any{"op": l.desc}
@@ -107,6 +110,9 @@ func printTxn(o *output, r client.TxnResult, ran []txnLine) error {
 		case "del", "del-range":
 			obj["deleted"] = res.Deleted
 		}
+		if res.Err != "" {
+			obj["error"] = res.Err
+		}
 		results = append(results, obj)
 		if o.json {
 			continue
@@ -115,9 +121,12 @@ func printTxn(o *output, r client.TxnResult, ran []txnLine) error {
 		case "put":
 			fmt.Fprintln(o.w, "OK")
 		case "get":
-			if res.Found {
+			switch {
+			case res.Err != "":
+				fmt.Fprintf(o.w, "(refused: %s)\n", res.Err)
+			case res.Found:
 				fmt.Fprintf(o.w, "%s\n", res.KV.Value)
-			} else {
+			default:
 				fmt.Fprintln(o.w, "(not found)")
 			}
 		case "range":
@@ -258,8 +267,8 @@ func parseOp(l *txnLine, w []string) error {
 		return errors.New("an operation is put KEY VALUE, get KEY, del KEY, or get/del KEY --prefix or KEY END")
 	}
 	verb, key := w[0], literal(w[1])
-	if isRange := verb != "put" && len(w) == 3; key == "" && !isRange {
-		return errors.New("the key is empty")
+	if readsRange := verb == "get" && len(w) == 3; key == "" && !readsRange {
+		return errors.New("the key is empty (only a range to read may start at the empty key)")
 	}
 	l.desc = verb + " " + strconv.Quote(key)
 	switch {

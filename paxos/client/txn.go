@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	"github.com/paxosd/paxosd/statemachine"
 )
@@ -144,10 +146,25 @@ type OpResult struct {
 	KVs     []KeyValue
 	More    bool
 	Deleted uint64
+	// Err says why the operation was refused: a read that would have made
+	// the transaction's answer larger than statemachine.MaxRangeBytes.
+	// The transaction's writes happened all the same.
+	Err string
 }
 
-// Commit runs the transaction.
+// Commit runs the transaction. Keys must not be empty (a range's prefix or
+// start may be).
 func (t *Txn) Commit(ctx context.Context) (TxnResult, error) {
+	for _, c := range t.ifs {
+		if len(c.Key) == 0 {
+			return TxnResult{}, fmt.Errorf("%w: txn: a condition's key is empty", ErrNotApplied)
+		}
+	}
+	for _, op := range append(slices.Clone(t.then), t.els...) {
+		if len(op.Key) == 0 && op.Op != statemachine.KVRange && op.Op != statemachine.KVDeleteRange {
+			return TxnResult{}, fmt.Errorf("%w: txn: a %s's key is empty", ErrNotApplied, op.Op)
+		}
+	}
 	r, err := t.c.kv(ctx, "txn", statemachine.KVRequest{Op: statemachine.KVTxn, If: t.ifs, Then: t.then, Else: t.els})
 	if err != nil {
 		return TxnResult{}, err
@@ -156,10 +173,16 @@ func (t *Txn) Commit(ctx context.Context) (TxnResult, error) {
 	if r.Succeeded {
 		ops = t.then
 	}
+	if len(r.Responses) != len(ops) {
+		return TxnResult{}, fmt.Errorf("%w: txn: the member answered %d operations of a list of %d", ErrUnknownOutcome, len(r.Responses), len(ops))
+	}
 	res := TxnResult{Succeeded: r.Succeeded, Revision: r.Revision}
 	for i, or := range r.Responses {
 		var o OpResult
-		switch op := ops[min(i, len(ops)-1)]; op.Op {
+		if or.Status == statemachine.KVBadRequest {
+			o.Err = or.Err
+		}
+		switch op := ops[i]; op.Op {
 		case statemachine.KVGet:
 			o.Found = or.Status == statemachine.KVOK
 			if o.Found {

@@ -17,8 +17,11 @@ import (
 // leadership: the PreVote, PreVoteReply, HeartbeatAck, Progress and
 // TimeoutNow messages, Message.Grant, and the client's ReqMembers and
 // ReqTransfer with Request.Change. Version 6 added Confirm, and the round
-// a HeartbeatAck answers in its Slot, for reads without the log.
-const ProtocolVersion = 6
+// a HeartbeatAck answers in its Slot, for reads without the log, and client
+// sessions opened through the log. Version 7 changed no message but the KV
+// machine's commands (ranges, delete-range, transactions, revisions), which
+// members of version 6 would apply differently.
+const ProtocolVersion = 7
 
 // HelloKind says what a connection is for.
 type HelloKind uint8
