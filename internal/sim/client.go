@@ -155,8 +155,10 @@ func (c *client) start() {
 		in.Op = statemachine.KVPut
 	case r < 6:
 		in.Op = statemachine.KVGet
+		in.Ranged = s.rng.IntN(3) == 0
 	case r < 7:
 		in.Op = statemachine.KVDelete
+		in.Ranged = s.rng.IntN(3) == 0
 	default:
 		in.Op = statemachine.KVCompareAndSwap
 		if old, ok := c.seen[key]; ok && r < 9 {
@@ -190,6 +192,12 @@ func (c *client) start() {
 		kr.Value = []byte(in.Value)
 	} else {
 		in.Value = ""
+	}
+	if in.Ranged {
+		kr = statemachine.KVRequest{Op: statemachine.KVRange, Key: kr.Key}
+		if in.Op == statemachine.KVDelete {
+			kr.Op = statemachine.KVDeleteRange
+		}
 	}
 	if in.Txn {
 		cond := statemachine.KVCompare{Key: kr.Key, Target: statemachine.CmpValue, Result: statemachine.CmpEqual, Value: kr.Old}
@@ -277,6 +285,32 @@ func (c *client) result(resp clientapi.Response, sent bool, err error) {
 // ticks rounds d up to whole ticks.
 func ticks(d time.Duration) int64 { return int64((d + tickLength - 1) / tickLength) }
 
+// singleOfRange turns the answer to a range or delete-range of one key into
+// the answer a get or delete of it gives.
+func singleOfRange(r statemachine.KVResponse, op statemachine.KVOp) statemachine.KVResponse {
+	if op == statemachine.KVDelete {
+		switch r.Count {
+		case 0:
+			return statemachine.KVResponse{Status: statemachine.KVNotFound}
+		case 1:
+			return statemachine.KVResponse{Status: statemachine.KVOK, Rev: r.Rev}
+		}
+	} else {
+		switch len(r.Pairs) {
+		case 0:
+			if r.Count == 0 && !r.More {
+				return statemachine.KVResponse{Status: statemachine.KVNotFound}
+			}
+		case 1:
+			p := r.Pairs[0]
+			if r.Count == 1 && !r.More {
+				return statemachine.KVResponse{Status: statemachine.KVOK, Value: p.Value, Rev: p.Rev, CreateRev: p.CreateRev, Version: p.Version}
+			}
+		}
+	}
+	return statemachine.KVResponse{Status: statemachine.KVBadRequest, Err: fmt.Sprintf("a range of one key answered %d pairs, count %d, more %v", len(r.Pairs), r.Count, r.More)}
+}
+
 // casOfTxn turns the answer to a transaction that did a compare-and-swap
 // into the answer a compare-and-swap gives.
 func casOfTxn(r statemachine.KVResponse) statemachine.KVResponse {
@@ -355,8 +389,11 @@ func (c *client) finish(data []byte, err error) {
 	if derr != nil {
 		s.fail("client %d: answer to %s: %v", c.idx, op.in.Op, derr)
 	}
-	if op.in.Txn {
+	switch {
+	case op.in.Txn:
 		resp = casOfTxn(resp)
+	case op.in.Ranged:
+		resp = singleOfRange(resp, op.in.Op)
 	}
 	if resp.Status == statemachine.KVBadRequest {
 		s.fail("client %d: the KV machine says bad request: %s", c.idx, resp.Err)

@@ -14,7 +14,10 @@ type KVInput struct {
 	ExpectAbsent bool
 	// Txn says a compare-and-swap ran as a transaction (compare, then put,
 	// else get): the same operation to the model, through other code.
-	Txn bool
+	// Ranged says a get or delete ran as a range or delete-range of the
+	// key as a prefix, which names that key alone (the simulator's keys
+	// are single letters).
+	Txn, Ranged bool
 }
 
 // KVOutput is what the client saw. Unknown means no answer came (the
@@ -55,6 +58,9 @@ func (in KVInput) Describe(out KVOutput) string {
 		if out.Version != 0 {
 			res += fmt.Sprintf(" v%d since @%d", out.Version, out.CreateRev)
 		}
+	}
+	if in.Ranged {
+		res = "ranged " + res
 	}
 	switch in.Op {
 	case statemachine.KVPut:
