@@ -109,14 +109,20 @@ func (s *Sessions) Open(ttl time.Duration) uint64 {
 		ttl = DefaultSessionTTL
 	}
 	ttl = min(max(ttl, MinSessionTTL), MaxSessionTTL)
+	e := &session{id: s.next, used: s.now, ttl: uint64(ttl / time.Millisecond)}
+	s.next++
+	s.add(e)
+	return e.id
+}
+
+// add puts e in the table, first expiring the session closest to its
+// timeout if the table is full.
+func (s *Sessions) add(e *session) {
 	if len(s.table) >= MaxSessions {
 		s.drop(s.byExpiry[0])
 	}
-	e := &session{id: s.next, used: s.now, ttl: uint64(ttl / time.Millisecond)}
-	s.next++
 	s.table[e.id] = e
 	heap.Push(&s.byExpiry, e)
-	return e.id
 }
 
 func (s *Sessions) drop(e *session) {
@@ -156,12 +162,7 @@ func (s *Sessions) Apply(slot, sessionID, seq uint64, cmd []byte) (result []byte
 // Replaying such a log after an upgrade applies what it applied before.
 func (s *Sessions) ApplyLegacy(slot, sessionID, seq uint64, cmd []byte) (result []byte, dup bool, err error) {
 	if _, ok := s.table[sessionID]; sessionID != 0 && !ok {
-		if len(s.table) >= MaxSessions {
-			s.drop(s.byExpiry[0])
-		}
-		e := &session{id: sessionID, used: s.now, ttl: uint64(DefaultSessionTTL / time.Millisecond)}
-		s.table[e.id] = e
-		heap.Push(&s.byExpiry, e)
+		s.add(&session{id: sessionID, used: s.now, ttl: uint64(DefaultSessionTTL / time.Millisecond)})
 		if sessionID < ^uint64(0) {
 			s.next = max(s.next, sessionID+1)
 		}

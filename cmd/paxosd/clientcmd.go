@@ -139,6 +139,16 @@ func (o *output) printJSON(v any) {
 	fmt.Fprintf(o.w, "%s\n", b)
 }
 
+// putValue adds a value to a -o json object: value_base64 always (the
+// exact bytes), and value too when it is UTF-8 text, which a JSON string
+// holds without turning bytes into U+FFFD.
+func putValue(obj map[string]any, v []byte) {
+	obj["value_base64"] = base64.StdEncoding.EncodeToString(v)
+	if utf8.Valid(v) {
+		obj["value"] = string(v)
+	}
+}
+
 // number prints n, a command's answer, unless err: as {name: n} with -o
 // json, else with the text format.
 func (o *output) number(err error, name string, n uint64, text string) {
@@ -316,10 +326,8 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 	case o.json:
 		// NB: JSON strings hold text; bytes that are not UTF-8 would turn
 		// into U+FFFD. value_base64 always holds the exact bytes.
-		obj := map[string]any{"key": key, "found": true, "value_base64": base64.StdEncoding.EncodeToString(val)}
-		if utf8.Valid(val) {
-			obj["value"] = string(val)
-		}
+		obj := map[string]any{"key": key, "found": true}
+		putValue(obj, val)
 		if kv.Revision != 0 {
 			obj["create_revision"], obj["mod_revision"], obj["version"], obj["revision"] = kv.CreateRevision, kv.ModRevision, kv.Version, kv.Revision
 		}
@@ -355,10 +363,7 @@ func runRange(c *cli.Context, ctx context.Context, cl *client.Client, o *output,
 		case o.json:
 			obj := map[string]any{"key": string(kv.Key), "create_revision": kv.CreateRevision, "mod_revision": kv.ModRevision, "version": kv.Version}
 			if !ro.KeysOnly {
-				obj["value_base64"] = base64.StdEncoding.EncodeToString(kv.Value)
-				if utf8.Valid(kv.Value) {
-					obj["value"] = string(kv.Value)
-				}
+				putValue(obj, kv.Value)
 			}
 			kvs = append(kvs, obj)
 		case ro.KeysOnly:

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -95,10 +94,7 @@ func printTxn(o *output, r client.TxnResult, ran []txnLine) error {
 		case "get":
 			obj["found"] = res.Found
 			if res.Found {
-				obj["value_base64"] = base64.StdEncoding.EncodeToString(res.KV.Value)
-				if utf8.Valid(res.KV.Value) {
-					obj["value"] = string(res.KV.Value)
-				}
+				putValue(obj, res.KV.Value)
 				obj["mod_revision"], obj["version"] = res.KV.ModRevision, res.KV.Version
 			}
 		case "range":

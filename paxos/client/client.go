@@ -141,7 +141,18 @@ func (c *Client) GetKeyValue(ctx context.Context, key string) (KeyValue, error) 
 	if r.Status == statemachine.KVNotFound {
 		return KeyValue{Revision: r.Revision}, ErrNotFound
 	}
-	return KeyValue{Key: []byte(key), Value: nonNil(r.Value), CreateRevision: r.CreateRev, ModRevision: r.Rev, Version: r.Version, Revision: r.Revision}, nil
+	return keyValue([]byte(key), r), nil
+}
+
+// keyValue is the key an answer describes (a get's, or an operation's in a
+// transaction).
+func keyValue(key []byte, r statemachine.KVResponse) KeyValue {
+	return KeyValue{Key: key, Value: nonNil(r.Value), CreateRevision: r.CreateRev, ModRevision: r.Rev, Version: r.Version, Revision: r.Revision}
+}
+
+// pairValue is one key of a range answer at the store revision rev.
+func pairValue(p statemachine.KVPair, rev uint64) KeyValue {
+	return KeyValue{Key: p.Key, Value: nonNil(p.Value), CreateRevision: p.CreateRev, ModRevision: p.Rev, Version: p.Version, Revision: rev}
 }
 
 // GetSerializable returns key's value from the state of the first member

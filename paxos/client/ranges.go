@@ -66,7 +66,7 @@ func (c *Client) Range(ctx context.Context, key string, o RangeOptions) iter.Seq
 				return
 			}
 			for _, p := range r.Pairs {
-				kv := KeyValue{Key: p.Key, Value: nonNil(p.Value), CreateRevision: p.CreateRev, ModRevision: p.Rev, Version: p.Version, Revision: r.Revision}
+				kv := pairValue(p, r.Revision)
 				if o.KeysOnly {
 					kv.Value = nil
 				}

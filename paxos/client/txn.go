@@ -186,12 +186,12 @@ func (t *Txn) Commit(ctx context.Context) (TxnResult, error) {
 		case statemachine.KVGet:
 			o.Found = or.Status == statemachine.KVOK
 			if o.Found {
-				o.KV = KeyValue{Key: op.Key, Value: nonNil(or.Value), CreateRevision: or.CreateRev, ModRevision: or.Rev, Version: or.Version, Revision: or.Revision}
+				o.KV = keyValue(op.Key, or)
 			}
 		case statemachine.KVRange:
 			o.More, o.Found = or.More, len(or.Pairs) > 0
 			for _, p := range or.Pairs {
-				o.KVs = append(o.KVs, KeyValue{Key: p.Key, Value: nonNil(p.Value), CreateRevision: p.CreateRev, ModRevision: p.Rev, Version: p.Version, Revision: or.Revision})
+				o.KVs = append(o.KVs, pairValue(p, or.Revision))
 			}
 		case statemachine.KVDelete:
 			if or.Status == statemachine.KVOK {
