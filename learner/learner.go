@@ -451,6 +451,9 @@ func (l *Learner) apply(s paxos.Slot, v paxos.Value) paxos.Decision {
 	// The batch's time first: sessions idle for too long expire before
 	// its commands apply.
 	l.sessions.Advance(ms)
+	if c, ok := l.sessions.Machine().(statemachine.Clocked); ok {
+		c.Advance(ms)
+	}
 	if n, ok := l.sessions.Machine().(statemachine.Normalizer); ok {
 		if v.IsLegacyBatch() {
 			n.MarkLegacy()

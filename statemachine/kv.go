@@ -33,6 +33,9 @@ const (
 	// KVTxn compares, then runs one list of operations or the other, in
 	// one revision (txn.go).
 	KVTxn
+	// KVCompact drops the history up to revision Rev (history.go). It
+	// changes no key and takes no revision.
+	KVCompact
 )
 
 func (o KVOp) String() string {
@@ -51,6 +54,8 @@ func (o KVOp) String() string {
 		return "delete-range"
 	case KVTxn:
 		return "txn"
+	case KVCompact:
+		return "compact"
 	}
 	return fmt.Sprintf("KVOp(%d)", uint8(o))
 }
@@ -71,6 +76,9 @@ const (
 	// KVBadRequest: the command did not decode or was out of limits; Err
 	// says why. Nothing changed.
 	KVBadRequest
+	// KVCompacted: the revision asked for (a range's Rev, a compaction's)
+	// is compacted; Rev is the newest revision compacted. Nothing changed.
+	KVCompacted
 )
 
 func (s KVStatus) String() string {
@@ -83,6 +91,8 @@ func (s KVStatus) String() string {
 		return "compare failed"
 	case KVBadRequest:
 		return "bad request"
+	case KVCompacted:
+		return "compacted"
 	}
 	return fmt.Sprintf("KVStatus(%d)", uint8(s))
 }
@@ -117,6 +127,10 @@ type KVRequest struct {
 	// KeysOnly answers a range without values; CountOnly with the number
 	// of matching keys alone (Count).
 	KeysOnly, CountOnly bool
+	// Rev makes a range read the state as of that past revision, while
+	// the history keeps it (0: the current state); for KVCompact it is the
+	// revision to compact up to.
+	Rev uint64
 	// If, Then and Else make a KVTxn: when every comparison of If holds,
 	// the operations of Then run, in order, and otherwise those of Else.
 	If         []KVCompare
@@ -128,6 +142,7 @@ const (
 	rangeKeysOnly = 1 << iota
 	rangeCountOnly
 	rangeRanged
+	rangeAtRev
 )
 
 // KVPair is one key of a range answer, with its revisions as in
@@ -200,11 +215,19 @@ func (r KVRequest) Encode() []byte {
 		if r.Ranged {
 			flags |= rangeRanged
 		}
+		if r.Rev != 0 {
+			flags |= rangeAtRev
+		}
 		if flags != 0 || r.Op == KVDeleteRange {
 			// NB: a plain prefix range keeps the older, shorter encoding.
 			b = append(b, flags)
 			b = appendBytes(b, r.End)
+			if r.Rev != 0 {
+				b = binary.AppendUvarint(b, r.Rev)
+			}
 		}
+	case KVCompact:
+		b = binary.AppendUvarint(b, r.Rev)
 	}
 	return b
 }
@@ -227,6 +250,10 @@ func decodeKVRequest(b []byte, nested bool) (KVRequest, error) {
 		}
 		decodeTxn(&d, &r)
 	case KVGet, KVDelete:
+	case KVCompact:
+		if r.Rev = d.uvarint("revision"); r.Rev == 0 && d.err == nil {
+			d.fail("compact needs a revision")
+		}
 	case KVPut:
 		r.Value = d.bytes(MaxValueSize, "value")
 	case KVCompareAndSwap:
@@ -249,11 +276,19 @@ func decodeKVRequest(b []byte, nested bool) (KVRequest, error) {
 		}
 		if len(d.b) > 0 || r.Op == KVDeleteRange {
 			flags := d.byte()
-			if flags&^(rangeKeysOnly|rangeCountOnly|rangeRanged) != 0 {
+			if flags&^(rangeKeysOnly|rangeCountOnly|rangeRanged|rangeAtRev) != 0 {
 				d.fail(fmt.Sprintf("range flags %#x", flags))
 			}
 			r.KeysOnly, r.CountOnly, r.Ranged = flags&rangeKeysOnly != 0, flags&rangeCountOnly != 0, flags&rangeRanged != 0
 			r.End = d.bytes(MaxKeySize, "range end")
+			if flags&rangeAtRev != 0 {
+				if r.Rev = d.uvarint("revision"); r.Rev == 0 && d.err == nil {
+					d.fail("a range at revision 0")
+				}
+				if r.Op == KVDeleteRange {
+					d.fail("a delete-range at a past revision")
+				}
+			}
 			if !r.Ranged && len(r.End) > 0 {
 				d.fail("a range end without the ranged flag")
 			}
@@ -321,7 +356,7 @@ func DecodeKVResponse(b []byte) (KVResponse, error) { return decodeKVResponse(b,
 func decodeKVResponse(b []byte, nested bool) (KVResponse, error) {
 	d := decoder{b: b}
 	r := KVResponse{Status: KVStatus(d.byte())}
-	if r.Status < KVOK || r.Status > KVBadRequest {
+	if r.Status < KVOK || r.Status > KVCompacted {
 		d.fail(fmt.Sprintf("unknown status %d", r.Status))
 	}
 	r.Rev = d.uvarint("revision")
@@ -385,6 +420,7 @@ type KV struct {
 	frozen [kvShards]bool
 	rev    uint64
 	n      int // keys in all shards
+	hist   history
 	// legacy: the state came from a version 1 snapshot or from commands
 	// written before protocol version 7, so the keys' create revisions
 	// and versions depend on where each member began; Normalize makes
@@ -456,11 +492,17 @@ func (kv *KV) Apply(_ uint64, cmd []byte) []byte {
 // revision.
 func (kv *KV) apply(r KVRequest) KVResponse {
 	if r.Op == KVTxn {
-		return kv.txn(r)
+		resp := kv.txn(r)
+		kv.trim()
+		return resp
+	}
+	if r.Op == KVCompact {
+		return kv.compact(r.Rev)
 	}
 	resp, wrote := kv.do(r, kv.rev+1)
 	if wrote {
 		kv.rev++
+		kv.trim()
 	}
 	return resp
 }
@@ -480,6 +522,7 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 		}
 		delete(kv.writable(string(r.Key)), string(r.Key))
 		kv.n--
+		kv.record(string(r.Key), rev, false, kvEntry{}, true, e)
 		return KVResponse{Status: KVOK, Rev: rev, Value: e.value, CreateRev: e.create, Version: e.version}, true
 	case KVCompareAndSwap:
 		e, ok := kv.lookup(r.Key)
@@ -490,12 +533,13 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 	case KVRange:
 		return kv.rangeKeys(r), false
 	case KVDeleteRange:
-		keys := kv.matching(r)
+		keys := kv.items(r)
 		if len(keys) == 0 {
 			return KVResponse{Status: KVOK}, false
 		}
-		for _, k := range keys {
-			delete(kv.writable(k), k)
+		for _, it := range keys {
+			delete(kv.writable(it.k), it.k)
+			kv.record(it.k, rev, false, kvEntry{}, true, it.e)
 		}
 		kv.n -= len(keys)
 		return KVResponse{Status: KVOK, Rev: rev, Count: uint64(len(keys))}, true
@@ -505,13 +549,16 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 
 func (kv *KV) put(key, value []byte, rev uint64) KVResponse {
 	m := kv.writable(string(key))
-	e, ok := m[string(key)]
+	prev, ok := m[string(key)]
+	e := prev
 	if !ok {
 		kv.n++
 		e = kvEntry{create: rev}
 	}
 	e.value, e.rev, e.version = bytes.Clone(value), rev, e.version+1
-	m[string(key)] = e
+	k := string(key)
+	m[k] = e
+	kv.record(k, rev, true, e, ok, prev)
 	return KVResponse{Status: KVOK, Rev: rev, CreateRev: e.create, Version: e.version}
 }
 
@@ -523,22 +570,25 @@ func (kv *KV) get(key []byte) KVResponse {
 	return KVResponse{Status: KVOK, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}
 }
 
-// matching returns, in order, the keys a range or delete-range names.
-func (kv *KV) matching(r KVRequest) []string {
-	in := func(k string) bool { return strings.HasPrefix(k, string(r.Key)) }
-	if r.Ranged {
-		in = func(k string) bool { return k >= string(r.Key) && (len(r.End) == 0 || k < string(r.End)) }
-	}
-	var keys []string
+// kvItem is one key and its entry.
+type kvItem struct {
+	k string
+	e kvEntry
+}
+
+// items returns, in key order, the keys a range or delete-range names and
+// their entries.
+func (kv *KV) items(r KVRequest) []kvItem {
+	var out []kvItem
 	for _, m := range kv.shards {
-		for k := range m {
-			if in(k) {
-				keys = append(keys, k)
+		for k, e := range m {
+			if covers(r, k) {
+				out = append(out, kvItem{k, e})
 			}
 		}
 	}
-	slices.Sort(keys)
-	return keys
+	slices.SortFunc(out, func(a, b kvItem) int { return strings.Compare(a.k, b.k) })
+	return out
 }
 
 func (kv *KV) rangeKeys(r KVRequest) KVResponse {
@@ -554,7 +604,10 @@ func (kv *KV) rangeWithin(r KVRequest, budget int, atLeastOne bool) (KVResponse,
 	if limit == 0 {
 		limit = MaxRangeLimit
 	}
-	keys := kv.matching(r)
+	if resp, ok := kv.checkRev(r.Rev); !ok {
+		return resp, 0
+	}
+	keys := kv.itemsAt(r, r.Rev)
 	resp := KVResponse{Status: KVOK, Count: uint64(len(keys))}
 	if r.CountOnly {
 		return resp, 0
@@ -563,9 +616,9 @@ func (kv *KV) rangeWithin(r KVRequest, budget int, atLeastOne bool) (KVResponse,
 		keys, resp.More = keys[:limit], true
 	}
 	size := 0
-	for i, k := range keys {
-		e := kv.shards[shard(k)][k]
-		p := KVPair{Key: []byte(k), Rev: e.rev, CreateRev: e.create, Version: e.version}
+	for i, it := range keys {
+		e := it.e
+		p := KVPair{Key: []byte(it.k), Rev: e.rev, CreateRev: e.create, Version: e.version}
 		if !r.KeysOnly {
 			p.Value = e.value
 		}
@@ -596,15 +649,16 @@ func (kv *KV) Query(q []byte) ([]byte, error) {
 
 const (
 	kvMagic = "PXKV"
-	// Version 1 kept each key's value and revision; version 2 (written
-	// now) also its create revision and version, and whether the state is
-	// legacy (a flags uvarint after the revision).
-	kvVersion = 2
+	// Version 1 kept each key's value and revision; version 2 also its
+	// create revision and version, and whether the state is legacy (a
+	// flags uvarint after the revision); version 3 (written now) the
+	// history after the keys.
+	kvVersion = 3
 )
 
 // Snapshot writes the revision and every key in key order.
 func (kv *KV) Snapshot(w io.Writer) error {
-	return writeKV(w, kv.rev, kv.n, kv.legacy, kv.shards)
+	return writeKV(w, kv.rev, kv.n, kv.legacy, kv.shards, kv.hist)
 }
 
 // MarkLegacy and Normalize make KV a Normalizer: keys touched before the
@@ -613,7 +667,8 @@ func (kv *KV) Snapshot(w io.Writer) error {
 func (kv *KV) MarkLegacy() { kv.legacy = true }
 
 // Normalize gives every key of a legacy state create revision = mod
-// revision and version 1; it does nothing to a current one.
+// revision and version 1, and starts its history afresh; it does nothing to
+// a current one.
 func (kv *KV) Normalize() {
 	if !kv.legacy {
 		return
@@ -628,6 +683,10 @@ func (kv *KV) Normalize() {
 			kv.shards[i][k] = e
 		}
 	}
+	// NB: members that began at different places hold different
+	// histories too: they all start here.
+	kv.hist.drop(len(kv.hist.events))
+	kv.hist.bytes, kv.hist.compacted = 0, kv.rev
 	kv.legacy = false
 }
 
@@ -635,14 +694,14 @@ func (kv *KV) Normalize() {
 // goroutine, while Apply goes on (Freezer). It costs nothing now; each shard
 // is copied on its first write after it.
 func (kv *KV) Freeze() func(w io.Writer) error {
-	shards, rev, n, legacy := kv.shards, kv.rev, kv.n, kv.legacy
+	shards, rev, n, legacy, hist := kv.shards, kv.rev, kv.n, kv.legacy, kv.hist
 	for i := range kv.frozen {
 		kv.frozen[i] = true
 	}
-	return func(w io.Writer) error { return writeKV(w, rev, n, legacy, shards) }
+	return func(w io.Writer) error { return writeKV(w, rev, n, legacy, shards, hist) }
 }
 
-func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[string]kvEntry) error {
+func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[string]kvEntry, hist history) error {
 	bw := bufio.NewWriter(w)
 	err := writeHeader(bw, kvMagic, kvVersion)
 	if err == nil {
@@ -679,6 +738,9 @@ func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[s
 				}
 			}
 		}
+	}
+	if err == nil {
+		err = writeHistory(bw, hist)
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -755,7 +817,16 @@ func (kv *KV) Restore(r io.Reader) error {
 		}
 		shards[shard(string(k))][string(k)] = e
 	}
-	kv.shards, kv.rev, kv.n, kv.legacy = shards, rev, int(n), legacy
+	var hist history
+	if version >= 3 {
+		if hist, err = readHistory(br, rev); err != nil {
+			return err
+		}
+	} else {
+		// NB: an older snapshot kept no history: it starts here.
+		hist.compacted = rev
+	}
+	kv.shards, kv.rev, kv.n, kv.legacy, kv.hist = shards, rev, int(n), legacy, hist
 	kv.frozen = [kvShards]bool{}
 	return nil
 }

@@ -42,6 +42,26 @@ type Normalizer interface {
 	Normalize()
 }
 
+// Clocked is implemented by machines that use the log's time. Before each
+// batch of commands the learner calls Advance with the batch's time stamp
+// (Unix milliseconds, from the clock of the leader that proposed it); the
+// same stamps reach every learner at the same slots, so a machine may act
+// on them and stay deterministic. Stamps from different leaders may go
+// back: keep the highest seen.
+type Clocked interface {
+	Advance(ms uint64)
+}
+
+// Watcher is implemented by machines whose clients can follow their changes
+// (the KV machine's watch). Watch answers the query q as of the last applied
+// command. When nothing q asks for has happened yet, ready is false, answer
+// is what to reply if the wait ends now, and next is q moved past what was
+// looked at: the member asks again with next after later commands. A bad
+// query gets an answer that says so, ready.
+type Watcher interface {
+	Watch(q []byte) (answer, next []byte, ready bool)
+}
+
 // Querier is implemented by machines that answer read-only queries without
 // a slot, for reads that the read rules allow to skip the log.
 type Querier interface {

@@ -385,6 +385,10 @@ func (r *recorder) Freeze() func(io.Writer) error { return r.kv.Freeze() }
 // Query answers serializable reads, as the KV machine does.
 func (r *recorder) Query(q []byte) ([]byte, error) { return r.kv.Query(q) }
 
+// Watch and Advance pass the history's watches and the log's time on.
+func (r *recorder) Watch(q []byte) (answer, next []byte, ready bool) { return r.kv.Watch(q) }
+func (r *recorder) Advance(ms uint64)                                { r.kv.Advance(ms) }
+
 func (r *recorder) Restore(rd io.Reader) error {
 	if err := r.kv.Restore(rd); err != nil {
 		return err
