@@ -255,10 +255,12 @@ func (l *Learner) Snapshot(w io.Writer) error { return l.sessions.Snapshot(w) }
 // (it does not implement statemachine.Querier).
 var ErrNoQuery = errors.New("learner: state machine does not answer queries")
 
-// Query asks the state machine, as of the applied slot, without going
-// through the log: the answer may be stale (a serializable read).
 // Sessions returns how many client sessions are open.
 func (l *Learner) Sessions() int { return l.sessions.Len() }
+
+// Machine returns the state machine behind the session table. Callers run
+// on the node's goroutine and only read it.
+func (l *Learner) Machine() statemachine.Machine { return l.sessions.Machine() }
 
 // CanQuery reports whether the machine answers queries (Query).
 func (l *Learner) CanQuery() bool {
@@ -266,6 +268,8 @@ func (l *Learner) CanQuery() bool {
 	return ok
 }
 
+// Query asks the state machine, as of the applied slot, without going
+// through the log: the answer may be stale (a serializable read).
 func (l *Learner) Query(q []byte) ([]byte, error) {
 	qm, ok := l.sessions.Machine().(statemachine.Querier)
 	if !ok {

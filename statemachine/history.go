@@ -113,7 +113,7 @@ func (kv *KV) compact(rev uint64) KVResponse {
 	case rev > kv.rev:
 		return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("cannot compact revision %d: the store is at revision %d", rev, kv.rev)}
 	case rev <= h.compacted:
-		return KVResponse{Status: KVCompacted, Rev: h.compacted, Err: compactedMessage(rev, h.compacted)}
+		return KVResponse{Status: KVCompacted, Rev: h.compacted, Err: compactedMessage(rev, h.compacted, "compact")}
 	}
 	i := sort.Search(len(h.events), func(i int) bool { return h.events[i].rev > rev })
 	for _, e := range h.events[:i] {
@@ -124,8 +124,16 @@ func (kv *KV) compact(rev uint64) KVResponse {
 	return KVResponse{Status: KVOK, Rev: rev}
 }
 
-func compactedMessage(rev, compacted uint64) string {
-	return fmt.Sprintf("revision %d is compacted: history is kept after revision %d only; read the current state, then watch from its revision", rev, compacted)
+// compactedMessage says why a read at revision rev, a watch from it (watch)
+// or a compaction up to it (compact) cannot be done.
+func compactedMessage(rev, compacted uint64, what string) string {
+	switch what {
+	case "watch":
+		return fmt.Sprintf("revision %d is compacted: changes are kept from revision %d on; read the current state, then watch from the revision after it", rev, compacted+1)
+	case "compact":
+		return fmt.Sprintf("revision %d is compacted already: the history is compacted up to revision %d", rev, compacted)
+	}
+	return fmt.Sprintf("revision %d is compacted: the oldest revision still readable is %d", rev, compacted)
 }
 
 // Advance moves the log's time to ms (Unix milliseconds), if that is
@@ -185,7 +193,7 @@ func (kv *KV) checkRev(rev uint64) (KVResponse, bool) {
 	case rev > kv.rev:
 		return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("revision %d is in the future: the store is at revision %d", rev, kv.rev)}, false
 	case rev < kv.hist.compacted:
-		return KVResponse{Status: KVCompacted, Rev: kv.hist.compacted, Err: compactedMessage(rev, kv.hist.compacted)}, false
+		return KVResponse{Status: KVCompacted, Rev: kv.hist.compacted, Err: compactedMessage(rev, kv.hist.compacted, "read")}, false
 	}
 	return KVResponse{}, true
 }
@@ -351,7 +359,7 @@ func (kv *KV) watch(w KVWatch) KVWatchResponse {
 		return resp
 	}
 	if w.Rev <= h.compacted {
-		resp.Status, resp.Err = KVCompacted, compactedMessage(w.Rev, h.compacted)
+		resp.Status, resp.Err = KVCompacted, compactedMessage(w.Rev, h.compacted, "watch")
 		return resp
 	}
 	if w.Rev > kv.rev {

@@ -61,7 +61,7 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 			}
 			// NB: an empty KEY may start a range to read, never one to
 			// delete: an unset shell variable must not empty the store.
-			ranged := name == "get" && (c.Bool("prefix") || c.NArg() == 2)
+			ranged := (name == "get" || name == "watch") && (c.Bool("prefix") || c.NArg() == 2)
 			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" && !ranged {
 				return out.fail(usageError{errors.New("KEY is empty: give a non-empty key (is a shell variable unset?)")})
 			}
@@ -88,7 +88,11 @@ With --prefix, or with END, it prints the keys from KEY up to END (END
 excluded; "" for no end), or those that start with KEY, in key order: each
 key on a line, then its value on the next (--keys-only: keys alone;
 --count-only: their number). --limit caps how many. A long range is read a
-page at a time.`, -1,
+page at a time, every page at the first one's revision.
+
+--rev N reads the key or range as it was at store revision N, while the
+cluster's history keeps it; a compacted revision fails with an error that
+names the oldest one kept (exit status 1).`, -1,
 			append([]cli.Flag{&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "linearizable or serializable", EnvVars: env("CONSISTENCY")}}, rangeFlags(true)...), runGet),
 		clientCommand("del", "KEY [END]", "delete a key, or the keys of a range", `With --prefix, or with END, deletes every key from KEY up to END (END
 excluded; "" for no end), or that starts with KEY, in one revision, and
@@ -105,6 +109,8 @@ are listed with their error, and the exit status is then 1. CONFIG
 (config_slot) is the slot whose value made the member's newest configuration
 (0: the one it was bootstrapped with); members that agree show the same.`, 0, nil, runStatus),
 		txnCommand(),
+		watchCommand(),
+		compactCommand(),
 		memberCommand(),
 		leaderCommand(),
 	}
@@ -272,7 +278,8 @@ func rangeFlags(reads bool) []cli.Flag {
 		fs = append(fs,
 			&cli.IntFlag{Name: "limit", Usage: "print at most this many keys (0: all)", EnvVars: env("LIMIT")},
 			&cli.BoolFlag{Name: "keys-only", Usage: "print the keys without their values", EnvVars: env("KEYS_ONLY")},
-			&cli.BoolFlag{Name: "count-only", Usage: "print how many keys the range has", EnvVars: env("COUNT_ONLY")})
+			&cli.BoolFlag{Name: "count-only", Usage: "print how many keys the range has", EnvVars: env("COUNT_ONLY")},
+			&cli.Uint64Flag{Name: "rev", Usage: "read the state as of this past revision, from the history (0: now)", EnvVars: env("REV")})
 	}
 	return fs
 }
@@ -302,10 +309,14 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 	if err != nil {
 		return err
 	}
+	ro.Rev = c.Uint64("rev")
 	if ranged {
 		return runRange(c, ctx, cl, o, key, ro)
 	}
 	var val []byte
+	if ro.Rev != 0 {
+		return runGetAt(c, ctx, cl, o, key, ro.Rev)
+	}
 	var kv client.KeyValue
 	switch c.String("consistency") {
 	case "linearizable":
@@ -338,6 +349,31 @@ func runGet(c *cli.Context, cl *client.Client, o *output) error {
 		fmt.Fprintf(o.w, "%s\n", val)
 	}
 	return nil
+}
+
+// runGetAt prints a key as it was at revision rev: a range of that key
+// alone, read from the history.
+func runGetAt(c *cli.Context, ctx context.Context, cl *client.Client, o *output, key string, rev uint64) error {
+	if c.String("consistency") != "linearizable" {
+		return usageError{errors.New("reads at a past revision are linearizable; leave out --consistency")}
+	}
+	for kv, err := range cl.Range(ctx, key, client.RangeOptions{End: key + "\x00", Rev: rev}) {
+		if err != nil {
+			return err
+		}
+		switch {
+		case o.json:
+			obj := map[string]any{"key": key, "found": true, "create_revision": kv.CreateRevision, "mod_revision": kv.ModRevision, "version": kv.Version, "revision": rev}
+			putValue(obj, kv.Value)
+			o.printJSON(obj)
+		case o.raw:
+			o.w.Write(kv.Value)
+		default:
+			fmt.Fprintf(o.w, "%s\n", kv.Value)
+		}
+		return nil
+	}
+	return exitError{code: exitConditionFailed, err: fmt.Errorf("key %q not found at revision %d", key, rev), fields: map[string]any{"key": key, "found": false, "revision": rev}}
 }
 
 // runRange prints the keys of a range (get --prefix, get KEY END).

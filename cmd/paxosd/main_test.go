@@ -33,7 +33,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"bogus"}, exitUsage, "", `unknown command "bogus"`},
 		{[]string{"--version"}, exitOK, "paxosd version", ""},
 		// Rough edges a new user found (issue 13).
-		{[]string{"version"}, exitOK, "protocol 7", ""},
+		{[]string{"version"}, exitOK, "protocol 8", ""},
 		{[]string{"help"}, exitOK, "COMMANDS", ""},
 		{[]string{"help", "put"}, exitOK, "paxosd put", ""},
 		{[]string{"bogus", "-o", "json"}, exitUsage, `"outcome":"usage"`, "run 'paxosd help' for usage"},

@@ -58,6 +58,10 @@ type checker struct {
 	// dropped is set when a store dropped slots, so that the next check
 	// runs checkAvailable.
 	dropped bool
+	// refKV applies the reference sequence, and refEvents are the changes
+	// it made, in order: what watches must report (invariant 11).
+	refKV     *statemachine.KV
+	refEvents []statemachine.KVEvent
 	// configs are the configurations the chosen prefix up to refNext-1
 	// makes, from the bootstrap one on, none dropped: the truth the
 	// members' quorums are checked against (invariant 10).
@@ -93,6 +97,7 @@ func (c *checker) init() {
 	c.hashAt = map[paxos.Slot]uint64{}
 	c.externalized = map[paxos.NodeID]paxos.Ballot{}
 	c.configs = paxos.History{c.s.bootstrap}
+	c.refKV = statemachine.NewKV()
 }
 
 // configAt returns the configuration that governs slot sl. Invariant 10: a
@@ -418,6 +423,7 @@ func (c *checker) extendRef() {
 				c.refApplied[cmdID{cmd.Session, cmd.Seq}] = true
 			}
 			c.ref = append(c.ref, call{c.refNext, string(cmd.Data)})
+			c.refApply(uint64(c.refNext), cmd.Data)
 		}
 		c.refNext++
 	}

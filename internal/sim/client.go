@@ -52,10 +52,13 @@ type client struct {
 	calm bool
 	// answered are commands this client had answered, for ghost replays.
 	answered []clientapi.Request
+	// watch makes the client a watcher (watch.go).
+	watch *watcher
 }
 
 type pendingOp struct {
 	open     bool // opening a session, not a KV operation
+	watch    bool // a watch's long poll
 	in       KVInput
 	call     *pc.Call
 	started  int64 // step of the first attempt, for the history
@@ -116,6 +119,9 @@ func newClient(s *sim, i int) *client {
 
 func (c *client) act() {
 	s := c.s
+	if c.op == nil && c.watch != nil {
+		c.startWatch()
+	}
 	if c.op == nil {
 		if c.opsLeft == 0 || s.now < c.idleUntil || s.rng.IntN(2) == 0 {
 			return
@@ -351,6 +357,10 @@ func (c *client) finish(data []byte, err error) {
 	s := c.s
 	op := c.op
 	c.op = nil
+	if op.watch {
+		c.finishWatch(data, err)
+		return
+	}
 	req := op.call.Request()
 	if s.rng.IntN(20) == 0 {
 		// The client stops to think, long enough at times for a short

@@ -121,6 +121,8 @@ type Stats struct {
 	SessionsExpired int
 	ExpiredRefused  int
 	IndexReads      int // linearizable reads a leader served without the log (read index)
+	WatchEvents     int // changes watches reported, each checked against the log
+	Watches         int // watches started
 }
 
 // Add adds the counts of o to st (the shape is kept; maxima are maxima).
@@ -140,6 +142,8 @@ func (st *Stats) Add(o Stats) {
 	st.SessionsExpired += o.SessionsExpired
 	st.ExpiredRefused += o.ExpiredRefused
 	st.IndexReads += o.IndexReads
+	st.WatchEvents += o.WatchEvents
+	st.Watches += o.Watches
 	st.Partitions += o.Partitions
 	st.Elections += o.Elections
 	st.MultiBatches += o.MultiBatches
@@ -327,7 +331,7 @@ func (s *sim) setup() {
 		SnapshotTimeoutTicks: []int{2, 5}[r.IntN(2)],
 		SnapshotReportTicks:  []int{3, 10}[r.IntN(2)],
 	}
-	s.chunkSize = []int{16, 100, 1 << 20}[r.IntN(3)]
+	s.chunkSize = []int{64, 400, 1 << 20}[r.IntN(3)] // NB: snapshots carry the KV history, some KiB
 	s.requestTimeout = []time.Duration{200 * time.Millisecond, 600 * time.Millisecond}[r.IntN(2)]
 	s.callTimeout = []int64{40, 200, 500, 3000}[r.IntN(4)]
 	if s.opts.Quiet {
@@ -359,6 +363,12 @@ func (s *sim) setup() {
 	}
 	for i := range 2 + r.IntN(4) {
 		s.clients = append(s.clients, newClient(s, i))
+	}
+	for range 1 + r.IntN(2) {
+		c := newClient(s, len(s.clients))
+		s.newWatcher(c)
+		s.stats.Watches++
+		s.clients = append(s.clients, c)
 	}
 	s.tracef("seed %d shape %s faults %+v window %d batch %d request timeout %v call timeout %d ticks", s.opts.Seed, s.shape.Name, s.f, s.pcfg.Window, s.pcfg.MaxBatch, s.requestTimeout, s.callTimeout)
 }
@@ -488,7 +498,11 @@ func (s *sim) calm() {
 	}
 	var pending []string
 	for _, c := range s.clients {
-		if c.op != nil {
+		switch {
+		case c.watch != nil && !c.watch.caughtUp(&s.ck):
+			rev, skip := c.watch.cur.Next()
+			pending = append(pending, fmt.Sprintf("client %d: watch of %q at revision %d skip %d, store at %d", c.idx, c.watch.prefix, rev, skip, s.ck.refKV.Rev()))
+		case c.watch == nil && c.op != nil:
 			pending = append(pending, fmt.Sprintf("client %d: %s", c.idx, c.op.in.Describe(KVOutput{Unknown: true})))
 		}
 	}
@@ -497,6 +511,14 @@ func (s *sim) calm() {
 
 func (s *sim) settled() bool {
 	for _, c := range s.clients {
+		if c.watch != nil {
+			// NB: a watcher always has a poll out; it is done once it
+			// reported every change.
+			if !c.watch.caughtUp(&s.ck) {
+				return false
+			}
+			continue
+		}
 		if c.op != nil {
 			return false
 		}

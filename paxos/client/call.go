@@ -155,7 +155,9 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 	}
 	switch resp.Code {
 	case clientapi.CodeOK:
-		c.r.setLeader(ep)
+		if c.leaderOnly() {
+			c.r.setLeader(ep)
+		}
 		c.answer = resp
 		return resp.Data, true, 0, nil
 	case clientapi.CodeNotLeader:
@@ -193,7 +195,17 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 // changes nothing: one that got no answer was simply not answered.
 func (c *Call) changes() bool {
 	switch c.req.Kind {
-	case clientapi.ReqRead, clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot:
+	case clientapi.ReqRead, clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot, clientapi.ReqWatch:
+		return false
+	}
+	return true
+}
+
+// leaderOnly reports whether only the leader answers the request, so that
+// the member that did is the leader.
+func (c *Call) leaderOnly() bool {
+	switch c.req.Kind {
+	case clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot, clientapi.ReqWatch:
 		return false
 	}
 	return true

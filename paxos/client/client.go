@@ -270,8 +270,13 @@ func (c *Client) SaveSnapshot(ctx context.Context, endpoint string, w io.Writer)
 // what names a KV command in errors: the operation, and its key if it has
 // one.
 func what(op string, req statemachine.KVRequest) string {
-	if req.Op == statemachine.KVTxn {
+	switch {
+	case req.Op == statemachine.KVTxn:
 		return op
+	case req.Op == statemachine.KVCompact:
+		return fmt.Sprintf("%s %d", op, req.Rev)
+	case req.Rev != 0:
+		return fmt.Sprintf("%s %q at revision %d", op, req.Key, req.Rev)
 	}
 	return fmt.Sprintf("%s %q", op, req.Key)
 }
@@ -296,7 +301,7 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
 		kind = clientapi.ReqRead
 	}
-	keyless := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange || req.Op == statemachine.KVTxn
+	keyless := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange || req.Op == statemachine.KVTxn || req.Op == statemachine.KVCompact
 	switch {
 	case len(req.Key) == 0 && !keyless:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is empty; keys need at least one byte", ErrNotApplied, op)
@@ -314,6 +319,9 @@ func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) 
 	r, err := statemachine.DecodeKVResponse(data)
 	if err != nil {
 		return r, fmt.Errorf("%w: %s: undecodable answer: %w", ErrUnknownOutcome, what(op, req), err)
+	}
+	if r.Status == statemachine.KVCompacted {
+		return r, fmt.Errorf("%w: %s: %s", ErrCompacted, what(op, req), r.Err)
 	}
 	if r.Status == statemachine.KVBadRequest {
 		return r, fmt.Errorf("%w: %s: refused by the state machine: %s", ErrNotApplied, what(op, req), r.Err)

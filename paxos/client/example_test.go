@@ -28,6 +28,20 @@ func startCluster() ([]string, func()) {
 	}
 }
 
+// startClient starts a cluster as startCluster does and returns a client of
+// it, and a function that closes both.
+func startClient() (*client.Client, func()) {
+	endpoints, stop := startCluster()
+	c, err := client.New(endpoints...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c, func() {
+		c.Close()
+		stop()
+	}
+}
+
 func Example() {
 	endpoints, stop := startCluster()
 	defer stop()
@@ -65,13 +79,8 @@ func Example() {
 // Ranges are read a page at a time; transactions compare, then run one list
 // of operations or the other, all writes in one revision.
 func ExampleClient_Txn() {
-	endpoints, stop := startCluster()
+	c, stop := startClient()
 	defer stop()
-	c, err := client.New(endpoints...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
 	ctx := context.Background()
 
 	for _, k := range []string{"svc/a", "svc/b", "svc/c"} {
@@ -107,4 +116,48 @@ func ExampleClient_Txn() {
 	// svc/c=up (version 1)
 	// became leader: true deleted: 1
 	// second try: false, leader is svc/a
+}
+
+// A watch reports every change of its keys once, in revision order, from a
+// revision the cluster still keeps; a compacted one ends it with
+// ErrCompacted.
+func ExampleClient_Watch() {
+	c, stop := startClient()
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if err := c.Put(ctx, "cfg/mode", []byte("blue")); err != nil {
+		log.Fatal(err)
+	}
+	kv, err := c.GetKeyValue(ctx, "cfg/mode")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Watch from the write just made: it is reported too.
+	events := c.Watch(ctx, "cfg/", client.WatchOptions{Prefix: true, Rev: kv.ModRevision})
+	if err := c.Put(ctx, "cfg/mode", []byte("green")); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, "cfg/mode"); err != nil {
+		log.Fatal(err)
+	}
+	for range 3 {
+		ev := <-events
+		if ev.Err != nil {
+			log.Fatal(ev.Err)
+		}
+		fmt.Printf("delete=%v %s=%s version %d\n", ev.Delete, ev.Key, ev.Value, ev.Version)
+	}
+
+	if err := c.Compact(ctx, kv.ModRevision+1); err != nil {
+		log.Fatal(err)
+	}
+	ev := <-c.Watch(ctx, "cfg/", client.WatchOptions{Prefix: true, Rev: kv.ModRevision})
+	fmt.Println("compacted:", errors.Is(ev.Err, client.ErrCompacted))
+	// Output:
+	// delete=false cfg/mode=blue version 1
+	// delete=false cfg/mode=green version 2
+	// delete=true cfg/mode= version 0
+	// compacted: true
 }

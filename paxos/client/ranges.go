@@ -18,6 +18,10 @@ type RangeOptions struct {
 	Limit int
 	// KeysOnly leaves the values out.
 	KeysOnly bool
+	// Rev reads the keys as they were at that store revision, while the
+	// cluster keeps its history (0: now). A revision no longer kept fails
+	// with ErrCompacted.
+	Rev uint64
 	// PageSize is how many keys one request asks for (0: the most a
 	// member answers, statemachine.MaxRangeLimit). Members also cut a page
 	// at statemachine.MaxRangeBytes of keys and values.
@@ -26,7 +30,7 @@ type RangeOptions struct {
 
 // request returns the first request of a range from key.
 func (o RangeOptions) request(op statemachine.KVOp, key string) statemachine.KVRequest {
-	r := statemachine.KVRequest{Op: op, Key: []byte(key), Ranged: true, End: []byte(o.End), KeysOnly: o.KeysOnly}
+	r := statemachine.KVRequest{Op: op, Key: []byte(key), Ranged: true, End: []byte(o.End), KeysOnly: o.KeysOnly, Rev: o.Rev}
 	if o.Prefix {
 		r.End = prefixEnd([]byte(key))
 	}
@@ -48,9 +52,10 @@ func prefixEnd(p []byte) []byte {
 
 // Range returns the keys the range names, in key order, with their values
 // and revisions, fetching them a page at a time: it never holds more than a
-// page. Each page is read linearizably on its own, so a range of several
-// pages is not one snapshot: a write between pages may show in the later
-// ones. Iteration stops at the first error, which it yields.
+// page. The first page is read linearizably and the later ones at its
+// revision, from the cluster's history, so that all of them show one state
+// (a range so slow that the history moved past that revision fails with
+// ErrCompacted). Iteration stops at the first error, which it yields.
 func (c *Client) Range(ctx context.Context, key string, o RangeOptions) iter.Seq2[KeyValue, error] {
 	return func(yield func(KeyValue, error) bool) {
 		req := o.request(statemachine.KVRange, key)
@@ -82,8 +87,10 @@ func (c *Client) Range(ctx context.Context, key string, o RangeOptions) iter.Seq
 			if !r.More || len(r.Pairs) == 0 {
 				return
 			}
-			// The next page starts just after the last key returned.
+			// The next page starts just after the last key returned, in
+			// the same state.
 			req.Key = append([]byte(string(r.Pairs[len(r.Pairs)-1].Key)), 0)
+			req.Rev = r.Revision
 		}
 	}
 }
@@ -97,6 +104,15 @@ func (c *Client) Count(ctx context.Context, key string, o RangeOptions) (uint64,
 		return 0, err
 	}
 	return r.Count, nil
+}
+
+// Compact drops the cluster's history up to revision rev: reads at those
+// revisions, and watches from them, fail with ErrCompacted after it. The
+// cluster also compacts by itself (statemachine.MaxHistoryBytes,
+// HistoryAge).
+func (c *Client) Compact(ctx context.Context, rev uint64) error {
+	_, err := c.kv(ctx, "compact", statemachine.KVRequest{Op: statemachine.KVCompact, Rev: rev})
+	return err
 }
 
 // DeleteRange deletes every key the range names, in one revision, and

@@ -48,10 +48,18 @@ const (
 	// it; retrying one whose outcome is unknown at worst opens a session
 	// that nobody uses, which expires.
 	ReqSession
+	// ReqWatch asks the contacted member for the changes a watch query
+	// (Data, machine-defined: statemachine.KVWatch) names, from its
+	// learner's state. If there are none yet, the member holds the request
+	// for up to Wait milliseconds (at most its request timeout) and answers
+	// once some are applied, or with nothing when the wait ends. Either
+	// way the answer says where the next request continues, so a client
+	// that follows them, at any member, sees every change once.
+	ReqWatch
 )
 
 var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot",
-	ReqMembers: "members", ReqTransfer: "transfer", ReqSession: "session"}
+	ReqMembers: "members", ReqTransfer: "transfer", ReqSession: "session", ReqWatch: "watch"}
 
 // ChangeOp says what a ReqMembers does.
 type ChangeOp uint8
@@ -117,6 +125,9 @@ type Request struct {
 	Offset uint64     `msgpack:"p,omitempty"`
 	// Change is what a ReqMembers or ReqTransfer asks for.
 	Change *Change `msgpack:"c,omitempty"`
+	// Wait is how long, in milliseconds, a ReqWatch may be held for
+	// changes to happen.
+	Wait uint32 `msgpack:"w,omitempty"`
 }
 
 // Code is the outcome of a client request.

@@ -120,6 +120,9 @@ type Member struct {
 	reads       map[uint64]*read
 	readTag     uint64
 	readsServed uint64
+	// watches are the watch requests held until changes are applied
+	// (watches.go), in the order they came.
+	watches []*watch
 }
 
 type sessionSeq struct{ session, seq uint64 }

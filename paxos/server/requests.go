@@ -50,6 +50,11 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 		if resp, ok = m.propose(c, req); ok {
 			return // answered once applied, or by Sweep
 		}
+	case clientapi.ReqWatch:
+		var ok bool
+		if resp, ok = m.handleWatch(c, req); ok {
+			return // answered once changes are applied, or by Sweep
+		}
 	case clientapi.ReqMembers, clientapi.ReqTransfer:
 		var ok bool
 		if resp, ok = m.handleChange(c, req); ok {
@@ -183,6 +188,7 @@ func (m *Member) apply(ds []paxos.Decision) {
 	}
 	m.answerChanges()
 	m.serveReads()
+	m.serveWatches()
 	if m.cfg.Observe != nil {
 		m.cfg.Observe(ds)
 	}
@@ -218,6 +224,7 @@ func (m *Member) Sweep() {
 			m.waiters[k] = keep
 		}
 	}
+	m.sweepWatches(now)
 	late = append(late, m.lateReads(now)...)
 	// NB: map order is random; answer in a fixed order, so that the
 	// simulator replays.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -289,7 +290,7 @@ func TestOlderVersionIsTold(t *testing.T) {
 	c := startTransports(t, 2, 1)
 	h := wire.Hello{Kind: wire.HelloPeer, Version: 3, Cluster: 1, From: 2, To: 1}
 	err := c.trs[0].checkHello(h, 0)
-	if !errors.Is(err, wire.ErrHandshake) || err.Error() != "wire: handshake refused: node 2 speaks protocol version 3, this node 7; run the same paxosd version on every member" {
+	if !errors.Is(err, wire.ErrHandshake) || err.Error() != "wire: handshake refused: node 2 speaks protocol version 3, this node "+strconv.Itoa(wire.ProtocolVersion)+"; run the same paxosd version on every member" {
 		t.Fatalf("got %v", err)
 	}
 	conn, err := net.Dial("tcp", c.addrs[0])

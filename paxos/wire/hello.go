@@ -20,8 +20,10 @@ import (
 // a HeartbeatAck answers in its Slot, for reads without the log, and client
 // sessions opened through the log. Version 7 changed no message but the KV
 // machine's commands (ranges, delete-range, transactions, revisions), which
-// members of version 6 would apply differently.
-const ProtocolVersion = 7
+// members of version 6 would apply differently. Version 8 added ReqWatch
+// with Request.Wait, and the KV machine's history: compaction, reads at a
+// past revision, and snapshots that members of version 7 cannot read.
+const ProtocolVersion = 8
 
 // HelloKind says what a connection is for.
 type HelloKind uint8

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -169,6 +170,32 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	}
 	if out := mustCLI(t, 0, "get", "", "--prefix", "--count-only"); out == "0\n" {
 		t.Fatalf("every key counted 0 after deleting r/: s and others remain")
+	}
+	// History: a watch from a past revision, reads at it, compaction.
+	mustCLI(t, 0, "put", "w/a", "1")
+	js := mustCLI(t, 0, "get", "w/a", "-o", "json")
+	var first struct{ Revision uint64 }
+	if err := json.Unmarshal([]byte(js), &first); err != nil || first.Revision == 0 {
+		t.Fatalf("get -o json printed %q: %v", js, err)
+	}
+	mustCLI(t, 0, "put", "w/b", "2")
+	mustCLI(t, 0, "del", "w/a")
+	rev := strconv.FormatUint(first.Revision, 10)
+	if out := mustCLI(t, 0, "watch", "w/", "--prefix", "--rev", rev, "--max-events", "3"); out != "PUT\nw/a\n1\nPUT\nw/b\n2\nDELETE\nw/a\n" {
+		t.Fatalf("watch w/ --prefix --rev %s printed %q", rev, out)
+	}
+	if out := mustCLI(t, 0, "get", "w/a", "--rev", rev); out != "1\n" {
+		t.Fatalf("get w/a --rev %s printed %q", rev, out)
+	}
+	mustCLI(t, 0, "compact", strconv.FormatUint(first.Revision+1, 10))
+	if _, stderr, code := cli(t, nil, "get", "w/a", "--rev", rev); code != 1 || !strings.Contains(stderr, "is compacted: the oldest revision still readable is "+strconv.FormatUint(first.Revision+1, 10)) {
+		t.Fatalf("get at a compacted revision: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "watch", "w/", "--prefix", "--rev", rev); code != 1 || !strings.Contains(stderr, "changes are kept from revision "+strconv.FormatUint(first.Revision+2, 10)) {
+		t.Fatalf("watch from a compacted revision: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "compact", "x"); code != 2 || !strings.Contains(stderr, "give a revision") {
+		t.Fatalf("compact x: exit %d, %s", code, stderr)
 	}
 	mustCLI(t, 0, "put", "kept", "yes")
 	// Flags also come from PAXOSD_* variables.

@@ -70,6 +70,7 @@ func TestSim(t *testing.T) {
 			{"member pauses", total.Pauses}, {"reads served without the log", total.IndexReads},
 			{"sessions opened", total.SessionsOpened}, {"sessions expired", total.SessionsExpired},
 			{"commands refused as their session expired", total.ExpiredRefused},
+			{"changes reported to watches", total.WatchEvents}, {"watches started", total.Watches},
 		} {
 			if c.n == 0 {
 				t.Errorf("the sweep saw no %s: that code went untested", c.what)
