@@ -30,13 +30,20 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "load a cluster and report throughput and latency",
-		ArgsUsage: "put|get|mixed",
+		ArgsUsage: "put|get|mixed|txn-put|watch",
 		Description: `Runs --clients concurrent clients, each sending one request at a time,
 over --conns connections, until --total requests are done or --duration has
 passed. put writes --val-size-byte values; get reads linearizably from the
 leader (--consistency serializable reads one member's state); mixed does both,
---read-ratio of them reads. Keys are --key-size bytes, drawn at random from
---key-space distinct keys, or numbered in order with --sequential-keys.
+--read-ratio of them reads; txn-put writes with a transaction of one put
+(as etcd's benchmark txn-put does). Keys are --key-size bytes, drawn at random
+from --key-space distinct keys, or numbered in order with --sequential-keys.
+
+watch starts --watchers watches of one key, spread over the connections, and
+puts that key --put-rate times a second, --total times; each latency is the
+time from the start of a put until one watcher received its change (as etcd's
+benchmark watch-latency measures), and the rate is changes delivered a
+second.
 
 --spawn N starts an N-member cluster of separate 'paxosd serve' processes on
 127.0.0.1..N in temporary directories (the setup users run: use it for speed
@@ -59,6 +66,8 @@ percentiles and a histogram; -o json prints one object instead.`,
 			&cli.BoolFlag{Name: "sequential-keys", Usage: "number keys 0, 1, 2, … instead of drawing them", EnvVars: env("BENCH_SEQUENTIAL_KEYS")},
 			&cli.Float64Flag{Name: "read-ratio", Value: 0.5, Usage: "share of reads in the mixed workload", EnvVars: env("BENCH_READ_RATIO")},
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "reads: linearizable or serializable", EnvVars: env("CONSISTENCY")},
+			&cli.IntFlag{Name: "watchers", Value: 1000, Usage: "watch: watches of the key", EnvVars: env("BENCH_WATCHERS")},
+			&cli.IntFlag{Name: "put-rate", Value: 100, Usage: "watch: puts a second", EnvVars: env("BENCH_PUT_RATE")},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "per request", EnvVars: env("TIMEOUT")},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json", EnvVars: env("OUTPUT")},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run (with --local, of the members too) to this file", EnvVars: env("BENCH_CPUPROFILE")},
@@ -84,6 +93,8 @@ type benchSetup struct {
 	Sequential  bool    `json:"sequential_keys"`
 	ReadRatio   float64 `json:"read_ratio,omitempty"`
 	Consistency string  `json:"consistency,omitempty"`
+	Watchers    int     `json:"watchers,omitempty"`
+	PutRate     int     `json:"put_rate,omitempty"`
 	// Snapshot settings of a --local cluster (0: off).
 	SnapshotEvery int    `json:"snapshot_every,omitempty"`
 	SnapshotBytes int64  `json:"snapshot_bytes,omitempty"`
@@ -186,9 +197,18 @@ func runBench(c *cli.Context) error {
 	}
 	stopBar := func() {}
 	load := benchLoad{setup: setup, pool: pool, total: c.Int("total"), duration: c.Duration("duration")}
-	lat, kinds, elapsed := load.run(c.Context, func(done *atomic.Int64, start time.Time) {
-		stopBar = startProgress(c.App.ErrWriter, o.json, done, load.total, load.duration, start)
-	})
+	var lat []time.Duration
+	var kinds map[string]int
+	var elapsed time.Duration
+	if setup.Workload == "watch" {
+		if lat, kinds, elapsed, err = benchWatch(c.Context, setup, pool, setup.Watchers, setup.PutRate, load.total); err != nil {
+			return o.fail(err)
+		}
+	} else {
+		lat, kinds, elapsed = load.run(c.Context, func(done *atomic.Int64, start time.Time) {
+			stopBar = startProgress(c.App.ErrWriter, o.json, done, load.total, load.duration, start)
+		})
+	}
 	stopBar()
 	res := summarize(setup, lat, kinds, elapsed)
 	if spawn != nil {
@@ -213,11 +233,11 @@ func runBench(c *cli.Context) error {
 // benchSetupFrom reads and checks the workload flags.
 func benchSetupFrom(c *cli.Context) (benchSetup, error) {
 	if c.NArg() != 1 {
-		return benchSetup{}, usageError{errors.New("bench takes one workload: put, get or mixed")}
+		return benchSetup{}, usageError{errors.New("bench takes one workload: put, get, mixed, txn-put or watch")}
 	}
 	workload := c.Args().First()
-	if workload != "put" && workload != "get" && workload != "mixed" {
-		return benchSetup{}, usageError{fmt.Errorf("unknown workload %q: use put, get or mixed", workload)}
+	if !slices.Contains([]string{"put", "get", "mixed", "txn-put", "watch"}, workload) {
+		return benchSetup{}, usageError{fmt.Errorf("unknown workload %q: use put, get, mixed, txn-put or watch", workload)}
 	}
 	clients, conns := c.Int("clients"), c.Int("conns")
 	keySize, valSize, keySpace := c.Int("key-size"), c.Int("val-size"), c.Int("key-space")
@@ -234,12 +254,17 @@ func benchSetupFrom(c *cli.Context) (benchSetup, error) {
 		return benchSetup{}, usageError{errors.New("--read-ratio must be between 0 and 1")}
 	case c.String("consistency") != "linearizable" && c.String("consistency") != "serializable":
 		return benchSetup{}, usageError{errors.New("--consistency: use linearizable or serializable")}
+	case workload == "watch" && (c.Int("watchers") < 1 || c.Int("put-rate") < 1 || c.Duration("duration") > 0):
+		return benchSetup{}, usageError{errors.New("watch needs --watchers and --put-rate of at least 1, and --total, not --duration")}
 	}
 	setup := benchSetup{Workload: workload, Clients: clients, Conns: min(conns, clients), KeySize: keySize, ValSize: valSize,
 		KeySpace: keySpace, Sequential: c.Bool("sequential-keys"), Fsync: true, Version: version,
 		GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
-	if workload != "put" {
+	switch workload {
+	case "get", "mixed":
 		setup.Consistency = c.String("consistency")
+	case "watch":
+		setup.Watchers, setup.PutRate, setup.Clients = c.Int("watchers"), c.Int("put-rate"), 1
 	}
 	if workload == "mixed" {
 		setup.ReadRatio = c.Float64("read-ratio")
@@ -347,6 +372,8 @@ func (l *benchLoad) client(ctx context.Context, i int, start time.Time) ([]time.
 		t0 := time.Now()
 		var err error
 		switch {
+		case setup.Workload == "txn-put":
+			_, err = cl.Txn().Then(client.OpPut(key, val)).Commit(ctx)
 		case !read:
 			err = cl.Put(ctx, key, val)
 		case setup.Consistency == "serializable":
@@ -478,6 +505,9 @@ func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
 		r.Workload, r.Members, where, r.Clients, r.Conns, r.KeySize, r.KeySpace, r.ValSize)
 	if r.Consistency != "" {
 		fmt.Fprintf(w, ", %s reads", r.Consistency)
+	}
+	if r.Watchers > 0 {
+		fmt.Fprintf(w, ", %d watchers of one key, %d puts a second (a request is one change delivered)", r.Watchers, r.PutRate)
 	}
 	fmt.Fprintf(w, "; paxosd %s, %s, %d CPUs\n\n", r.Version, r.GoVersion, r.CPUs)
 	fmt.Fprintf(w, "requests    %d in %.2fs (%d errors)\n", r.Requests, r.Seconds, r.Errors)

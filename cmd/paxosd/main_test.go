@@ -136,9 +136,15 @@ func TestBenchLocal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	for _, workload := range []string{"put", "mixed"} {
+	for _, workload := range []string{"put", "mixed", "txn-put", "watch"} {
 		var stdout, stderr bytes.Buffer
-		code := run([]string{"paxosd", "bench", workload, "--local", "3", "--clients", "8", "--total", "300", "--key-space", "50", "-o", "json"}, &stdout, &stderr)
+		total := "300"
+		if workload == "watch" {
+			// 10 watchers of 30 puts: 300 changes delivered.
+			total = "30"
+		}
+		code := run([]string{"paxosd", "bench", workload, "--local", "3", "--clients", "8", "--total", total, "--key-space", "50",
+			"--watchers", "10", "--put-rate", "200", "-o", "json"}, &stdout, &stderr)
 		if code != exitOK {
 			t.Fatalf("bench %s: exit %d, stderr %s", workload, code, stderr.String())
 		}
