@@ -150,7 +150,9 @@ func (kv *KV) Compacted() uint64 { return kv.hist.compacted }
 // itemsAt returns, in key order, the keys and entries range r names in the
 // state as of revision rev (at most the current one, above Compacted).
 func (kv *KV) itemsAt(r KVRequest, rev uint64) []kvItem {
-	if rev == 0 || rev == kv.rev {
+	// NB: not for rev == kv.rev: within a transaction the maps already
+	// hold its writes of the next revision.
+	if rev == 0 {
 		return kv.items(r)
 	}
 	h := &kv.hist

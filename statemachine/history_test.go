@@ -211,6 +211,17 @@ func TestWatchPagesWithinARevision(t *testing.T) {
 	}
 }
 
+// A range at the store's revision inside a transaction reads the state
+// before the transaction's own writes.
+func TestTxnRangeAtTheCurrentRevision(t *testing.T) {
+	kv := NewKV()
+	apply(t, kv, KVRequest{Op: KVPut, Key: []byte("k"), Value: []byte("v1")})
+	r := apply(t, kv, KVRequest{Op: KVTxn, Then: []KVRequest{{Op: KVPut, Key: []byte("k"), Value: []byte("v2")}, {Op: KVRange, Key: []byte("k"), Rev: 1}}})
+	if p := r.Responses[1].Pairs; len(p) != 1 || string(p[0].Value) != "v1" || p[0].Rev != 1 {
+		t.Fatalf("range at revision 1 after a put in the same transaction: %+v", r.Responses[1])
+	}
+}
+
 func TestCompaction(t *testing.T) {
 	kv := NewKV()
 	for i := 0; i < 10; i++ {

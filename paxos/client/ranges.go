@@ -70,8 +70,12 @@ func (c *Client) Range(ctx context.Context, key string, o RangeOptions) iter.Seq
 				yield(KeyValue{}, err)
 				return
 			}
+			rev := r.Revision
+			if req.Rev != 0 {
+				rev = req.Rev // NB: the answer's Revision is the store's now
+			}
 			for _, p := range r.Pairs {
-				kv := pairValue(p, r.Revision)
+				kv := pairValue(p, rev)
 				if o.KeysOnly {
 					kv.Value = nil
 				}
@@ -90,7 +94,7 @@ func (c *Client) Range(ctx context.Context, key string, o RangeOptions) iter.Seq
 			// The next page starts just after the last key returned, in
 			// the same state.
 			req.Key = append([]byte(string(r.Pairs[len(r.Pairs)-1].Key)), 0)
-			req.Rev = r.Revision
+			req.Rev = rev
 		}
 	}
 }

@@ -79,6 +79,17 @@ func TestWatchThroughTheClient(t *testing.T) {
 	if len(got) != 1 || got[0] != "cfg/a=0" {
 		t.Fatalf("range at revision %d: %v", start.Revision, got)
 	}
+	// Every page of a range at a past revision reads that revision.
+	got = got[:0]
+	for kv, err := range c.Range(ctx, "cfg/", client.RangeOptions{Prefix: true, Rev: start.Revision + 6, PageSize: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s=%s@%d", kv.Key, kv.Value, kv.Revision))
+	}
+	if want := fmt.Sprintf("[cfg/a=3@%[1]d cfg/b=1@%[1]d cfg/c=2@%[1]d]", start.Revision+6); fmt.Sprint(got) != want {
+		t.Fatalf("range at revision %d in pages of 1: %v, want %s", start.Revision+6, got, want)
+	}
 	if err := c.Compact(ctx, last-1); err != nil {
 		t.Fatal(err)
 	}
