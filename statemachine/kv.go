@@ -36,6 +36,12 @@ const (
 	// KVCompact drops the history up to revision Rev (history.go). It
 	// changes no key and takes no revision.
 	KVCompact
+	// KVLeaseGrant grants a lease of TTL seconds, numbered Lease (0: the
+	// next free number); KVLeaseRevoke revokes lease Lease, deleting its
+	// keys in one revision; KVLeaseList lists the leases (leases.go).
+	KVLeaseGrant
+	KVLeaseRevoke
+	KVLeaseList
 )
 
 func (o KVOp) String() string {
@@ -56,6 +62,12 @@ func (o KVOp) String() string {
 		return "txn"
 	case KVCompact:
 		return "compact"
+	case KVLeaseGrant:
+		return "lease-grant"
+	case KVLeaseRevoke:
+		return "lease-revoke"
+	case KVLeaseList:
+		return "lease-list"
 	}
 	return fmt.Sprintf("KVOp(%d)", uint8(o))
 }
@@ -131,6 +143,10 @@ type KVRequest struct {
 	// the history keeps it (0: the current state); for KVCompact it is the
 	// revision to compact up to.
 	Rev uint64
+	// Lease attaches a put's key to that lease (0: none; a put without
+	// one detaches the key from its lease), or names the lease to grant
+	// or revoke. TTL is a grant's, in seconds.
+	Lease, TTL uint64
 	// If, Then and Else make a KVTxn: when every comparison of If holds,
 	// the operations of Then run, in order, and otherwise those of Else.
 	If         []KVCompare
@@ -180,6 +196,10 @@ type KVResponse struct {
 	// Responses answer the operations it ran, in order.
 	Succeeded bool
 	Responses []KVResponse
+	// Lease and TTL answer a lease grant (the lease's number and TTL in
+	// seconds) or revoke (Lease); Leases a lease list.
+	Lease, TTL uint64
+	Leases     []KVLease
 }
 
 // ErrBadKVRequest reports bytes that are not a KV request.
@@ -193,6 +213,14 @@ func (r KVRequest) Encode() []byte {
 	switch r.Op {
 	case KVPut:
 		b = appendBytes(b, r.Value)
+		if r.Lease != 0 {
+			b = binary.AppendUvarint(b, r.Lease)
+		}
+	case KVLeaseGrant:
+		b = binary.AppendUvarint(b, r.TTL)
+		b = binary.AppendUvarint(b, r.Lease)
+	case KVLeaseRevoke:
+		b = binary.AppendUvarint(b, r.Lease)
 	case KVCompareAndSwap:
 		var flags byte
 		if r.ExpectAbsent {
@@ -256,6 +284,18 @@ func decodeKVRequest(b []byte, nested bool) (KVRequest, error) {
 		}
 	case KVPut:
 		r.Value = d.bytes(MaxValueSize, "value")
+		if len(d.b) > 0 {
+			if r.Lease = d.uvarint("lease"); r.Lease == 0 && d.err == nil {
+				d.fail("a put with lease 0, which is written as none")
+			}
+		}
+	case KVLeaseGrant:
+		r.TTL, r.Lease = d.uvarint("TTL"), d.uvarint("lease")
+	case KVLeaseRevoke:
+		if r.Lease = d.uvarint("lease"); r.Lease == 0 && d.err == nil {
+			d.fail("revoke of lease 0")
+		}
+	case KVLeaseList:
 	case KVCompareAndSwap:
 		switch f := d.byte(); f {
 		case 0:
@@ -341,8 +381,11 @@ func (r KVResponse) Encode() []byte {
 		b = binary.AppendUvarint(b, p.CreateRev)
 		b = binary.AppendUvarint(b, p.Version)
 	}
-	if r.Succeeded || len(r.Responses) > 0 {
+	switch {
+	case r.Succeeded || len(r.Responses) > 0:
 		b = appendTxnResponse(b, r)
+	case r.Lease != 0 || r.TTL != 0 || len(r.Leases) > 0:
+		b = appendLeaseResponse(b, r)
 	}
 	return b
 }
@@ -387,9 +430,12 @@ func decodeKVResponse(b []byte, nested bool) (KVResponse, error) {
 			r.Pairs[i].CreateRev, r.Pairs[i].Version = d.uvarint("create revision"), d.uvarint("version")
 		}
 		if d.err == nil && len(d.b) != 0 {
-			if nested {
+			switch {
+			case nested:
 				d.fail("a txn answer inside a txn answer")
-			} else {
+			case d.b[0] == leaseSection:
+				decodeLeaseResponse(&d, &r)
+			default:
 				decodeTxnResponse(&d, &r)
 			}
 		}
@@ -421,6 +467,10 @@ type KV struct {
 	rev    uint64
 	n      int // keys in all shards
 	hist   history
+	// leases are the leases granted, nextLease the next number to try,
+	// and leaseGen counts grants and revokes (leases.go).
+	leases              map[uint64]*kvLease
+	nextLease, leaseGen uint64
 	// legacy: the state came from a version 1 snapshot or from commands
 	// written before protocol version 7, so the keys' create revisions
 	// and versions depend on where each member began; Normalize makes
@@ -436,6 +486,7 @@ type kvEntry struct {
 	// create is the revision of the write that created the key, version
 	// the writes since (1 after that one).
 	create, version uint64
+	lease           uint64 // the lease the key is attached to (0: none)
 }
 
 // NewKV returns an empty KV machine.
@@ -496,8 +547,20 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 		kv.trim()
 		return resp
 	}
-	if r.Op == KVCompact {
+	switch r.Op {
+	case KVCompact:
 		return kv.compact(r.Rev)
+	case KVLeaseGrant:
+		return kv.grant(r.Lease, r.TTL)
+	case KVLeaseList:
+		return kv.listLeases()
+	case KVLeaseRevoke:
+		resp, wrote := kv.revoke(r.Lease, kv.rev+1)
+		if wrote {
+			kv.rev++
+			kv.trim()
+		}
+		return resp
 	}
 	resp, wrote := kv.do(r, kv.rev+1)
 	if wrote {
@@ -512,7 +575,10 @@ func (kv *KV) apply(r KVRequest) KVResponse {
 func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 	switch r.Op {
 	case KVPut:
-		return kv.put(r.Key, r.Value, rev), true
+		if r.Lease != 0 && kv.leases[r.Lease] == nil {
+			return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("lease %d is not granted (it expired, was revoked, or never existed)", r.Lease)}, false
+		}
+		return kv.put(r.Key, r.Value, rev, r.Lease), true
 	case KVGet:
 		return kv.get(r.Key), false
 	case KVDelete:
@@ -522,6 +588,7 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 		}
 		delete(kv.writable(string(r.Key)), string(r.Key))
 		kv.n--
+		kv.attach(string(r.Key), e.lease, 0)
 		kv.record(string(r.Key), rev, false, kvEntry{}, true, e)
 		return KVResponse{Status: KVOK, Rev: rev, Value: e.value, CreateRev: e.create, Version: e.version}, true
 	case KVCompareAndSwap:
@@ -529,7 +596,7 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 		if r.ExpectAbsent != !ok || (ok && !bytes.Equal(e.value, r.Old)) {
 			return KVResponse{Status: KVCompareFailed, Value: e.value, Rev: e.rev, CreateRev: e.create, Version: e.version}, false
 		}
-		return kv.put(r.Key, r.Value, rev), true
+		return kv.put(r.Key, r.Value, rev, 0), true
 	case KVRange:
 		return kv.rangeKeys(r), false
 	case KVDeleteRange:
@@ -539,6 +606,7 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 		}
 		for _, it := range keys {
 			delete(kv.writable(it.k), it.k)
+			kv.attach(it.k, it.e.lease, 0)
 			kv.record(it.k, rev, false, kvEntry{}, true, it.e)
 		}
 		kv.n -= len(keys)
@@ -547,7 +615,7 @@ func (kv *KV) do(r KVRequest, rev uint64) (KVResponse, bool) {
 	return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("unknown op %d", r.Op)}, false
 }
 
-func (kv *KV) put(key, value []byte, rev uint64) KVResponse {
+func (kv *KV) put(key, value []byte, rev, lease uint64) KVResponse {
 	m := kv.writable(string(key))
 	prev, ok := m[string(key)]
 	e := prev
@@ -557,6 +625,8 @@ func (kv *KV) put(key, value []byte, rev uint64) KVResponse {
 	}
 	e.value, e.rev, e.version = bytes.Clone(value), rev, e.version+1
 	k := string(key)
+	kv.attach(k, e.lease, lease)
+	e.lease = lease
 	m[k] = e
 	kv.record(k, rev, true, e, ok, prev)
 	return KVResponse{Status: KVOK, Rev: rev, CreateRev: e.create, Version: e.version}
@@ -639,7 +709,7 @@ func (kv *KV) Query(q []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Op != KVGet && r.Op != KVRange {
+	if r.Op != KVGet && r.Op != KVRange && r.Op != KVLeaseList {
 		return nil, fmt.Errorf("%w: %s is not a read", ErrBadKVRequest, r.Op)
 	}
 	resp := kv.apply(r)
@@ -658,7 +728,7 @@ const (
 
 // Snapshot writes the revision and every key in key order.
 func (kv *KV) Snapshot(w io.Writer) error {
-	return writeKV(w, kv.rev, kv.n, kv.legacy, kv.shards, kv.hist)
+	return writeKV(w, kv.rev, kv.n, kv.legacy, kv.shards, kv.hist, kv.leaseTable())
 }
 
 // MarkLegacy and Normalize make KV a Normalizer: keys touched before the
@@ -694,14 +764,14 @@ func (kv *KV) Normalize() {
 // goroutine, while Apply goes on (Freezer). It costs nothing now; each shard
 // is copied on its first write after it.
 func (kv *KV) Freeze() func(w io.Writer) error {
-	shards, rev, n, legacy, hist := kv.shards, kv.rev, kv.n, kv.legacy, kv.hist
+	shards, rev, n, legacy, hist, leases := kv.shards, kv.rev, kv.n, kv.legacy, kv.hist, kv.leaseTable()
 	for i := range kv.frozen {
 		kv.frozen[i] = true
 	}
-	return func(w io.Writer) error { return writeKV(w, rev, n, legacy, shards, hist) }
+	return func(w io.Writer) error { return writeKV(w, rev, n, legacy, shards, hist, leases) }
 }
 
-func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[string]kvEntry, hist history) error {
+func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[string]kvEntry, hist history, leases leaseTable) error {
 	bw := bufio.NewWriter(w)
 	err := writeHeader(bw, kvMagic, kvVersion)
 	if err == nil {
@@ -731,7 +801,7 @@ func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[s
 		e := shards[shard(k)][k]
 		if err = putBytes(bw, []byte(k)); err == nil {
 			if err = putBytes(bw, e.value); err == nil {
-				for _, x := range []uint64{e.rev, e.create, e.version} {
+				for _, x := range []uint64{e.rev, e.create, e.version, e.lease} {
 					if err == nil {
 						err = putUvarint(bw, x)
 					}
@@ -741,6 +811,9 @@ func writeKV(w io.Writer, rev uint64, n int, legacy bool, shards [kvShards]map[s
 	}
 	if err == nil {
 		err = writeHistory(bw, hist)
+	}
+	if err == nil {
+		err = writeLeases(bw, leases)
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -811,6 +884,11 @@ func (kv *KV) Restore(r io.Reader) error {
 			if e.version, err = readUvarint(br, "version"); err != nil {
 				return err
 			}
+			if version >= 3 {
+				if e.lease, err = readUvarint(br, "lease"); err != nil {
+					return err
+				}
+			}
 			if e.create == 0 || e.create > kr || e.version == 0 || e.version > kr-e.create+1 {
 				return fmt.Errorf("%w: key %q created at revision %d, written at %d, version %d", ErrBadSnapshot, k, e.create, kr, e.version)
 			}
@@ -818,8 +896,13 @@ func (kv *KV) Restore(r io.Reader) error {
 		shards[shard(string(k))][string(k)] = e
 	}
 	var hist history
+	var leases map[uint64]*kvLease
+	var nextLease uint64
 	if version >= 3 {
 		if hist, err = readHistory(br, rev); err != nil {
+			return err
+		}
+		if leases, nextLease, err = readLeases(br, &shards); err != nil {
 			return err
 		}
 	} else {
@@ -827,6 +910,8 @@ func (kv *KV) Restore(r io.Reader) error {
 		hist.compacted = rev
 	}
 	kv.shards, kv.rev, kv.n, kv.legacy, kv.hist = shards, rev, int(n), legacy, hist
+	kv.leases, kv.nextLease = leases, nextLease
+	kv.leaseGen++
 	kv.frozen = [kvShards]bool{}
 	return nil
 }

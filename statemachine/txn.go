@@ -205,7 +205,7 @@ func decodeTxn(d *decoder, r *KVRequest) {
 			switch {
 			case err != nil:
 				d.fail(fmt.Sprintf("operation %d: %v", i, err))
-			case op.Op == KVTxn || op.Op == KVCompareAndSwap || op.Op == KVCompact:
+			case op.Op == KVTxn || op.Op == KVCompareAndSwap || op.Op == KVCompact || op.Op == KVLeaseGrant || op.Op == KVLeaseRevoke || op.Op == KVLeaseList:
 				d.fail(fmt.Sprintf("operation %d: a %s inside a txn", i, op.Op))
 			case op.Op == KVPut || op.Op == KVDelete:
 				if written[string(op.Key)] {
