@@ -77,7 +77,10 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 
 func clientCommands() []*cli.Command {
 	return []*cli.Command{
-		clientCommand("put", "KEY VALUE", "set a key", `A VALUE of - reads the value from standard input.`, 2, nil, runPut),
+		clientCommand("put", "KEY VALUE", "set a key", `A VALUE of - reads the value from standard input. --lease ID attaches the key
+to a lease (see 'paxosd help lease'): it is deleted when the lease expires or
+is revoked. A put without --lease detaches the key from its lease.`, 2,
+			[]cli.Flag{&cli.Uint64Flag{Name: "lease", Usage: "attach the key to this lease", EnvVars: env("LEASE")}}, runPut),
 		clientCommand("get", "KEY [END]", "print a key's value, or the keys of a range", `Prints the value and a newline. Exits 3 if the key does not exist.
 By default the read is linearizable (the leader answers once a round of its
 acceptors confirmed that it still leads);
@@ -111,6 +114,7 @@ are listed with their error, and the exit status is then 1. CONFIG
 		txnCommand(),
 		watchCommand(),
 		compactCommand(),
+		leaseCommand(),
 		memberCommand(),
 		leaderCommand(),
 	}
@@ -259,7 +263,11 @@ func runPut(c *cli.Context, cl *client.Client, o *output) error {
 		}
 		val = b
 	}
-	if err := cl.Put(ctx, key, val); err != nil {
+	put := func() error { return cl.Put(ctx, key, val) }
+	if id := c.Uint64("lease"); id != 0 {
+		put = func() error { return cl.PutWithLease(ctx, key, val, client.LeaseID(id)) }
+	}
+	if err := put(); err != nil {
 		return err
 	}
 	if o.json {

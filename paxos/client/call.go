@@ -195,7 +195,7 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 // changes nothing: one that got no answer was simply not answered.
 func (c *Call) changes() bool {
 	switch c.req.Kind {
-	case clientapi.ReqRead, clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot, clientapi.ReqWatch:
+	case clientapi.ReqRead, clientapi.ReqQuery, clientapi.ReqStatus, clientapi.ReqSnapshot, clientapi.ReqWatch, clientapi.ReqKeepAlive:
 		return false
 	}
 	return true

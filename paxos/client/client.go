@@ -298,10 +298,11 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // kv runs one KV command through the log and decodes the machine's answer.
 func (c *Client) kv(ctx context.Context, op string, req statemachine.KVRequest) (statemachine.KVResponse, error) {
 	kind := clientapi.ReqCommand
-	if req.Op == statemachine.KVGet || req.Op == statemachine.KVRange {
+	switch req.Op {
+	case statemachine.KVGet, statemachine.KVRange, statemachine.KVLeaseList:
 		kind = clientapi.ReqRead
 	}
-	keyless := req.Op == statemachine.KVRange || req.Op == statemachine.KVDeleteRange || req.Op == statemachine.KVTxn || req.Op == statemachine.KVCompact
+	keyless := req.Op != statemachine.KVGet && req.Op != statemachine.KVPut && req.Op != statemachine.KVDelete && req.Op != statemachine.KVCompareAndSwap
 	switch {
 	case len(req.Key) == 0 && !keyless:
 		return statemachine.KVResponse{}, fmt.Errorf("%w: %s: the key is empty; keys need at least one byte", ErrNotApplied, op)

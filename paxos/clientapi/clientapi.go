@@ -56,10 +56,14 @@ const (
 	// way the answer says where the next request continues, so a client
 	// that follows them, at any member, sees every change once.
 	ReqWatch
+	// ReqKeepAlive renews lease Data (a uvarint) at the leader: its
+	// deadline becomes its TTL from now. The answer's Data is the TTL in
+	// milliseconds (a uvarint), or empty if the lease is not granted.
+	ReqKeepAlive
 )
 
 var requestKindNames = [...]string{ReqCommand: "command", ReqQuery: "query", ReqStatus: "status", ReqRead: "read", ReqSnapshot: "snapshot",
-	ReqMembers: "members", ReqTransfer: "transfer", ReqSession: "session", ReqWatch: "watch"}
+	ReqMembers: "members", ReqTransfer: "transfer", ReqSession: "session", ReqWatch: "watch", ReqKeepAlive: "keep-alive"}
 
 // ChangeOp says what a ReqMembers does.
 type ChangeOp uint8

@@ -48,6 +48,10 @@ type MemberConfig struct {
 	Rand *mrand.Rand
 	// Logger receives the member's logs; nil discards them.
 	Logger *slog.Logger
+	// LeaseGrace is added to every lease's TTL when this member becomes
+	// leader, for keep-alives its predecessor took that it cannot know of:
+	// at least an election timeout. Default 1s.
+	LeaseGrace time.Duration
 	// Observe, if set, sees every batch of applied decisions, after the
 	// member answered the clients waiting for them. The simulator checks
 	// them.
@@ -123,6 +127,8 @@ type Member struct {
 	// watches are the watch requests held until changes are applied
 	// (watches.go), in the order they came.
 	watches []*watch
+	// leases are the leader's lease deadlines (leases.go).
+	leases leaseTracker
 }
 
 type sessionSeq struct{ session, seq uint64 }
@@ -157,6 +163,9 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.LeaseGrace <= 0 {
+		cfg.LeaseGrace = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -50,6 +50,8 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 		if resp, ok = m.propose(c, req); ok {
 			return // answered once applied, or by Sweep
 		}
+	case clientapi.ReqKeepAlive:
+		resp = m.keepAlive(req)
 	case clientapi.ReqWatch:
 		var ok bool
 		if resp, ok = m.handleWatch(c, req); ok {
@@ -225,6 +227,7 @@ func (m *Member) Sweep() {
 		}
 	}
 	m.sweepWatches(now)
+	m.sweepLeases(now)
 	late = append(late, m.lateReads(now)...)
 	// NB: map order is random; answer in a fixed order, so that the
 	// simulator replays.

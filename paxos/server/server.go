@@ -236,7 +236,10 @@ func (s *Server) memberConfig() MemberConfig {
 			SnapshotTimeoutTicks: max(1, int(2*time.Second/cfg.TickInterval)),
 		},
 		RequestTimeout: cfg.RequestTimeout,
-		Logger:         cfg.Logger,
+		// NB: an election timeout, and as much again for the jitter of
+		// elections and the old leader's last sweep.
+		LeaseGrace: 2 * time.Duration(cfg.ElectionTicks) * cfg.TickInterval,
+		Logger:     cfg.Logger,
 	}
 }
 

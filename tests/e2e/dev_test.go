@@ -197,6 +197,36 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if _, stderr, code := cli(t, nil, "compact", "x"); code != 2 || !strings.Contains(stderr, "give a revision") {
 		t.Fatalf("compact x: exit %d, %s", code, stderr)
 	}
+	// Leases: keys put with one go when it is revoked.
+	if out := mustCLI(t, 0, "lease", "grant", "30s", "-o", "json"); !strings.Contains(out, `"ttl":30`) {
+		t.Fatalf("lease grant 30s -o json printed %q", out)
+	}
+	if out := mustCLI(t, 0, "lease", "grant", "20"); !strings.HasPrefix(out, "lease ") || !strings.Contains(out, "granted with TTL 20s") {
+		t.Fatalf("lease grant 20 printed %q", out)
+	}
+	ls := mustCLI(t, 0, "lease", "list", "-o", "json")
+	var leases struct{ Leases []struct{ ID uint64 } }
+	if err := json.Unmarshal([]byte(ls), &leases); err != nil || len(leases.Leases) != 2 {
+		t.Fatalf("lease list -o json printed %q: %v", ls, err)
+	}
+	id := strconv.FormatUint(leases.Leases[1].ID, 10)
+	mustCLI(t, 0, "put", "svc/a", "up", "--lease", id)
+	if out := mustCLI(t, 0, "lease", "keep-alive", id, "--once"); !strings.Contains(out, "kept alive with TTL 20s") {
+		t.Fatalf("lease keep-alive --once printed %q", out)
+	}
+	mustCLI(t, 0, "lease", "revoke", id)
+	if _, _, code := cli(t, nil, "get", "svc/a"); code != 3 {
+		t.Fatalf("get of a key whose lease was revoked: exit %d", code)
+	}
+	if _, stderr, code := cli(t, nil, "lease", "keep-alive", id); code != 3 || !strings.Contains(stderr, "lease not found") {
+		t.Fatalf("keep-alive of a revoked lease: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "put", "x", "y", "--lease", "999999"); code != 1 || !strings.Contains(stderr, "lease 999999 is not granted") {
+		t.Fatalf("put with an unknown lease: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, nil, "lease", "grant", "soon"); code != 2 || !strings.Contains(stderr, "give seconds or a duration") {
+		t.Fatalf("lease grant soon: exit %d, %s", code, stderr)
+	}
 	mustCLI(t, 0, "put", "kept", "yes")
 	// Flags also come from PAXOSD_* variables.
 	if _, stderr, code := cliEnv(t, []string{"PAXOSD_ENDPOINTS=127.0.0.1:1", "PAXOSD_TIMEOUT=300ms"}, nil, "get", "kept"); code != 1 || !strings.Contains(stderr, "tried 127.0.0.1:1") {
