@@ -62,6 +62,14 @@ type checker struct {
 	// it made, in order: what watches must report (invariant 11).
 	refKV     *statemachine.KV
 	refEvents []statemachine.KVEvent
+	// revokes are the deletes of lease revocations, by slot, until a
+	// member applies the slot (recordRevokes).
+	revokes map[paxos.Slot]*revocation
+	// leaseAlive is, by lease, the tick before which no revocation of it
+	// may apply (invariant 12).
+	leaseAlive map[uint64]int64
+	// grants counts the lease grants clients submitted.
+	grants uint64
 	// configs are the configurations the chosen prefix up to refNext-1
 	// makes, from the bootstrap one on, none dropped: the truth the
 	// members' quorums are checked against (invariant 10).
@@ -98,6 +106,8 @@ func (c *checker) init() {
 	c.externalized = map[paxos.NodeID]paxos.Ballot{}
 	c.configs = paxos.History{c.s.bootstrap}
 	c.refKV = statemachine.NewKV()
+	c.revokes = map[paxos.Slot]*revocation{}
+	c.leaseAlive = map[uint64]int64{}
 }
 
 // configAt returns the configuration that governs slot sl. Invariant 10: a
@@ -269,6 +279,14 @@ func (c *checker) choose(slot paxos.Slot, v paxos.Value, how string) {
 			continue
 		}
 		if cmd.Session == 0 {
+			// NB: a leader revokes expired leases as session 0; leases
+			// are numbered 1, 2, … by the grants clients submitted.
+			if r, err := statemachine.DecodeKVRequest(cmd.Data); err == nil && r.Op == statemachine.KVLeaseRevoke {
+				if r.Lease > c.grants {
+					s.fail("invariant 2: slot %d revokes lease %d, but clients asked for %d leases", slot, r.Lease, c.grants)
+				}
+				continue
+			}
 			if !c.reads[string(cmd.Data)] {
 				s.fail("invariant 2: slot %d holds read %d %x that no client sent", slot, cmd.Seq, cmd.Data)
 			}
@@ -480,6 +498,7 @@ func (s *sim) onApply(n *simNode, ds []paxos.Decision) {
 				s.stats.DuplicateApply++
 			}
 		}
+		s.recordRevokes(d.Slot)
 	}
 }
 

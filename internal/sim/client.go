@@ -54,11 +54,17 @@ type client struct {
 	answered []clientapi.Request
 	// watch makes the client a watcher (watch.go).
 	watch *watcher
+	// lease is the lease the client holds (0: none), which some of its
+	// puts attach their keys to and which it keeps alive now and then.
+	lease uint64
 }
 
 type pendingOp struct {
-	open     bool // opening a session, not a KV operation
-	watch    bool // a watch's long poll
+	open     bool  // opening a session, not a KV operation
+	watch    bool  // a watch's long poll
+	leaseOp  int   // grantLease or keepAlive, not a KV operation
+	tick     int64 // the tick the operation began at
+	handled  int64 // the tick a member handled the last attempt at
 	in       KVInput
 	call     *pc.Call
 	started  int64 // step of the first attempt, for the history
@@ -72,6 +78,8 @@ type pendingOp struct {
 type attempt struct {
 	conn *conn
 	id   uint64
+	// handled is the tick the member handled the request at.
+	handled int64
 }
 
 // conn is a client connection to one incarnation of a member. It breaks
@@ -150,10 +158,83 @@ func (c *client) act() {
 	}
 }
 
+// Lease operations of a client.
+const (
+	grantLease = 1 + iota
+	keepAlive
+)
+
+// startLease begins a lease operation: a grant of a lease of one or two
+// seconds through the client's session, or a keep-alive of the one it
+// holds. It reports false when the client must open a session first.
+func (c *client) startLease() bool {
+	s := c.s
+	if c.lease != 0 {
+		req := clientapi.Request{Kind: clientapi.ReqKeepAlive, Data: binary.AppendUvarint(nil, c.lease)}
+		c.op = &pendingOp{leaseOp: keepAlive, call: pc.NewCall(c.router, req), started: s.step, deadline: s.now + s.callTimeout, first: true}
+		s.tracef("client %d keeps lease %d alive", c.idx, c.lease)
+		return true
+	}
+	if c.session == 0 {
+		return false
+	}
+	c.seq++
+	req := clientapi.Request{Kind: clientapi.ReqCommand, Session: c.session, Seq: c.seq,
+		Data: statemachine.KVRequest{Op: statemachine.KVLeaseGrant, TTL: uint64(1 + s.rng.IntN(2))}.Encode()}
+	s.ck.submitted[cmdID{req.Session, req.Seq}] = string(req.Data)
+	s.ck.grants++
+	c.op = &pendingOp{leaseOp: grantLease, call: pc.NewCall(c.router, req), started: s.step, tick: s.now, deadline: s.now + s.callTimeout, first: true}
+	s.tracef("client %d asks for a lease", c.idx)
+	return true
+}
+
+// finishLease takes the answer to a grant or a keep-alive.
+func (c *client) finishLease(op *pendingOp, data []byte, err error) {
+	s := c.s
+	if err != nil {
+		s.tracef("client %d: lease operation failed: %v", c.idx, err)
+		if op.leaseOp == grantLease && errors.Is(err, pc.ErrNotApplied) && !errors.Is(err, pc.ErrUnknownOutcome) {
+			req := op.call.Request()
+			s.ck.notApplied = append(s.ck.notApplied, cmdID{req.Session, req.Seq})
+		}
+		return
+	}
+	if op.leaseOp == keepAlive {
+		if len(data) == 0 {
+			s.tracef("client %d: lease %d is gone", c.idx, c.lease)
+			c.lease = 0
+			return
+		}
+		ms, _ := binary.Uvarint(data)
+		s.ck.leaseLives(c.lease, op.handled, time.Duration(ms)*time.Millisecond)
+		s.stats.KeepAlives++
+		if s.rng.IntN(3) == 0 {
+			// The client walks away: the lease expires a TTL after
+			// this keep-alive, which invariant 12 holds the leader to.
+			s.tracef("client %d leaves lease %d to expire", c.idx, c.lease)
+			c.lease = 0
+		}
+		return
+	}
+	r, derr := statemachine.DecodeKVResponse(data)
+	if derr != nil || r.Status != statemachine.KVOK || r.Lease == 0 {
+		s.fail("client %d: a lease grant answered %+v, %v", c.idx, r, derr)
+	}
+	c.lease = r.Lease
+	// NB: an earlier attempt may be the one applied, and the answer a
+	// retry's: the leader counts from no earlier than the first.
+	s.ck.leaseLives(c.lease, op.tick, time.Duration(r.TTL)*time.Second)
+	s.stats.LeasesGranted++
+	s.tracef("client %d holds lease %d", c.idx, c.lease)
+}
+
 // start begins the next operation: a write through the client's session,
 // or a linearizable read through the log.
 func (c *client) start() {
 	s := c.s
+	if s.rng.IntN(10) == 0 && c.startLease() {
+		return
+	}
 	key := c.keys[s.rng.IntN(len(c.keys))]
 	in := KVInput{Key: key}
 	switch r := s.rng.IntN(10); {
@@ -198,6 +279,9 @@ func (c *client) start() {
 		kr.Value = []byte(in.Value)
 	} else {
 		in.Value = ""
+	}
+	if in.Op == statemachine.KVPut && c.lease != 0 && s.rng.IntN(2) == 0 {
+		kr.Lease, in.Lease = c.lease, true
 	}
 	if in.Ranged {
 		kr = statemachine.KVRequest{Op: statemachine.KVRange, Key: kr.Key}
@@ -259,6 +343,9 @@ func (c *client) submit() {
 func (c *client) result(resp clientapi.Response, sent bool, err error) {
 	s := c.s
 	op := c.op
+	if op.attempt != nil {
+		op.handled = op.attempt.handled
+	}
 	op.attempt = nil
 	if err != nil {
 		s.tracef("client %d: attempt failed (sent %v): %v", c.idx, sent, err)
@@ -361,6 +448,10 @@ func (c *client) finish(data []byte, err error) {
 		c.finishWatch(data, err)
 		return
 	}
+	if op.leaseOp != 0 {
+		c.finishLease(op, data, err)
+		return
+	}
 	req := op.call.Request()
 	if s.rng.IntN(20) == 0 {
 		// The client stops to think, long enough at times for a short
@@ -404,6 +495,13 @@ func (c *client) finish(data []byte, err error) {
 		resp = casOfTxn(resp)
 	case op.in.Ranged:
 		resp = singleOfRange(resp, op.in.Op)
+	}
+	if resp.Status == statemachine.KVBadRequest && op.in.Lease {
+		// The lease expired first: the put was refused, and changed
+		// nothing.
+		s.tracef("client %d: %s refused: %s", c.idx, op.in.Describe(KVOutput{}), resp.Err)
+		c.lease = 0
+		return
 	}
 	if resp.Status == statemachine.KVBadRequest {
 		s.fail("client %d: the KV machine says bad request: %s", c.idx, resp.Err)
@@ -457,6 +555,9 @@ func (s *sim) deliverClientTraffic() {
 			continue
 		}
 		s.step++
+		if op := r.conn.c.op; op != nil && op.attempt != nil && op.attempt.conn == r.conn && op.attempt.id == r.req.ID {
+			op.attempt.handled = s.now
+		}
 		n.member.Handle(r.conn, r.req)
 	}
 	for _, r := range takeDue(&s.replies, func(r reply) bool { return r.at <= s.now }) {

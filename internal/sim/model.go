@@ -18,6 +18,10 @@ type KVInput struct {
 	// key as a prefix, which names that key alone (the simulator's keys
 	// are single letters).
 	Txn, Ranged bool
+	// Lease says a put attached its key to a lease, and Revoke that a
+	// delete was a lease's revocation, proposed by the leader when the
+	// lease expired (or by a client): the model sees a put and a delete.
+	Lease, Revoke bool
 }
 
 // KVOutput is what the client saw. Unknown means no answer came (the
@@ -61,6 +65,12 @@ func (in KVInput) Describe(out KVOutput) string {
 	}
 	if in.Ranged {
 		res = "ranged " + res
+	}
+	if in.Lease {
+		res = "with lease " + res
+	}
+	if in.Revoke {
+		res = "by lease revocation " + res
 	}
 	switch in.Op {
 	case statemachine.KVPut:

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -147,7 +148,8 @@ func (s *sim) boot(n *simNode) {
 	m, err := server.NewMember(server.MemberConfig{
 		ID: n.id, Bootstrap: n.bootstrap, Cluster: 1, Machine: n.rec, MachineName: "kv",
 		Proposer: s.pcfg, Learner: s.lcfg, RequestTimeout: s.requestTimeout,
-		Rand: s.childRand(), Logger: s.logger,
+		LeaseGrace: 2 * time.Duration(s.pcfg.ElectionTicks) * tickLength,
+		Rand:       s.childRand(), Logger: s.logger,
 		Observe: func(ds []paxos.Decision) { s.onApply(n, ds) },
 	}, server.MemberIO{
 		Storage: n, State: st,
@@ -388,6 +390,12 @@ func (r *recorder) Query(q []byte) ([]byte, error) { return r.kv.Query(q) }
 // Watch and Advance pass the history's watches and the log's time on.
 func (r *recorder) Watch(q []byte) (answer, next []byte, ready bool) { return r.kv.Watch(q) }
 func (r *recorder) Advance(ms uint64)                                { r.kv.Advance(ms) }
+
+// The KV's leases, for the leader's expiry (statemachine.Leaser).
+func (r *recorder) LeaseTTL(id uint64) (time.Duration, bool) { return r.kv.LeaseTTL(id) }
+func (r *recorder) EachLease(f func(uint64, time.Duration))  { r.kv.EachLease(f) }
+func (r *recorder) LeaseGen() uint64                         { return r.kv.LeaseGen() }
+func (r *recorder) RevokeCommand(id uint64) []byte           { return r.kv.RevokeCommand(id) }
 
 func (r *recorder) Restore(rd io.Reader) error {
 	if err := r.kv.Restore(rd); err != nil {

@@ -123,6 +123,9 @@ type Stats struct {
 	IndexReads      int // linearizable reads a leader served without the log (read index)
 	WatchEvents     int // changes watches reported, each checked against the log
 	Watches         int // watches started
+	LeasesGranted   int // leases clients were granted
+	KeepAlives      int // keep-alives a leader took
+	LeaseRevokes    int // revocations in the chosen log that deleted keys
 }
 
 // Add adds the counts of o to st (the shape is kept; maxima are maxima).
@@ -144,6 +147,9 @@ func (st *Stats) Add(o Stats) {
 	st.IndexReads += o.IndexReads
 	st.WatchEvents += o.WatchEvents
 	st.Watches += o.Watches
+	st.LeasesGranted += o.LeasesGranted
+	st.KeepAlives += o.KeepAlives
+	st.LeaseRevokes += o.LeaseRevokes
 	st.Partitions += o.Partitions
 	st.Elections += o.Elections
 	st.MultiBatches += o.MultiBatches

@@ -2,7 +2,10 @@ package sim
 
 import (
 	"bytes"
+	"math"
 	"time"
+
+	"github.com/paxosd/paxosd/paxos"
 
 	pc "github.com/paxosd/paxosd/paxos/client"
 	"github.com/paxosd/paxosd/statemachine"
@@ -148,6 +151,20 @@ func (w *watcher) caughtUp(c *checker) bool {
 func (c *checker) refApply(slot uint64, cmd []byte) {
 	before := c.refKV.Rev()
 	c.refKV.Apply(slot, cmd)
+	if r, err := statemachine.DecodeKVRequest(cmd); err == nil && r.Op == statemachine.KVLeaseRevoke {
+		rv := c.revokes[paxos.Slot(slot)]
+		if rv == nil {
+			rv = &revocation{}
+			c.revokes[paxos.Slot(slot)] = rv
+		}
+		rv.leases = append(rv.leases, r.Lease)
+		defer func(from int) {
+			rv.deletes = append(rv.deletes, c.refEvents[from:]...)
+			if len(c.refEvents) > from {
+				c.s.stats.LeaseRevokes++
+			}
+		}(len(c.refEvents))
+	}
 	if c.refKV.Rev() == before {
 		return
 	}
@@ -170,4 +187,51 @@ func (c *checker) refApply(slot uint64, cmd []byte) {
 		}
 		q.Rev, q.Skip = r.NextRev, r.NextSkip
 	}
+}
+
+// recordRevokes adds to the history, as deletes, the keys a lease's
+// revocation in slot sl deleted, the first time a member applies it: the
+// revocation is the leader's, not a client's, but clients see its effect
+// (invariant 6). It took effect between its choice and this application;
+// the model may place it at this step, since every operation answered
+// before it was applied at a lower slot and every one begun after it at a
+// higher one.
+func (s *sim) recordRevokes(sl paxos.Slot) {
+	s.ck.extendRef()
+	rv, ok := s.ck.revokes[sl]
+	if !ok {
+		return
+	}
+	delete(s.ck.revokes, sl)
+	for _, id := range rv.leases {
+		if until := s.ck.leaseAlive[id]; s.now < until {
+			s.fail("invariant 12: lease %d was revoked at tick %d, but a client was told it lives until at least tick %d (its TTL after a grant or keep-alive, at the fastest clock)", id, s.now, until)
+		}
+	}
+	for _, e := range rv.deletes {
+		s.history = append(s.history, Op{Client: math.MaxInt32, Call: s.step, Return: s.step,
+			Input:  KVInput{Op: statemachine.KVDelete, Key: string(e.Key), Revoke: true},
+			Output: KVOutput{Status: statemachine.KVOK, Rev: e.Rev}})
+		s.tracef("lease revocation of slot %d deleted %s at %d", sl, e.Key, e.Rev)
+	}
+}
+
+// revocation is what the lease revocations of one slot did: the leases
+// they named and the keys they deleted.
+type revocation struct {
+	leases  []uint64
+	deletes []statemachine.KVEvent
+}
+
+// leaseLives records that a client heard that lease id lives for ttl from
+// tick start: no revocation may apply before start + ttl (invariant 12).
+// For a keep-alive, start is when the leader handled the attempt that
+// answered, which is when it counts the TTL from; for a grant, when the
+// call began, since the leader counts from when it applied the grant,
+// which is later.
+// NB: the members' clocks for deadlines (MemberIO.Now) are the simulator's
+// own; their drift speeds or slows their ticks, hence elections.
+func (c *checker) leaseLives(id uint64, start int64, ttl time.Duration) {
+	until := start + int64(ttl/tickLength)
+	c.leaseAlive[id] = max(c.leaseAlive[id], until)
 }

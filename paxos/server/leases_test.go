@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // Leases through the Go client: a kept-alive lease keeps its keys; one left
@@ -75,5 +79,63 @@ func TestLeasesThroughTheClient(t *testing.T) {
 	}
 	if err := c.Revoke(ctx, kept); !errors.Is(err, client.ErrLeaseNotFound) {
 		t.Fatalf("second revoke: %v", err)
+	}
+}
+
+// The leader's deadlines: a keep-alive renews one, an expired lease is
+// revoked through the log, and a member that becomes leader gives every
+// lease its TTL and the grace from then.
+func TestLeaseDeadlines(t *testing.T) {
+	h := newHarness(t, paxos.Uniform(1), 1)
+	h.m.cfg.LeaseGrace = 500 * time.Millisecond
+	h.lead()
+	var b inbox
+	seq := uint64(0)
+	do := func(cmd []byte) statemachine.KVResponse {
+		t.Helper()
+		seq++
+		b.got = nil
+		h.m.Handle(&b, clientapi.Request{ID: seq, Kind: clientapi.ReqCommand, Session: 1, Seq: seq, Data: cmd})
+		h.flush()
+		return kvAnswer(t, b.got[0])
+	}
+	g := do(statemachine.KVRequest{Op: statemachine.KVLeaseGrant, TTL: 2}.Encode())
+	do(statemachine.KVRequest{Op: statemachine.KVPut, Key: []byte("k"), Lease: g.Lease}.Encode())
+	present := func() bool {
+		b.got = nil
+		h.m.Handle(&b, clientapi.Request{ID: 99, Kind: clientapi.ReqQuery, Data: get("k")})
+		return kvAnswer(t, b.got[0]).Status == statemachine.KVOK
+	}
+	step := func(d time.Duration) {
+		h.now = h.now.Add(d)
+		h.m.Sweep()
+		h.flush()
+	}
+	step(0) // the leader starts tracking the lease: 2 s from now
+	step(1500 * time.Millisecond)
+	b.got = nil
+	h.m.Handle(&b, clientapi.Request{ID: 7, Kind: clientapi.ReqKeepAlive, Data: binary.AppendUvarint(nil, g.Lease)})
+	if len(b.got) != 1 || len(b.got[0].Data) == 0 {
+		t.Fatalf("keep-alive: %+v", b.got)
+	}
+	step(1900 * time.Millisecond)
+	if !present() {
+		t.Fatal("the key went 1.9 s after a keep-alive of a 2 s lease")
+	}
+	// As if leadership moved here now: the TTL and the grace from now.
+	h.m.leases = leaseTracker{}
+	step(0)
+	step(2400 * time.Millisecond)
+	if !present() {
+		t.Fatal("the key went within TTL + grace of a change of leader")
+	}
+	step(200 * time.Millisecond)
+	if present() {
+		t.Fatal("the key outlived its lease by TTL + grace and more")
+	}
+	b.got = nil
+	h.m.Handle(&b, clientapi.Request{ID: 8, Kind: clientapi.ReqKeepAlive, Data: binary.AppendUvarint(nil, g.Lease)})
+	if len(b.got) != 1 || b.got[0].Code != clientapi.CodeOK || len(b.got[0].Data) != 0 {
+		t.Fatalf("keep-alive of the revoked lease: %+v; want ok and no TTL", b.got)
 	}
 }

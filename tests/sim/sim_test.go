@@ -71,6 +71,7 @@ func TestSim(t *testing.T) {
 			{"sessions opened", total.SessionsOpened}, {"sessions expired", total.SessionsExpired},
 			{"commands refused as their session expired", total.ExpiredRefused},
 			{"changes reported to watches", total.WatchEvents}, {"watches started", total.Watches},
+			{"leases granted", total.LeasesGranted}, {"lease keep-alives", total.KeepAlives}, {"lease revocations that deleted keys", total.LeaseRevokes},
 		} {
 			if c.n == 0 {
 				t.Errorf("the sweep saw no %s: that code went untested", c.what)
