@@ -115,6 +115,8 @@ are listed with their error, and the exit status is then 1. CONFIG
 		watchCommand(),
 		compactCommand(),
 		leaseCommand(),
+		lockCommand(),
+		electCommand(),
 		memberCommand(),
 		leaderCommand(),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/paxosd/paxosd/paxos/client"
 	"github.com/paxosd/paxosd/paxos/server"
@@ -160,4 +161,47 @@ func ExampleClient_Watch() {
 	// delete=false cfg/mode=green version 2
 	// delete=true cfg/mode= version 0
 	// compacted: true
+}
+
+// A lease keeps a key alive while its owner does; a mutex built on leases
+// hands each holder a fencing token that grows from one holder to the next.
+func ExampleMutex() {
+	c, stop := startClient()
+	defer stop()
+	ctx := context.Background()
+
+	// Service registration: the key lives as long as the lease.
+	lease, err := c.Grant(ctx, 10*time.Second)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := c.PutWithLease(ctx, "svc/web", []byte("10.0.0.1:80"), lease); err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Revoke(ctx, lease); err != nil { // or let it expire
+		log.Fatal(err)
+	}
+	_, err = c.Get(ctx, "svc/web")
+	fmt.Println("registration gone:", errors.Is(err, client.ErrNotFound))
+
+	h, err := c.NewHolder(ctx, 10*time.Second)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close(ctx)
+	m := client.NewMutex(h, "backup")
+	first, err := m.Lock(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	m.Unlock(ctx)
+	second, err := m.Lock(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	m.Unlock(ctx)
+	fmt.Println("tokens grow:", second > first)
+	// Output:
+	// registration gone: true
+	// tokens grow: true
 }

@@ -227,6 +227,17 @@ func TestDevQuickStartAndExitStatuses(t *testing.T) {
 	if _, stderr, code := cli(t, nil, "lease", "grant", "soon"); code != 2 || !strings.Contains(stderr, "give seconds or a duration") {
 		t.Fatalf("lease grant soon: exit %d, %s", code, stderr)
 	}
+	// Recipes: a command run under a lock sees its fencing token, and its
+	// exit status is lock's.
+	if out := mustCLI(t, 0, "lock", "job", "--", "sh", "-c", "echo token=$PAXOSD_LOCK_TOKEN"); !strings.HasPrefix(out, "token=") || out == "token=\n" {
+		t.Fatalf("lock job -- sh printed %q", out)
+	}
+	if _, _, code := cli(t, nil, "lock", "job", "--", "sh", "-c", "exit 5"); code != 5 {
+		t.Fatalf("lock job -- sh -c 'exit 5': exit %d", code)
+	}
+	if _, stderr, code := cli(t, nil, "lock", "job", "--ttl", "10ms"); code != 2 || !strings.Contains(stderr, "at least 1s") {
+		t.Fatalf("lock --ttl 10ms: exit %d, %s", code, stderr)
+	}
 	mustCLI(t, 0, "put", "kept", "yes")
 	// Flags also come from PAXOSD_* variables.
 	if _, stderr, code := cliEnv(t, []string{"PAXOSD_ENDPOINTS=127.0.0.1:1", "PAXOSD_TIMEOUT=300ms"}, nil, "get", "kept"); code != 1 || !strings.Contains(stderr, "tried 127.0.0.1:1") {
