@@ -30,13 +30,14 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
 		Usage:     "load a cluster and report throughput and latency",
-		ArgsUsage: "put|get|mixed|txn-put|watch",
+		ArgsUsage: "put|get|mixed|txn-put|watch|keepalive",
 		Description: `Runs --clients concurrent clients, each sending one request at a time,
 over --conns connections, until --total requests are done or --duration has
 passed. put writes --val-size-byte values; get reads linearizably from the
 leader (--consistency serializable reads one member's state); mixed does both,
 --read-ratio of them reads; txn-put writes with a transaction of one put
-(as etcd's benchmark txn-put does). Keys are --key-size bytes, drawn at random
+(as etcd's benchmark txn-put does); keepalive has each client grant a lease
+of a minute and renew it in a loop (as etcd's benchmark lease-keepalive). Keys are --key-size bytes, drawn at random
 from --key-space distinct keys, or numbered in order with --sequential-keys.
 
 watch starts --watchers watches of one key, spread over the connections, and
@@ -233,11 +234,11 @@ func runBench(c *cli.Context) error {
 // benchSetupFrom reads and checks the workload flags.
 func benchSetupFrom(c *cli.Context) (benchSetup, error) {
 	if c.NArg() != 1 {
-		return benchSetup{}, usageError{errors.New("bench takes one workload: put, get, mixed, txn-put or watch")}
+		return benchSetup{}, usageError{errors.New("bench takes one workload: put, get, mixed, txn-put, watch or keepalive")}
 	}
 	workload := c.Args().First()
-	if !slices.Contains([]string{"put", "get", "mixed", "txn-put", "watch"}, workload) {
-		return benchSetup{}, usageError{fmt.Errorf("unknown workload %q: use put, get, mixed, txn-put or watch", workload)}
+	if !slices.Contains([]string{"put", "get", "mixed", "txn-put", "watch", "keepalive"}, workload) {
+		return benchSetup{}, usageError{fmt.Errorf("unknown workload %q: use put, get, mixed, txn-put, watch or keepalive", workload)}
 	}
 	clients, conns := c.Int("clients"), c.Int("conns")
 	keySize, valSize, keySpace := c.Int("key-size"), c.Int("val-size"), c.Int("key-space")
@@ -355,6 +356,14 @@ func (l *benchLoad) client(ctx context.Context, i int, start time.Time) ([]time.
 	val := make([]byte, setup.ValSize)
 	var lat []time.Duration
 	errs := map[string]int{}
+	var lease client.LeaseID
+	if setup.Workload == "keepalive" {
+		var err error
+		if lease, err = cl.Grant(ctx, time.Minute); err != nil {
+			errs[errorKind(err)]++
+			return lat, errs
+		}
+	}
 	for {
 		if l.duration > 0 {
 			if time.Since(start) > l.duration {
@@ -372,6 +381,8 @@ func (l *benchLoad) client(ctx context.Context, i int, start time.Time) ([]time.
 		t0 := time.Now()
 		var err error
 		switch {
+		case setup.Workload == "keepalive":
+			_, err = cl.KeepAliveOnce(ctx, lease)
 		case setup.Workload == "txn-put":
 			_, err = cl.Txn().Then(client.OpPut(key, val)).Commit(ctx)
 		case !read:

@@ -136,7 +136,7 @@ func TestBenchLocal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	for _, workload := range []string{"put", "mixed", "txn-put", "watch"} {
+	for _, workload := range []string{"put", "mixed", "txn-put", "watch", "keepalive"} {
 		var stdout, stderr bytes.Buffer
 		total := "300"
 		if workload == "watch" {
