@@ -129,7 +129,16 @@ func TestGrowAndShrinkUnderLoad(t *testing.T) {
 	for range 2 {
 		m := c.grow()
 		began := time.Now()
-		mustCLI(t, 0, "member", "add", fmt.Sprintf("%d=%s", m.id, m.peer), "--client", m.client, "--endpoints", c.endpoints())
+		// NB: the previous member's promotion may not govern yet, and
+		// one change runs at a time: the add is refused until it does.
+		add := []string{"member", "add", fmt.Sprintf("%d=%s", m.id, m.peer), "--client", m.client, "--endpoints", c.endpoints()}
+		waitUntil(t, fmt.Sprintf("member add %d", m.id), 10*time.Second, func() bool {
+			_, stderr, code := cli(t, nil, add...)
+			if code != 0 && !strings.Contains(stderr, "another configuration change is in progress") {
+				t.Fatalf("paxosd %s: exit %d, %s", strings.Join(add, " "), code, stderr)
+			}
+			return code == 0
+		})
 		c.startJoin(m.id, c.members[0].client)
 		waitRoles(t, c.endpoints(), m.id, allRoles)
 		t.Logf("member %d added, joined and promoted in %v", m.id, time.Since(began).Round(time.Millisecond))
