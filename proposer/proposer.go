@@ -233,6 +233,12 @@ func (p *Proposer) Ballot() paxos.Ballot { return p.ballot }
 // Decided returns the prefix of the log this proposer knows to be chosen.
 func (p *Proposer) Decided() paxos.Slot { return p.decided }
 
+// Inherited returns, while leading, the highest slot in which a value of an
+// earlier leader may be chosen: those its phase 1 found, and those below
+// its start. Until the learner has applied it, the state may still change
+// by what earlier leaders proposed.
+func (p *Proposer) Inherited() paxos.Slot { return max(p.top, p.floor, p.from-1) }
+
 // State returns "follower", "pre-candidate", "candidate" or "leader".
 func (p *Proposer) State() string { return p.state.String() }
 

@@ -118,8 +118,12 @@ func (m *Member) keepAlive(req clientapi.Request) clientapi.Response {
 	ttl, granted := ls.LeaseTTL(id)
 	_, revoking := m.leases.revoking[id]
 	switch {
-	case !granted && m.lrn.Applied() < m.prop.Decided():
-		resp.Code, resp.Message = clientapi.CodeUnavailable, fmt.Sprintf("node %d leads but has not applied every chosen slot yet, so it cannot tell whether lease %d is granted; retry", m.cfg.ID, id)
+	case m.lrn.Applied() < m.prop.Inherited() || (!granted && m.lrn.Applied() < m.prop.Decided()):
+		// NB: an earlier leader may have proposed the lease's revocation,
+		// which this one found in its phase 1 and will have chosen: a
+		// keep-alive answered before it applies would be a promise the
+		// revocation breaks (simulator seed 5565).
+		resp.Code, resp.Message = clientapi.CodeUnavailable, fmt.Sprintf("node %d leads but has not applied what earlier leaders proposed, so it cannot tell whether lease %d still lives; retry", m.cfg.ID, id)
 	case !granted || revoking:
 	default:
 		m.leases.expiry[id] = now.Add(ttl)

@@ -70,6 +70,9 @@ var regressionSeeds = []struct {
 	// version 6); it replays with the simulator of that commit.
 	// proposer.TestReconfigureBeforeLearnedCountsNoVote pins it down.
 	{532, false, "invariant 1: a leader got its learner's configurations, pruned past slot 76, before the Learned of the same flush, and decided slot 74 by its own vote under the configuration of slot 77 on"},
+	// Found while building leases (issue 13); it replays with the
+	// simulator of that commit.
+	{5565, false, "invariant 12: a new leader answered a keep-alive before applying the revocation of that lease its predecessor had proposed, which it then chose"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
