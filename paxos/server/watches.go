@@ -35,6 +35,13 @@ func (m *Member) handleWatch(c Responder, req clientapi.Request) (clientapi.Resp
 		resp.Code, resp.Message = clientapi.CodeUnavailable, fmt.Sprintf("node %d runs no learner, so it has no changes to report; watch at a learner", m.cfg.ID)
 		return resp, false
 	}
+	if m.prop != nil && m.prop.Leader() == 0 {
+		// NB: a member cut off from the others applies nothing new, and
+		// a watch held there would wait in silence; one that knows no
+		// leader sends the watcher elsewhere.
+		resp.Code, resp.Message = clientapi.CodeUnavailable, fmt.Sprintf("node %d knows no leader (an election is under way, or it is cut off), so its changes may lag; watch at another member", m.cfg.ID)
+		return resp, false
+	}
 	w, ok := m.lrn.Machine().(statemachine.Watcher)
 	if !ok {
 		resp.Code, resp.Message = clientapi.CodeBadRequest, fmt.Sprintf("the state machine of node %d keeps no history to watch", m.cfg.ID)

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
+	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // A watch through the Go client reports every change of its prefix once, in
@@ -101,5 +105,34 @@ func TestWatchThroughTheClient(t *testing.T) {
 	e := <-c.Watch(ctx, "cfg/", client.WatchOptions{Prefix: true, Rev: start.Revision})
 	if !errors.Is(e.Err, client.ErrCompacted) {
 		t.Fatalf("watch from a compacted revision: %+v", e)
+	}
+}
+
+// A member that knows no leader sends watchers elsewhere, rather than hold
+// them while it may be cut off; one that leads holds a watch until its
+// wait ends and answers with the place to continue.
+func TestWatchNeedsALeader(t *testing.T) {
+	h := newHarness(t, paxos.Uniform(3), 1)
+	var b inbox
+	q := statemachine.KVWatch{Key: []byte("k"), Rev: 1}.Encode()
+	h.m.Handle(&b, clientapi.Request{ID: 1, Kind: clientapi.ReqWatch, Data: q, Wait: 1000})
+	if len(b.got) != 1 || b.got[0].Code != clientapi.CodeUnavailable || !strings.Contains(b.got[0].Message, "knows no leader") {
+		t.Fatalf("watch at a member without a leader: %+v", b.got)
+	}
+	h = newHarness(t, paxos.Uniform(1), 1)
+	h.lead()
+	b.got = nil
+	h.m.Handle(&b, clientapi.Request{ID: 2, Kind: clientapi.ReqWatch, Data: q, Wait: 500})
+	if len(b.got) != 0 {
+		t.Fatalf("a watch with nothing to report was answered at once: %+v", b.got)
+	}
+	h.now = h.now.Add(600 * time.Millisecond)
+	h.m.Sweep()
+	if len(b.got) != 1 || b.got[0].Code != clientapi.CodeOK {
+		t.Fatalf("after the wait: %+v", b.got)
+	}
+	r, err := statemachine.DecodeKVWatchResponse(b.got[0].Data)
+	if err != nil || len(r.Events) != 0 || r.NextRev < 1 {
+		t.Fatalf("the answer after the wait: %+v, %v", r, err)
 	}
 }
