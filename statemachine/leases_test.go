@@ -89,3 +89,12 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("restore of keys with an unknown lease: %v", err)
 	}
 }
+
+// A transaction whose put names a lease not granted applies nothing.
+func TestTxnWithAMissingLeaseAppliesNothing(t *testing.T) {
+	kv := NewKV()
+	r := apply(t, kv, KVRequest{Op: KVTxn, Then: []KVRequest{{Op: KVPut, Key: []byte("a")}, {Op: KVPut, Key: []byte("b"), Lease: 99}}})
+	if r.Status != KVBadRequest || !strings.Contains(r.Err, "lease 99") || kv.Rev() != 0 || kv.Len() != 0 {
+		t.Fatalf("txn with a missing lease: %+v, revision %d, %d keys; want refused whole", r, kv.Rev(), kv.Len())
+	}
+}

@@ -109,6 +109,13 @@ func (kv *KV) txn(r KVRequest) KVResponse {
 	if ok {
 		ops = r.Then
 	}
+	// NB: a put with a lease is the one write that can fail; check them
+	// all first, so that a transaction applies whole or not at all.
+	for _, op := range ops {
+		if op.Op == KVPut && op.Lease != 0 && kv.leases[op.Lease] == nil {
+			return KVResponse{Status: KVBadRequest, Err: fmt.Sprintf("lease %d is not granted (it expired, was revoked, or never existed); nothing was applied", op.Lease)}
+		}
+	}
 	rev := kv.rev + 1
 	resp := KVResponse{Status: KVOK, Succeeded: ok, Responses: make([]KVResponse, 0, len(ops))}
 	wrote := false

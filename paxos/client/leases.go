@@ -106,23 +106,34 @@ type KeepAliveEvent struct {
 }
 
 // KeepAlive keeps the lease alive in the background, renewing it at a
-// third of its TTL, until ctx ends or the lease is found gone (then the
-// last event's Err wraps ErrLeaseNotFound). Failed renewals are retried
-// sooner. Each renewal is sent on the channel, which is dropped rather than
-// waited for when the receiver is not reading; it closes when KeepAlive
-// stops.
+// third of its TTL, until ctx ends or the lease is found gone, or may be:
+// when no renewal got through within a TTL of the last one sent that did,
+// the lease may have expired, and KeepAlive stops too. Then the last
+// event's Err wraps ErrLeaseNotFound. Failed renewals are retried sooner.
+// Each renewal is sent on the channel, which is dropped rather than waited
+// for when the receiver is not reading; it closes when KeepAlive stops.
 func (c *Client) KeepAlive(ctx context.Context, id LeaseID) <-chan KeepAliveEvent {
 	ch := make(chan KeepAliveEvent, 1)
 	go func() {
 		defer close(ch)
 		wait := time.Duration(0)
+		var deadline time.Time // the lease's end as far as this side knows
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
 			}
-			ttl, err := c.KeepAliveOnce(ctx, id)
+			actx, cancel := ctx, context.CancelFunc(func() {})
+			if !deadline.IsZero() {
+				actx, cancel = context.WithDeadline(ctx, deadline)
+			}
+			sent := time.Now()
+			ttl, err := c.KeepAliveOnce(actx, id)
+			cancel()
+			if err != nil && !errors.Is(err, ErrLeaseNotFound) && !deadline.IsZero() && !time.Now().Before(deadline) && ctx.Err() == nil {
+				err = fmt.Errorf("lease keep-alive %d: %w: no renewal got through within its TTL, so it may have expired (last error: %w)", id, ErrLeaseNotFound, err)
+			}
 			switch {
 			case errors.Is(err, ErrLeaseNotFound):
 				select {
@@ -134,6 +145,7 @@ func (c *Client) KeepAlive(ctx context.Context, id LeaseID) <-chan KeepAliveEven
 				wait = 200 * time.Millisecond
 				continue
 			}
+			deadline = sent.Add(ttl)
 			select {
 			case ch <- KeepAliveEvent{TTL: ttl}:
 			default:

@@ -154,7 +154,8 @@ type Mutex struct {
 	q      *queue
 }
 
-// NewMutex returns the mutex name, held with h.
+// NewMutex returns the mutex name, held with h. A holder holds each name
+// once: two Mutexes of one name on one Holder share its key.
 func NewMutex(h *Holder, name string) *Mutex { return &Mutex{h: h, prefix: "lock/" + name + "/"} }
 
 // Lock waits until it holds the lock and returns a fencing token: the

@@ -27,6 +27,11 @@ type leaseTracker struct {
 	gen      uint64
 	expiry   map[uint64]time.Time
 	revoking map[uint64]time.Time
+	// inherited is Proposer.Inherited when this member began to lead;
+	// until its learner applied it, leases it first sees may have been
+	// kept alive by the previous leader, and get the grace too.
+	inherited paxos.Slot
+	caughtUp  bool
 }
 
 // leaser returns the machine's leases, if it has any.
@@ -50,16 +55,20 @@ func (m *Member) sweepLeases(now time.Time) {
 		return
 	}
 	if !t.leading {
-		*t = leaseTracker{leading: true, gen: ls.LeaseGen(), expiry: map[uint64]time.Time{}, revoking: map[uint64]time.Time{}}
+		*t = leaseTracker{leading: true, gen: ls.LeaseGen(), expiry: map[uint64]time.Time{}, revoking: map[uint64]time.Time{}, inherited: m.prop.Inherited()}
 		ls.EachLease(func(id uint64, ttl time.Duration) { t.expiry[id] = now.Add(ttl + m.cfg.LeaseGrace) })
 		m.logger.Info("tracking leases as the new leader", "leases", len(t.expiry), "grace", m.cfg.LeaseGrace)
 	} else if g := ls.LeaseGen(); g != t.gen {
 		t.gen = g
 		granted := map[uint64]bool{}
+		grace := time.Duration(0)
+		if !t.caughtUp {
+			grace = m.cfg.LeaseGrace
+		}
 		ls.EachLease(func(id uint64, ttl time.Duration) {
 			granted[id] = true
 			if _, ok := t.expiry[id]; !ok {
-				t.expiry[id] = now.Add(ttl)
+				t.expiry[id] = now.Add(ttl + grace)
 			}
 		})
 		for id := range t.expiry {
@@ -69,6 +78,7 @@ func (m *Member) sweepLeases(now time.Time) {
 			}
 		}
 	}
+	t.caughtUp = t.caughtUp || m.lrn.Applied() >= t.inherited
 	var due []uint64
 	for id, at := range t.expiry {
 		if now.Before(at) {
@@ -114,7 +124,9 @@ func (m *Member) keepAlive(req clientapi.Request) clientapi.Response {
 		return resp
 	}
 	now := m.io.Now()
-	m.sweepLeases(now) // NB: a leader of a moment ago may not track yet
+	if !m.leases.leading {
+		m.sweepLeases(now) // NB: a leader of a moment ago may not track yet
+	}
 	ttl, granted := ls.LeaseTTL(id)
 	_, revoking := m.leases.revoking[id]
 	switch {

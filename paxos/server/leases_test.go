@@ -139,3 +139,29 @@ func TestLeaseDeadlines(t *testing.T) {
 		t.Fatalf("keep-alive of the revoked lease: %+v; want ok and no TTL", b.got)
 	}
 }
+
+// A Holder cut off from the cluster for longer than its lease's TTL gives
+// up the lease rather than believe it still holds it.
+func TestHolderGivesUpWhenCutOff(t *testing.T) {
+	l := startLocal(t, t.TempDir())
+	c := newClient(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := c.NewHolder(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range l.Servers() {
+		if err := l.StopMember(s.member.Status().ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-h.Done():
+		if !errors.Is(h.Err(), client.ErrLeaseNotFound) {
+			t.Fatalf("the holder stopped with %v", h.Err())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a holder cut off for 5 s still believes its 1 s lease lives")
+	}
+}
