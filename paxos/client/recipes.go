@@ -163,25 +163,34 @@ func NewMutex(h *Holder, name string) *Mutex { return &Mutex{h: h, prefix: "lock
 // next, so a resource that remembers the highest token it saw can refuse a
 // holder that lost the lock (its lease expired) and does not know yet.
 func (m *Mutex) Lock(ctx context.Context) (uint64, error) {
-	q, err := join(ctx, m.h, m.prefix, nil)
-	if err != nil {
-		return 0, err
-	}
-	m.q = q
-	if err := q.waitFirst(ctx); err != nil {
-		m.Unlock(context.WithoutCancel(ctx))
-		return 0, err
-	}
-	return q.rev, nil
+	return acquire(ctx, m.h, m.prefix, nil, &m.q)
 }
 
 // Unlock releases the lock (or gives up waiting for it).
-func (m *Mutex) Unlock(ctx context.Context) error {
-	if m.q == nil {
+func (m *Mutex) Unlock(ctx context.Context) error { return leave(ctx, m.h.c, &m.q) }
+
+// acquire joins the queue under prefix, recording the place in *q, and
+// waits until it is first; it returns the revision of the place. On error
+// it leaves the queue.
+func acquire(ctx context.Context, h *Holder, prefix string, value []byte, q **queue) (uint64, error) {
+	var err error
+	if *q, err = join(ctx, h, prefix, value); err != nil {
+		return 0, err
+	}
+	if err := (*q).waitFirst(ctx); err != nil {
+		leave(context.WithoutCancel(ctx), h.c, q)
+		return 0, err
+	}
+	return (*q).rev, nil
+}
+
+// leave deletes the place *q holds, if any.
+func leave(ctx context.Context, c *Client, q **queue) error {
+	if *q == nil {
 		return nil
 	}
-	_, err := m.h.c.Delete(ctx, m.q.key)
-	m.q = nil
+	_, err := c.Delete(ctx, (*q).key)
+	*q = nil
 	return err
 }
 
@@ -201,27 +210,11 @@ func (c *Client) NewElection(name string) *Election {
 // and returns the revision that made it a candidate (a term number that
 // only grows).
 func (e *Election) Campaign(ctx context.Context, h *Holder, value []byte) (uint64, error) {
-	q, err := join(ctx, h, e.prefix, value)
-	if err != nil {
-		return 0, err
-	}
-	e.q = q
-	if err := q.waitFirst(ctx); err != nil {
-		e.Resign(context.WithoutCancel(ctx))
-		return 0, err
-	}
-	return q.rev, nil
+	return acquire(ctx, h, e.prefix, value, &e.q)
 }
 
 // Resign gives up leading, or campaigning.
-func (e *Election) Resign(ctx context.Context) error {
-	if e.q == nil {
-		return nil
-	}
-	_, err := e.c.Delete(ctx, e.q.key)
-	e.q = nil
-	return err
-}
+func (e *Election) Resign(ctx context.Context) error { return leave(ctx, e.c, &e.q) }
 
 // Leader returns the leader's value and term (0 when nobody leads).
 func (e *Election) Leader(ctx context.Context) ([]byte, uint64, error) {
