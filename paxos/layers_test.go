@@ -19,9 +19,10 @@ const module = "github.com/paxosd/paxosd"
 var allowed = map[string][]string{
 	"paxos":           {"statemachine"},
 	"paxos/wire":      {"paxos"},
-	"paxos/transport": {"paxos", "paxos/wire"},
+	"paxos/certs":     {"paxos"},
+	"paxos/transport": {"paxos", "paxos/wire", "paxos/certs"},
 	"paxos/clientapi": {"paxos"},
-	"paxos/server":    {"paxos", "paxos/wire", "paxos/transport", "paxos/clientapi", "acceptor", "proposer", "learner", "statemachine", "wal"},
+	"paxos/server":    {"paxos", "paxos/wire", "paxos/certs", "paxos/transport", "paxos/clientapi", "acceptor", "proposer", "learner", "statemachine", "wal"},
 	"paxos/client":    {"paxos", "paxos/wire", "paxos/clientapi", "statemachine"},
 	"acceptor":        {"paxos"},
 	"proposer":        {"paxos"},
@@ -29,8 +30,8 @@ var allowed = map[string][]string{
 	"statemachine":    {},
 	"wal":             {"paxos"},
 	"internal/sim":    {"paxos", "paxos/wire", "paxos/clientapi", "paxos/server", "paxos/client", "acceptor", "proposer", "learner", "statemachine", "wal"},
-	"cmd/paxosd":      {"paxos", "paxos/wire", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal", "internal/sim"},
-	"tests/e2e":       {"paxos", "paxos/wire", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal"},
+	"cmd/paxosd":      {"paxos", "paxos/wire", "paxos/certs", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal", "internal/sim"},
+	"tests/e2e":       {"paxos", "paxos/wire", "paxos/certs", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal"},
 	"tests/sim":       {"internal/sim", "paxos", "proposer", "learner", "statemachine"},
 }
 

@@ -22,6 +22,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/paxos/wire"
 )
 
@@ -57,6 +59,13 @@ type Config struct {
 	// or not: for a member that runs no learner, which cannot follow the
 	// configurations and so never learns of members added later.
 	AdmitAny bool
+	// TLS, if set, runs every connection over mutual TLS with its
+	// certificates: a peer's certificate must come from its CA and name
+	// (certs.NodeURI) the node the peer's handshake claims, and the member
+	// dialed must present one naming the node meant. Nil: plaintext, and
+	// anyone who reaches the port and knows the cluster ID may act as a
+	// member.
+	TLS *certs.Source
 
 	MaxFrame         int           // default wire.DefaultMaxFrame
 	MaxQueue         int           // messages queued per peer; default 4096
@@ -105,9 +114,10 @@ const readBufferSize = 32 << 10
 // TCP is the TCP transport of one member. It implements paxos.Transport.
 // Methods are safe for concurrent use.
 type TCP struct {
-	cfg    Config
-	logger *slog.Logger
-	conns  chan struct{} // semaphore bounding inbound connections
+	cfg       Config
+	logger    *slog.Logger
+	conns     chan struct{} // semaphore bounding inbound connections
+	serverTLS *tls.Config   // with cfg.TLS: the peer listener's
 
 	// pmu guards the peers, who may connect (members) and who may never
 	// again (removed); Reconfigure changes them.
@@ -144,6 +154,9 @@ func New(cfg Config) (*TCP, error) {
 		removed: map[paxos.NodeID]bool{},
 		conns:   make(chan struct{}, cfg.MaxConns),
 		inbound: map[net.Conn]struct{}{},
+	}
+	if cfg.TLS != nil {
+		t.serverTLS = cfg.TLS.PeerServer()
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for _, m := range cfg.Membership.Members() {
@@ -303,7 +316,21 @@ func (t *TCP) untrack(c net.Conn) {
 // messages until it fails.
 func (t *TCP) serveConn(c net.Conn, deliver func(paxos.Message)) error {
 	d := wire.NewDecoder()
-	from, err := t.acceptHello(c, d)
+	var certNode paxos.NodeID
+	if t.cfg.TLS != nil {
+		tc := tls.Server(c, t.serverTLS)
+		c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			hint := "a peer needs a certificate from this member's --peer-ca that has not expired"
+			if _, plain := errors.AsType[tls.RecordHeaderError](err); plain {
+				hint = "the peer speaks plaintext: does it run without --peer-cert?"
+			}
+			return fmt.Errorf("%w: TLS: %w (%s)", wire.ErrHandshake, err, hint)
+		}
+		c = tc
+		certNode = certs.NodeOf(tc.ConnectionState().PeerCertificates[0])
+	}
+	from, err := t.acceptHello(c, d, certNode)
 	if err != nil {
 		return err
 	}
@@ -346,9 +373,14 @@ func (t *TCP) serveConn(c net.Conn, deliver func(paxos.Message)) error {
 
 // acceptHello reads and checks the dialer's Hello and answers it. It returns
 // the peer's node ID.
-func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder) (paxos.NodeID, error) {
+// With TLS, certNode is the node the peer's certificate names, which must
+// be the one its Hello claims.
+func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder, certNode paxos.NodeID) (paxos.NodeID, error) {
 	c.SetReadDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	body, err := wire.ReadFrame(c, wire.MaxHelloFrame, nil)
+	if errors.Is(err, wire.ErrTLS) {
+		return 0, fmt.Errorf("%w: %w: give every member the same --peer-cert, --peer-key and --peer-ca flags, or none", wire.ErrHandshake, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read handshake: %w", err)
 	}
@@ -368,6 +400,9 @@ func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder) (paxos.NodeID, error) {
 	}
 	if h.To != t.cfg.ID {
 		return 0, fmt.Errorf("%w: node %d dialed node %d but reached node %d", wire.ErrHandshake, h.From, h.To, t.cfg.ID)
+	}
+	if t.cfg.TLS != nil && certNode != h.From {
+		return 0, fmt.Errorf("%w: a peer says it is node %d, but its certificate is for %s; each member needs its own certificate", wire.ErrHandshake, h.From, certs.DescribeNode(certNode))
 	}
 	t.heardFrom(h)
 	c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
@@ -760,6 +795,15 @@ func (p *peer) dial() (net.Conn, error) {
 	c, err := dl.DialContext(p.t.ctx, "tcp", p.dialAddr())
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TLS != nil {
+		tc := tls.Client(c, cfg.TLS.PeerClient(p.id))
+		c.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: TLS with node %d: %w", wire.ErrHandshake, p.id, err)
+		}
+		c = tc
 	}
 	h, err := p.handshake(c)
 	if err != nil {

@@ -49,6 +49,13 @@ type cluster struct {
 
 func startTransports(t *testing.T, n int, id uint64) *cluster {
 	t.Helper()
+	return startTransportsWith(t, n, id, func(*Config) {})
+}
+
+// startTransportsWith is startTransports with each Config changed by
+// adjust first.
+func startTransportsWith(t *testing.T, n int, id uint64, adjust func(*Config)) *cluster {
+	t.Helper()
 	members := paxos.Uniform(n)
 	c := &cluster{}
 	addrs := map[paxos.NodeID]string{}
@@ -63,8 +70,10 @@ func startTransports(t *testing.T, n int, id uint64) *cluster {
 	}
 	for i := 1; i <= n; i++ {
 		b := &inbox{}
-		tr, err := New(Config{ID: paxos.NodeID(i), Cluster: id, Membership: members, Peers: addrs,
-			ClientAddr: "client-" + paxos.NodeID(i).String(), HandshakeTimeout: time.Second, MaxFrame: 1 << 20, MaxBackoff: 100 * time.Millisecond})
+		cfg := Config{ID: paxos.NodeID(i), Cluster: id, Membership: members, Peers: addrs,
+			ClientAddr: "client-" + paxos.NodeID(i).String(), HandshakeTimeout: time.Second, MaxFrame: 1 << 20, MaxBackoff: 100 * time.Millisecond}
+		adjust(&cfg)
+		tr, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -309,3 +309,18 @@ func TestHelloSkipsUnknownKeys(t *testing.T) {
 		t.Fatalf("a Message with an unknown key: %v, want ErrBadFrame", err)
 	}
 }
+
+// TestReadFrameKnowsTLS reads the first bytes of a TLS handshake and of a
+// TLS alert as a frame: the error must say the other side speaks TLS, not
+// that a frame is too large.
+func TestReadFrameKnowsTLS(t *testing.T) {
+	for _, b := range [][]byte{{0x16, 0x03, 0x01, 0x02, 0x00}, {0x15, 0x03, 0x03, 0x00, 0x02}} {
+		if _, err := ReadFrame(bytes.NewReader(b), MaxHelloFrame, nil); !errors.Is(err, ErrTLS) {
+			t.Errorf("ReadFrame(% x) = %v, want ErrTLS", b, err)
+		}
+	}
+	// A frame as large that does not start like TLS is only too large.
+	if _, err := ReadFrame(bytes.NewReader([]byte{0x17, 0x03, 0x01, 0x02}), MaxHelloFrame, nil); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("got %v, want ErrFrameTooLarge", err)
+	}
+}

@@ -25,6 +25,19 @@ var ErrFrameTooLarge = errors.New("wire: frame exceeds size limit")
 // ErrBadFrame reports a frame body that is not a valid encoding.
 var ErrBadFrame = errors.New("wire: malformed frame")
 
+// ErrTLS reports a frame that is the start of a TLS handshake: the other
+// side speaks TLS to a port that does not.
+var ErrTLS = errors.New("wire: the other side speaks TLS, and this port does not")
+
+// tlsHandshakeRecord and tlsAlertRecord are the first byte of a TLS
+// handshake or alert record; the second is 3 (the major version of every
+// TLS). As a frame header they make a length far beyond any limit, so no
+// frame is mistaken for one.
+const (
+	tlsHandshakeRecord = 0x16
+	tlsAlertRecord     = 0x15
+)
+
 // ReadChunk is how much of a frame body is read, and allocated, at a time:
 // a sender that declares a large frame must deliver the bytes before we pay
 // for them. Readers also use it as the size above which a frame's buffer is
@@ -41,6 +54,9 @@ func ReadFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	n := int64(binary.BigEndian.Uint32(hdr[:]))
+	if n > int64(max) && (hdr[0] == tlsHandshakeRecord || hdr[0] == tlsAlertRecord) && hdr[1] == 3 {
+		return nil, ErrTLS
+	}
 	if n > int64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
