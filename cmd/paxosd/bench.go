@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/paxos/client"
 	"github.com/paxosd/paxosd/paxos/server"
 )
@@ -55,6 +57,7 @@ percentiles and a histogram; -o json prints one object instead.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (the default is the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
+			&cli.BoolFlag{Name: "tls", Usage: "with --spawn or --local: run the cluster over TLS (throwaway certificates, client certificates asked for), to measure what TLS costs", EnvVars: env("BENCH_TLS")},
 			&cli.IntFlag{Name: "local", Usage: "start a cluster of this many members in this process and load it", EnvVars: env("BENCH_LOCAL")},
 			&cli.IntFlag{Name: "spawn", Usage: "start a cluster of this many 'paxosd serve' processes and load it", EnvVars: env("BENCH_SPAWN")},
 			&cli.IntFlag{Name: "clients", Value: 64, Usage: "concurrent clients, each with one request in flight", EnvVars: env("BENCH_CLIENTS")},
@@ -74,7 +77,7 @@ percentiles and a histogram; -o json prints one object instead.`,
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run (with --local, of the members too) to this file", EnvVars: env("BENCH_CPUPROFILE")},
 			&cli.StringFlag{Name: "data-dir", Usage: "with --local: keep the members' data here (an empty or new directory) instead of a temporary one", EnvVars: env("BENCH_DATA_DIR")},
 			&cli.BoolFlag{Name: "restart", Usage: "with --local: after the run, stop every member, report each data directory's size, restart them and time it", EnvVars: env("BENCH_RESTART")},
-		}, snapshotFlags()...),
+		}, append(tlsClientFlags(), snapshotFlags()...)...),
 		Action: runBench,
 	}
 }
@@ -85,6 +88,7 @@ type benchSetup struct {
 	Members     int     `json:"members"`
 	Local       bool    `json:"local"`
 	Spawned     bool    `json:"spawned,omitempty"`
+	TLS         bool    `json:"tls"`
 	Fsync       bool    `json:"fsync"`
 	Clients     int     `json:"clients"`
 	Conns       int     `json:"conns"`
@@ -132,6 +136,14 @@ func runBench(c *cli.Context) error {
 		return o.fail(err)
 	}
 	endpoints := strings.Split(c.String("endpoints"), ",")
+	tlsCfg, err := clientTLS(c)
+	if err != nil {
+		return o.fail(err)
+	}
+	setup.TLS = tlsCfg != nil || c.Bool("tls")
+	if c.Bool("tls") && c.Int("local") <= 0 && c.Int("spawn") <= 0 {
+		return o.fail(usageError{errors.New("--tls starts a cluster over TLS, so it needs --spawn or --local; for a running cluster give --cacert (and --cert, --key)")})
+	}
 	var local *server.Local
 	var localCfg server.LocalConfig
 	if n := c.Int("local"); n > 0 {
@@ -143,6 +155,9 @@ func runBench(c *cli.Context) error {
 			defer os.RemoveAll(dir)
 		}
 		localCfg = server.LocalConfig{Dir: dir, Size: n}
+		if c.Bool("tls") {
+			localCfg.TLSDir = filepath.Join(dir, "tls")
+		}
 		if err := snapshotConfig(c, &localCfg.Template); err != nil {
 			return o.fail(err)
 		}
@@ -153,6 +168,12 @@ func runBench(c *cli.Context) error {
 		defer func() { local.Stop() }()
 		endpoints = local.Endpoints()
 		setup.Local = true
+		if c.Bool("tls") {
+			admin := local.Certificates().Clients[certs.DevAdmin]
+			if tlsCfg, err = certs.ClientConfig(local.Certificates().CA, admin.Cert, admin.Key); err != nil {
+				return o.fail(err)
+			}
+		}
 	} else if c.Bool("restart") || c.String("data-dir") != "" {
 		return o.fail(usageError{errors.New("--restart and --data-dir need --local")})
 	}
@@ -170,17 +191,17 @@ func runBench(c *cli.Context) error {
 		for _, f := range []string{"snapshot-every", "snapshot-bytes", "snapshot-rate"} {
 			extra = append(extra, "--"+f, c.String(f))
 		}
-		if spawn, err = spawnCluster(c.Context, n, dir, extra); err != nil {
+		if spawn, err = spawnCluster(c.Context, n, dir, extra, c.Bool("tls")); err != nil {
 			return o.fail(err)
 		}
 		defer spawn.stop()
-		endpoints, setup.Spawned = spawn.eps, true
+		endpoints, setup.Spawned, tlsCfg = spawn.eps, true, spawn.tls
 	} else if c.Int("spawn") < 0 {
 		return o.fail(usageError{errors.New("--spawn must be a positive number of members")})
 	}
 	setup.Members = len(endpoints)
 
-	pool, err := benchClients(c.Context, setup, endpoints, c.Duration("timeout"))
+	pool, err := benchClients(c.Context, setup, endpoints, c.Duration("timeout"), tlsCfg)
 	if err != nil {
 		return o.fail(err)
 	}
@@ -275,10 +296,10 @@ func benchSetupFrom(c *cli.Context) (benchSetup, error) {
 
 // benchClients opens the connection pool and warms it up: it finds the
 // leader and writes one value, so that reads have something to read.
-func benchClients(ctx context.Context, setup benchSetup, endpoints []string, timeout time.Duration) ([]*client.Client, error) {
+func benchClients(ctx context.Context, setup benchSetup, endpoints []string, timeout time.Duration, t *tls.Config) ([]*client.Client, error) {
 	pool := make([]*client.Client, setup.Conns)
 	for i := range pool {
-		cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: timeout})
+		cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: timeout, TLS: t})
 		if err != nil {
 			for _, c := range pool[:i] {
 				c.Close()
@@ -512,8 +533,12 @@ func printBench(w io.Writer, r benchResult, sorted []time.Duration) {
 	case r.Spawned:
 		where = "--spawn, each a paxosd serve process"
 	}
-	fmt.Fprintf(w, "setup: %s, %d members (%s), fsync on, %d clients over %d connections, %d-byte keys from %d, %d-byte values",
-		r.Workload, r.Members, where, r.Clients, r.Conns, r.KeySize, r.KeySpace, r.ValSize)
+	tlsOn := "off"
+	if r.TLS {
+		tlsOn = "on"
+	}
+	fmt.Fprintf(w, "setup: %s, %d members (%s), fsync on, TLS %s, %d clients over %d connections, %d-byte keys from %d, %d-byte values",
+		r.Workload, r.Members, where, tlsOn, r.Clients, r.Conns, r.KeySize, r.KeySpace, r.ValSize)
 	if r.Consistency != "" {
 		fmt.Fprintf(w, ", %s reads", r.Consistency)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/paxos/client"
 )
 
@@ -22,12 +25,14 @@ type spawned struct {
 	dir   string
 	procs []*exec.Cmd
 	eps   []string
+	tls   *tls.Config // the admin client's, with TLS on
 }
 
 // spawnCluster starts n members as separate 'paxosd serve' processes, each
 // on its own 127.0.0.x address, in temporary directories under dir, and
-// waits until one leads. extra are flags every member gets.
-func spawnCluster(ctx context.Context, n int, dir string, extra []string) (*spawned, error) {
+// waits until one leads. extra are flags every member gets. With tlsOn the
+// members use throwaway certificates made in dir/tls, as paxosd dev --tls.
+func spawnCluster(ctx context.Context, n int, dir string, extra []string, tlsOn bool) (*spawned, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("--spawn: find the paxosd binary: %w", err)
@@ -48,6 +53,21 @@ func spawnCluster(ctx context.Context, n int, dir string, extra []string) (*spaw
 		clients = append(clients, net.JoinHostPort(host, strconv.Itoa(q)))
 	}
 	cluster := strings.Join(peers, ",")
+	var dev certs.Dev
+	if tlsOn {
+		var ids []paxos.NodeID
+		var hosts []string
+		for i := 1; i <= n; i++ {
+			ids, hosts = append(ids, paxos.NodeID(i)), append(hosts, fmt.Sprintf("127.0.0.%d", i))
+		}
+		if dev, err = certs.IssueDev(filepath.Join(dir, "tls"), ids, hosts, 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("--tls: %w", err)
+		}
+		admin := dev.Clients[certs.DevAdmin]
+		if sp.tls, err = certs.ClientConfig(dev.CA, admin.Cert, admin.Key); err != nil {
+			return nil, fmt.Errorf("--tls: %w", err)
+		}
+	}
 	for i := 1; i <= n; i++ {
 		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("member-%d.log", i)))
 		if err != nil {
@@ -56,6 +76,11 @@ func spawnCluster(ctx context.Context, n int, dir string, extra []string) (*spaw
 		}
 		args := append([]string{"serve", "--id", strconv.Itoa(i), "--data-dir", filepath.Join(dir, strconv.Itoa(i)),
 			"--cluster", cluster, "--listen-client", clients[i-1], "--bootstrap"}, extra...)
+		if tlsOn {
+			f := dev.Nodes[paxos.NodeID(i)]
+			args = append(args, "--peer-cert", f.Cert, "--peer-key", f.Key, "--peer-ca", f.CA,
+				"--client-cert", f.Cert, "--client-key", f.Key, "--client-ca", f.CA, "--client-roles", certs.DevRoles)
+		}
 		cmd := exec.Command(self, args...)
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Start(); err != nil {
@@ -67,7 +92,7 @@ func spawnCluster(ctx context.Context, n int, dir string, extra []string) (*spaw
 		sp.procs = append(sp.procs, cmd)
 	}
 	sp.eps = clients
-	cl, err := client.NewWithConfig(client.Config{Endpoints: clients, Timeout: time.Second})
+	cl, err := client.NewWithConfig(client.Config{Endpoints: clients, Timeout: time.Second, TLS: sp.tls})
 	if err != nil {
 		sp.stop()
 		return nil, err

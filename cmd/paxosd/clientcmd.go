@@ -32,11 +32,11 @@ const (
 )
 
 func clientFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "endpoints", Value: devEndpoints(), Usage: "members' client addresses, comma-separated (the default is the paxosd dev cluster)", EnvVars: env("ENDPOINTS")},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long", EnvVars: env("TIMEOUT")},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text, json, or raw (get: the value's bytes alone, no newline)", EnvVars: env("OUTPUT")},
-	}
+	}, tlsClientFlags()...)
 }
 
 // clientCommand builds a command that runs action with a connected client.
@@ -65,9 +65,9 @@ func clientCommand(name, args, usage, desc string, nargs int, extra []cli.Flag, 
 			if strings.HasPrefix(args, "KEY") && c.NArg() > 0 && c.Args().First() == "" && !ranged {
 				return out.fail(usageError{errors.New("KEY is empty: give a non-empty key (is a shell variable unset?)")})
 			}
-			cl, err := client.NewWithConfig(client.Config{Endpoints: strings.Split(c.String("endpoints"), ","), Timeout: c.Duration("timeout")})
+			cl, err := newClient(c, strings.Split(c.String("endpoints"), ","), c.Duration("timeout"))
 			if err != nil {
-				return out.fail(usageError{fmt.Errorf("--endpoints: %w", err)})
+				return out.fail(err)
 			}
 			defer cl.Close()
 			return out.fail(action(c, cl, out))

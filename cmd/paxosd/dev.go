@@ -44,6 +44,7 @@ starting it again with the same --data-dir keeps the data.`,
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(os.TempDir(), "paxosd-dev"), Usage: "where the members keep their state", EnvVars: env("DEV_DATA_DIR")},
 			&cli.IntFlag{Name: "client-port", Value: devClientPort, Usage: "client port of member 1; members 2 and 3 use the next two", EnvVars: env("DEV_CLIENT_PORT")},
 			&cli.IntFlag{Name: "peer-port", Value: devPeerPort, Usage: "peer port of member 1; members 2 and 3 use the next two", EnvVars: env("DEV_PEER_PORT")},
+			&cli.BoolFlag{Name: "tls", Usage: "run over TLS with throwaway certificates made in DATA-DIR/tls at each start: mutual TLS between members, client certificates with roles on the client ports", EnvVars: env("DEV_TLS")},
 		}, tuningFlags()...), logFlags("warn")...),
 		Action: runDev,
 	}
@@ -73,8 +74,13 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	machine := c.String("machine")
+	tlsDir := ""
+	if c.Bool("tls") {
+		tlsDir = filepath.Join(root, "tls")
+	}
 	l, err := server.StartLocal(server.LocalConfig{
-		Dir: root, Size: devMembers, Host: devHost, ClientPort: cp, PeerPort: pp, Template: tmpl,
+		TLSDir: tlsDir,
+		Dir:    root, Size: devMembers, Host: devHost, ClientPort: cp, PeerPort: pp, Template: tmpl,
 		Machine: func() statemachine.Machine {
 			m, _ := statemachine.New(machine) // memberConfig checked the name
 			return m
@@ -102,6 +108,9 @@ func runDev(c *cli.Context) error {
 	endpoints := ""
 	if cp != devClientPort {
 		endpoints = " --endpoints " + strings.Join(clientAddrs(servers), ",")
+	}
+	if tlsDir != "" {
+		fmt.Fprintf(w, "\n%s", devTLSHelp(l.Certificates()))
 	}
 	fmt.Fprintf(w, `
 Try, in another terminal:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -209,8 +210,8 @@ func printMembers(w io.Writer, slot paxos.Slot, rows []memberRow) {
 
 // fetchJoinSnapshot fetches a fresh snapshot from the first of endpoints
 // that gives one into f, for a member that joins.
-func fetchJoinSnapshot(ctx context.Context, endpoints []string, f *os.File) error {
-	cl, err := client.New(endpoints...)
+func fetchJoinSnapshot(ctx context.Context, endpoints []string, t *tls.Config, f *os.File) error {
+	cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, TLS: t})
 	if err != nil {
 		return usageError{fmt.Errorf("--join: %w", err)}
 	}
@@ -234,8 +235,8 @@ func fetchJoinSnapshot(ctx context.Context, endpoints []string, f *os.File) erro
 
 // joinCluster returns the cluster ID of the first of endpoints that
 // answers a status request, 0 if none does.
-func joinCluster(ctx context.Context, endpoints []string) uint64 {
-	cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: 2 * time.Second})
+func joinCluster(ctx context.Context, endpoints []string, t *tls.Config) uint64 {
+	cl, err := client.NewWithConfig(client.Config{Endpoints: endpoints, Timeout: 2 * time.Second, TLS: t})
 	if err != nil {
 		return 0
 	}

@@ -152,7 +152,7 @@ SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 			&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "name that tells this cluster from others with the same members; part of the cluster ID", EnvVars: env("CLUSTER_TOKEN")},
 			&cli.BoolFlag{Name: "bootstrap", Usage: "initialise an empty data directory (first start of a new cluster only)", EnvVars: env("BOOTSTRAP")},
 			&cli.StringFlag{Name: "roles", Usage: "this member's roles, e.g. proposer,acceptor,learner; must agree with --cluster", EnvVars: env("ROLES")},
-		}, tuningFlags()...), logFlags("info")...),
+		}, append(serveTLSFlags(), tuningFlags()...)...), logFlags("info")...),
 		Action: runServe,
 	}
 }
@@ -332,6 +332,9 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	cfg.ID, cfg.Membership, cfg.PeerAddrs = id, members, addrs
+	if err := loadServeTLS(c, &cfg, logger); err != nil {
+		return err
+	}
 	if eps := c.String("join"); eps != "" {
 		if cfg.Join, cfg.JoinCluster, err = prepareJoin(c, c.String("data-dir"), eps, logger); err != nil {
 			return err
@@ -371,6 +374,10 @@ func runServe(c *cli.Context) error {
 // returns the cluster ID of the --join members instead, which the data must
 // belong to (0 if none answers: the restart goes on).
 func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger) (string, uint64, error) {
+	t, err := joinTLS(c)
+	if err != nil {
+		return "", 0, err
+	}
 	var eps []string
 	for _, ep := range strings.Split(endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
@@ -379,7 +386,7 @@ func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger)
 	}
 	if entries, err := os.ReadDir(dataDir); err == nil && len(entries) > 0 {
 		logger.Info("the data directory holds this member's data already; --join only checks the cluster", "dir", dataDir)
-		return "", joinCluster(c.Context, eps), nil
+		return "", joinCluster(c.Context, eps, t), nil
 	}
 	f, err := os.CreateTemp("", "paxosd-join-*.pxsnap")
 	if err != nil {
@@ -387,7 +394,7 @@ func prepareJoin(c *cli.Context, dataDir, endpoints string, logger *slog.Logger)
 	}
 	defer f.Close()
 	logger.Info("fetching a snapshot to join from", "endpoints", eps)
-	if err := fetchJoinSnapshot(c.Context, eps, f); err != nil {
+	if err := fetchJoinSnapshot(c.Context, eps, t, f); err != nil {
 		os.Remove(f.Name())
 		return "", 0, err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/paxosd/paxosd/paxos"
-	"github.com/paxosd/paxosd/paxos/client"
 	"github.com/paxosd/paxosd/paxos/server"
 	"github.com/paxosd/paxosd/wal"
 )
@@ -97,9 +96,9 @@ func runSnapshotSave(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	endpoint := strings.TrimSpace(strings.Split(c.String("endpoints"), ",")[0])
-	cl, err := client.NewWithConfig(client.Config{Endpoints: []string{endpoint}, Timeout: c.Duration("timeout")})
+	cl, err := newClient(c, []string{endpoint}, c.Duration("timeout"))
 	if err != nil {
-		return o.fail(usageError{fmt.Errorf("--endpoints: %w", err)})
+		return o.fail(err)
 	}
 	defer cl.Close()
 	tmp := path + ".part"

@@ -184,6 +184,11 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 			return nil, true, 0, fmt.Errorf("%w: an earlier attempt may have been applied, and then %s answered: %s", ErrUnknownOutcome, ep, resp.Message)
 		}
 		return nil, true, 0, fmt.Errorf("%w: %s: %s", ErrSessionExpired, ep, resp.Message)
+	case clientapi.CodePermissionDenied:
+		if c.maybe {
+			return nil, true, 0, fmt.Errorf("%w: an earlier attempt may have been applied, and then %s answered: %s", ErrUnknownOutcome, ep, resp.Message)
+		}
+		return nil, true, 0, fmt.Errorf("%w: %s: %s", ErrPermissionDenied, ep, resp.Message)
 	default: // CodeBadRequest
 		return nil, true, 0, fmt.Errorf("%w: refused by %s: %s", ErrNotApplied, ep, resp.Message)
 	}

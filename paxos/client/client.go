@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ var ErrUnknownOutcome = errors.New("client: outcome unknown, it may have been ap
 // by itself.
 var ErrSessionExpired = fmt.Errorf("%w: session expired", ErrNotApplied)
 
+// ErrPermissionDenied reports a request the client's certificate does not
+// allow on the member (its role there is too low); nothing was applied.
+var ErrPermissionDenied = fmt.Errorf("%w: permission denied", ErrNotApplied)
+
 // ErrNotFound is returned by Get for a key that does not exist.
 var ErrNotFound = errors.New("client: key not found")
 
@@ -50,6 +55,13 @@ type Config struct {
 	// MaxSessionTTL). The client opens a session per command in flight,
 	// and reuses them.
 	SessionTTL time.Duration
+	// TLS, if set, connects over TLS with it: RootCAs are the CAs that
+	// sign the members' client-port certificates, and Certificates the
+	// client's own, for members that ask for one (their roles go by its
+	// common name). Unless ServerName is set, each member's certificate
+	// must name the host of the address dialed, as a browser checks.
+	// Nil: plaintext.
+	TLS *tls.Config
 }
 
 // Client talks to one cluster.
@@ -482,7 +494,7 @@ func (c *Client) conn(ctx context.Context, ep string) (*conn, error) {
 		return cn, nil
 	}
 	c.mu.Unlock()
-	cn, err := dial(ctx, ep, c.cfg.DialTimeout)
+	cn, err := dial(ctx, ep, c.cfg.DialTimeout, c.cfg.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +538,7 @@ type conn struct {
 // maxResponseFrame bounds an answer from a member.
 const maxResponseFrame = wire.DefaultMaxFrame
 
-func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) {
+func dial(ctx context.Context, ep string, timeout time.Duration, tlsCfg *tls.Config) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, "tcp", ep)
 	if err != nil {
@@ -537,6 +549,11 @@ func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) 
 		deadline = d
 	}
 	nc.SetDeadline(deadline)
+	if tlsCfg != nil {
+		if nc, err = secure(nc, ep, tlsCfg); err != nil {
+			return nil, err
+		}
+	}
 	if err := handshake(nc, ep); err != nil {
 		nc.Close()
 		return nil, err
@@ -550,6 +567,28 @@ func dial(ctx context.Context, ep string, timeout time.Duration) (*conn, error) 
 	return cn, nil
 }
 
+// secure runs the TLS handshake on nc, checking the member's certificate
+// against the host of ep unless cfg names a server.
+func secure(nc net.Conn, ep string, cfg *tls.Config) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(ep)
+		if err != nil {
+			host = ep
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.Handshake(); err != nil {
+		nc.Close()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("TLS handshake with %s: the member closed the connection; does it serve TLS on this port (paxosd serve --client-cert)? %w", ep, err)
+		}
+		return nil, fmt.Errorf("TLS handshake with %s: %w", ep, err)
+	}
+	return tc, nil
+}
+
 // handshake sends the client's Hello and checks the member's answer.
 func handshake(nc net.Conn, ep string) error {
 	hello := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion}
@@ -557,8 +596,14 @@ func handshake(nc net.Conn, ep string) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	body, err := wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
+		return fmt.Errorf("handshake: %s refused this client's certificate (give --cert and --key one its --client-ca signed, not expired): %w", ep, err)
+	}
+	if errors.Is(err, wire.ErrTLS) {
+		return fmt.Errorf("handshake: %s serves TLS; give the client the CA that signed its certificate (--cacert, or Config.TLS)", ep)
+	}
 	if err != nil {
-		return fmt.Errorf("handshake (is %s a paxosd client port, of a member of this version? members of other versions close the connection too): %w", ep, err)
+		return fmt.Errorf("handshake (is %s a paxosd client port, of a member of this version? members of other versions close the connection too; a member that serves TLS does too: see --cacert): %w", ep, err)
 	}
 	var h wire.Hello
 	if err := wire.NewDecoder().Decode(body, &h); err != nil {

@@ -169,9 +169,12 @@ const (
 	// or was never opened), so the command was not applied now. If this
 	// was a retry, an earlier attempt may have been applied.
 	CodeSessionExpired
+	// CodePermissionDenied: the client's certificate does not allow this
+	// kind of request on this member; not proposed.
+	CodePermissionDenied
 )
 
-var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale", "refused", "session expired"}
+var codeNames = [...]string{"ok", "not leader", "overloaded", "timeout", "bad request", "unavailable", "stale", "refused", "session expired", "permission denied"}
 
 // Valid reports whether c is a known code.
 func (c Code) Valid() bool { return int(c) < len(codeNames) }

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ type clientListener struct {
 	s     *Server
 	l     net.Listener
 	slots chan struct{} // semaphore bounding connections
+	tls   *tls.Config   // nil: plaintext
 
 	mu     sync.Mutex
 	conns  map[*clientConn]struct{}
@@ -38,7 +40,11 @@ type clientListener struct {
 }
 
 func newClientListener(s *Server, l net.Listener) *clientListener {
-	return &clientListener{s: s, l: l, slots: make(chan struct{}, s.cfg.MaxClientConns), conns: map[*clientConn]struct{}{}}
+	cl := &clientListener{s: s, l: l, slots: make(chan struct{}, s.cfg.MaxClientConns), conns: map[*clientConn]struct{}{}}
+	if s.cfg.ClientTLS != nil {
+		cl.tls = s.cfg.ClientTLS.ClientServer()
+	}
+	return cl
 }
 
 func (cl *clientListener) serve() {
@@ -71,7 +77,7 @@ func (cl *clientListener) serve() {
 			nc.Close()
 			continue
 		}
-		c := &clientConn{s: cl.s, nc: nc, out: make(chan clientapi.Response, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
+		c := &clientConn{s: cl.s, nc: nc, rw: nc, tls: cl.tls, out: make(chan clientapi.Response, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -108,8 +114,15 @@ func (cl *clientListener) close() {
 // clientConn is one client connection: a reader that hands requests to the
 // node, and a writer that sends the answers in whatever order they come.
 type clientConn struct {
-	s        *Server
-	nc       net.Conn
+	s  *Server
+	nc net.Conn // the TCP connection
+	// rw is what the reader and writer use: nc, or TLS over it once the
+	// TLS handshake is done (before the writer starts).
+	rw  net.Conn
+	tls *tls.Config
+	// role is what the client may do, and who names it in refusals.
+	role     ClientRole
+	who      string
 	out      chan clientapi.Response
 	inflight chan struct{} // one token per request not yet answered
 	done     chan struct{} // closed when the connection is finished
@@ -144,6 +157,14 @@ func (c *clientConn) shutdown() {
 func (c *clientConn) run() {
 	defer c.shutdown()
 	log := c.s.logger.With("remote", c.nc.RemoteAddr().String())
+	if err := c.secure(); err != nil {
+		if errors.Is(err, io.EOF) {
+			log.Debug("client connection closed before the TLS handshake", "err", err) // a health check
+			return
+		}
+		log.Warn("client connection refused", "err", err)
+		return
+	}
 	if err := c.handshake(); err != nil {
 		if errors.Is(err, io.EOF) {
 			// A connection closed before it sent a byte: what a TCP
@@ -159,9 +180,9 @@ func (c *clientConn) run() {
 	var buf []byte
 	// Buffered after the handshake (read unbuffered), so that pipelined
 	// requests come in with few system calls.
-	br := bufio.NewReaderSize(c.nc, 16<<10)
+	br := bufio.NewReaderSize(c.rw, 16<<10)
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+		c.rw.SetReadDeadline(time.Now().Add(idleTimeout))
 		body, err := wire.ReadFrame(br, maxClientFrame, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -186,15 +207,49 @@ func (c *clientConn) run() {
 		case <-c.done:
 			return
 		}
+		if !c.role.Allows(req.Kind) {
+			c.Respond(denied(req, c.who, c.role))
+			continue
+		}
 		if err := c.s.node.Do(context.Background(), func() { c.s.handle(c, req) }); err != nil {
 			c.Respond(clientapi.Response{ID: req.ID, Code: clientapi.CodeUnavailable, Message: fmt.Sprintf("node %d is stopping: %v", c.s.cfg.ID, err)})
 		}
 	}
 }
 
+// secure runs the TLS handshake, if the port has TLS, and sets the
+// client's role.
+func (c *clientConn) secure() error {
+	c.role, c.who = RoleAdmin, "every client"
+	if c.tls == nil {
+		return nil
+	}
+	tc := tls.Server(c.nc, c.tls)
+	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		if _, plain := errors.AsType[tls.RecordHeaderError](err); plain {
+			return fmt.Errorf("%w: a client spoke plaintext to this TLS client port (paxosd clients need --cacert, Go clients a Config.TLS)", wire.ErrHandshake)
+		}
+		return fmt.Errorf("%w: TLS: %w (a client needs the CA of this member's --client-cert and, with --client-ca, a certificate from that CA that has not expired)", wire.ErrHandshake, err)
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.rw = tc
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		c.who = fmt.Sprintf("client certificate %q", certs[0].Subject.CommonName)
+		c.role = RoleAdmin
+		if c.s.cfg.ClientRoles != nil {
+			c.role = c.s.cfg.ClientRoles.Of(certs[0])
+		}
+	}
+	return nil
+}
+
 func (c *clientConn) handshake() error {
-	c.nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	body, err := wire.ReadFrame(c.nc, wire.MaxHelloFrame, nil)
+	c.rw.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	body, err := wire.ReadFrame(c.rw, wire.MaxHelloFrame, nil)
+	if errors.Is(err, wire.ErrTLS) {
+		return fmt.Errorf("%w: %w: give the member --client-cert and --client-key, or the client no --cacert", wire.ErrHandshake, err)
+	}
 	if err != nil {
 		return fmt.Errorf("read handshake: %w", err)
 	}
@@ -203,9 +258,9 @@ func (c *clientConn) handshake() error {
 		return err
 	}
 	answer := func() error {
-		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		c.rw.SetWriteDeadline(time.Now().Add(writeTimeout))
 		a := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion, Cluster: c.s.cluster, From: c.s.cfg.ID, ClientAddr: c.s.cfg.ClientAddr}
-		_, err := c.nc.Write(wire.Append(nil, &a))
+		_, err := c.rw.Write(wire.Append(nil, &a))
 		return err
 	}
 	switch {
@@ -245,8 +300,8 @@ func (c *clientConn) writer() {
 				break more
 			}
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := c.nc.Write(buf); err != nil {
+		c.rw.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := c.rw.Write(buf); err != nil {
 			return
 		}
 		for range n {

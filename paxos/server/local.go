@@ -6,8 +6,10 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/statemachine"
 )
 
@@ -31,6 +33,11 @@ type LocalConfig struct {
 	Template Config
 	// Machine makes each member's state machine; default the KV machine.
 	Machine func() statemachine.Machine
+	// TLSDir, if set, runs the cluster over TLS with throwaway
+	// certificates made there at start (certs.IssueDev): mutual TLS
+	// between members, and on the client ports client certificates whose
+	// roles are certs.DevRoles.
+	TLSDir string
 }
 
 // Local is a running local cluster.
@@ -41,6 +48,8 @@ type Local struct {
 	clientAddrs  map[paxos.NodeID]string
 	servers      map[paxos.NodeID]*Server
 	bootstrapped bool
+	dev          certs.Dev // with TLSDir
+	roles        ClientRoles
 }
 
 // localToken is the cluster token of local clusters.
@@ -73,6 +82,19 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 		return nil, fmt.Errorf("server: %s holds data for some members but not all; remove the whole directory to start afresh, or use another one", cfg.Dir)
 	}
 	l.bootstrapped = empty == cfg.Size
+	if cfg.TLSDir != "" {
+		var err error
+		var ids []paxos.NodeID
+		for _, m := range l.members.Members() {
+			ids = append(ids, m.ID)
+		}
+		if l.dev, err = certs.IssueDev(cfg.TLSDir, ids, []string{cfg.Host, "localhost"}, 30*24*time.Hour); err != nil {
+			return nil, fmt.Errorf("server: throwaway certificates in %s: %w", cfg.TLSDir, err)
+		}
+		if l.roles, err = ParseClientRoles(certs.DevRoles); err != nil {
+			return nil, err
+		}
+	}
 
 	// Listen everywhere first: with free ports, the addresses are only
 	// known once the listeners exist.
@@ -138,6 +160,13 @@ func (l *Local) start(id paxos.NodeID, pl, cl net.Listener, bootstrap bool) erro
 	c.DataDir, c.Bootstrap = l.dir(id), bootstrap
 	c.PeerListener, c.ClientListener, c.ClientAddr = pl, cl, ""
 	c.Machine = l.cfg.Machine()
+	if l.cfg.TLSDir != "" {
+		var err error
+		if c.PeerTLS, err = certs.Load(l.dev.Nodes[id], c.Logger); err != nil {
+			return fmt.Errorf("server: member %d: %w", id, err)
+		}
+		c.ClientTLS, c.ClientRoles = c.PeerTLS, l.roles
+	}
 	s, err := Start(c)
 	if err != nil {
 		return fmt.Errorf("server: member %d: %w", id, err)
@@ -145,6 +174,10 @@ func (l *Local) start(id paxos.NodeID, pl, cl net.Listener, bootstrap bool) erro
 	l.servers[id] = s
 	return nil
 }
+
+// Certificates returns the throwaway certificates of a cluster started with
+// TLSDir.
+func (l *Local) Certificates() certs.Dev { return l.dev }
 
 // Bootstrapped reports whether StartLocal created the cluster (rather than
 // restarting one from its data).

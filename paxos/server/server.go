@@ -19,6 +19,7 @@ import (
 
 	"github.com/paxosd/paxosd/learner"
 	"github.com/paxosd/paxosd/paxos"
+	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/paxos/clientapi"
 	"github.com/paxosd/paxosd/paxos/transport"
 	"github.com/paxosd/paxosd/proposer"
@@ -63,6 +64,16 @@ type Config struct {
 	// ClientAddr is the client address advertised to peers for
 	// redirects; empty means ClientListener's address.
 	ClientAddr string
+	// PeerTLS, if set, runs the peer port over mutual TLS with these
+	// certificates (transport.Config.TLS); nil: plaintext.
+	PeerTLS *certs.Source
+	// ClientTLS, if set, serves clients over TLS with its certificate; if
+	// it has a CA, clients must present a certificate from it, and
+	// ClientRoles gives each its role by its certificate's common name
+	// (nil: every such client is RoleAdmin). Nil: plaintext, and every
+	// client may do anything.
+	ClientTLS   *certs.Source
+	ClientRoles ClientRoles
 	// Machine is the state machine; it must be fresh (nothing applied).
 	// MachineName is recorded in snapshots, for people reading them.
 	Machine     statemachine.Machine
@@ -201,7 +212,7 @@ func Start(cfg Config) (s *Server, err error) {
 	srv.tr, err = transport.New(transport.Config{
 		ID: cfg.ID, Cluster: srv.cluster, Membership: boot.Membership(), Peers: addrs, ClientAddr: srv.cfg.ClientAddr,
 		PeerAddr: cfg.PeerListener.Addr().String(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
-		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger,
+		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger, TLS: cfg.PeerTLS,
 	})
 	if err != nil {
 		return nil, err
