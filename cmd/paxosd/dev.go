@@ -44,6 +44,7 @@ starting it again with the same --data-dir keeps the data.`,
 			&cli.StringFlag{Name: "data-dir", Value: filepath.Join(os.TempDir(), "paxosd-dev"), Usage: "where the members keep their state", EnvVars: env("DEV_DATA_DIR")},
 			&cli.IntFlag{Name: "client-port", Value: devClientPort, Usage: "client port of member 1; members 2 and 3 use the next two", EnvVars: env("DEV_CLIENT_PORT")},
 			&cli.IntFlag{Name: "peer-port", Value: devPeerPort, Usage: "peer port of member 1; members 2 and 3 use the next two", EnvVars: env("DEV_PEER_PORT")},
+			configFlag(),
 			&cli.BoolFlag{Name: "tls", Usage: "run over TLS with throwaway certificates made in DATA-DIR/tls at each start: mutual TLS between members, client certificates with roles on the client ports", EnvVars: env("DEV_TLS")},
 		}, tuningFlags()...), logFlags("warn")...),
 		Action: runDev,
@@ -53,6 +54,9 @@ starting it again with the same --data-dir keeps the data.`,
 func runDev(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("dev takes no arguments, got %q", c.Args().Slice())}
+	}
+	if err := applyConfigFile(c); err != nil {
+		return err
 	}
 	logger, err := newLogger(c, c.App.ErrWriter)
 	if err != nil {

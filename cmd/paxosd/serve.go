@@ -139,6 +139,12 @@ with it is refused. A member that lost its data must not be bootstrapped
 alone (an acceptor that forgot its promises can break agreement): remove its
 ID and join under a new one.
 
+--config FILE reads settings from a YAML file whose keys are the long flag
+names (data-dir: /var/lib/paxosd, bootstrap: true; a list is joined with
+commas). A flag on the command line wins over its environment variable,
+which wins over the file, which wins over the default. An unknown key is an
+error.
+
 SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append(append([]cli.Flag{
@@ -152,7 +158,7 @@ SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 			&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "name that tells this cluster from others with the same members; part of the cluster ID", EnvVars: env("CLUSTER_TOKEN")},
 			&cli.BoolFlag{Name: "bootstrap", Usage: "initialise an empty data directory (first start of a new cluster only)", EnvVars: env("BOOTSTRAP")},
 			&cli.StringFlag{Name: "roles", Usage: "this member's roles, e.g. proposer,acceptor,learner; must agree with --cluster", EnvVars: env("ROLES")},
-		}, append(serveTLSFlags(), tuningFlags()...)...), logFlags("info")...),
+		}, append(append(serveTLSFlags(), configFlag()), tuningFlags()...)...), logFlags("info")...),
 		Action: runServe,
 	}
 }
@@ -284,6 +290,9 @@ func memberConfig(c *cli.Context, logger *slog.Logger) (server.Config, error) {
 func runServe(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("serve takes no arguments, got %q", c.Args().Slice())}
+	}
+	if err := applyConfigFile(c); err != nil {
+		return err
 	}
 	logger, err := newLogger(c, c.App.ErrWriter)
 	if err != nil {
