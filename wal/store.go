@@ -26,6 +26,14 @@ type Options struct {
 	// SlowSync is how long a disk write may take before it is logged as
 	// slow. Zero means 500ms.
 	SlowSync time.Duration
+	// Synced, if set, is told of every synced batch Save commits: how long
+	// the commit took, and its records and bytes. It runs on the caller's
+	// goroutine and must be quick.
+	Synced func(took time.Duration, records, bytes int)
+	// SlowDisk, if set, is told of every disk operation that took longer
+	// than SlowSync (besides the warning logged), from Pebble's disk-health
+	// checker's goroutine.
+	SlowDisk func(op string, took time.Duration)
 }
 
 // Store is the Pebble-backed paxos.Storage. Save and Close must not be called
@@ -38,6 +46,7 @@ type Store struct {
 	ident  Identity
 	config paxos.Config
 	hasCfg bool
+	synced func(took time.Duration, records, bytes int)
 }
 
 // Identity names the cluster and the member a store belongs to. A daemon
@@ -106,6 +115,9 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 	}
 	fs, health := vfs.WithDiskHealthChecks(fs, slow, nil, func(info vfs.DiskSlowInfo) {
 		logger.Warn("slow disk", "path", info.Path, "op", info.OpType.String(), "took", info.Duration)
+		if opts.SlowDisk != nil {
+			opts.SlowDisk(info.OpType.String(), info.Duration)
+		}
 	})
 	po := &pebble.Options{
 		// A larger memtable than the 4 MiB default flushes and compacts
@@ -127,7 +139,7 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 		_ = health.Close() // NB: the open error is the one worth reporting
 		return nil, paxos.State{}, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, health: health, logger: logger}
+	s := &Store{db: db, health: health, logger: logger, synced: opts.Synced}
 	st, err := s.load()
 	if err != nil {
 		_ = s.Close() // NB: the load error is the one worth reporting
@@ -204,8 +216,12 @@ func (s *Store) commit(recs []paxos.Record, opts *pebble.WriteOptions) (err erro
 			return fmt.Errorf("wal: stage a sync: %w", err)
 		}
 	}
+	start := time.Now()
 	if err := b.Commit(opts); err != nil {
 		return fmt.Errorf("wal: commit %d records: %w", len(recs), err)
+	}
+	if s.synced != nil && opts == pebble.Sync {
+		s.synced(time.Since(start), len(recs), b.Len())
 	}
 	return nil
 }
@@ -362,4 +378,20 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error("pebble fatal", "line", msg)
 	panic(fatalError{"pebble: " + msg})
+}
+
+// Check reads the store's identity key back from Pebble: an error means the
+// store cannot be read (it failed, or its files are gone).
+func (s *Store) Check() error {
+	if s.failed != nil {
+		return s.failed
+	}
+	_, closer, err := s.db.Get([]byte{prefixIdentity})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil // a store being bootstrapped has none yet
+	}
+	if err != nil {
+		return fmt.Errorf("wal: read: %w", err)
+	}
+	return closer.Close()
 }

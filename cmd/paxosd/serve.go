@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -29,7 +28,7 @@ func env(name string) []string { return []string{"PAXOSD_" + name} }
 // logFlags are shared by serve and dev.
 func logFlags(level string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060", EnvVars: env("PPROF")},
+		&cli.StringFlag{Name: "pprof", Usage: "serve Go's profiling endpoints (/debug/pprof/) alone on this address, e.g. 127.0.0.1:6060 (serve's --listen-admin serves them too)", EnvVars: env("PPROF")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: env("LOG_FORMAT")},
 		&cli.StringFlag{Name: "log-level", Value: level, Usage: "least important logs shown: debug, info, warn or error", EnvVars: env("LOG_LEVEL")},
 	}
@@ -158,7 +157,7 @@ SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 			&cli.StringFlag{Name: "cluster-token", Value: "paxosd", Usage: "name that tells this cluster from others with the same members; part of the cluster ID", EnvVars: env("CLUSTER_TOKEN")},
 			&cli.BoolFlag{Name: "bootstrap", Usage: "initialise an empty data directory (first start of a new cluster only)", EnvVars: env("BOOTSTRAP")},
 			&cli.StringFlag{Name: "roles", Usage: "this member's roles, e.g. proposer,acceptor,learner; must agree with --cluster", EnvVars: env("ROLES")},
-		}, append(append(serveTLSFlags(), configFlag()), tuningFlags()...)...), logFlags("info")...),
+		}, append(append(append(serveTLSFlags(), adminFlags()...), configFlag()), tuningFlags()...)...), logFlags("info")...),
 		Action: runServe,
 	}
 }
@@ -223,8 +222,8 @@ func parseRoles(s string) (paxos.Role, error) {
 	return r, nil
 }
 
-// startPprof serves net/http/pprof on --pprof, if given. The server lives
-// as long as the process.
+// startPprof serves Go's profiles on --pprof, if given, for as long as the
+// process lives.
 func startPprof(c *cli.Context, logger *slog.Logger) error {
 	addr := c.String("pprof")
 	if addr == "" {
@@ -235,18 +234,8 @@ func startPprof(c *cli.Context, logger *slog.Logger) error {
 		return fmt.Errorf("--pprof: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	go func() {
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		logger.Info("serving pprof", "addr", ln.Addr().String())
-		if err := srv.Serve(ln); err != nil {
-			logger.Warn("pprof server stopped", "err", err)
-		}
-	}()
+	addPprof(mux)
+	serveHTTP(ln, mux, "pprof", logger)
 	return nil
 }
 
@@ -367,12 +356,25 @@ func runServe(c *cli.Context) error {
 		cfg.ClientListener.Close()
 		return err
 	}
+	admin, err := listenAdmin(c)
+	if err != nil {
+		cfg.PeerListener.Close()
+		cfg.ClientListener.Close()
+		return err
+	}
+	cfg.Version = version
 	srv, err := server.Start(cfg)
 	if err != nil {
 		if cfg.Join != "" {
 			os.Remove(cfg.Join)
 		}
+		if admin != nil {
+			admin.Close()
+		}
 		return err
+	}
+	if admin != nil {
+		serveHTTP(admin, adminHandler(srv, c.Uint64("ready-max-lag")), "metrics, health and profiles", logger)
 	}
 	return waitForSignal(logger, srv.Wait, srv.Stop)
 }

@@ -151,6 +151,9 @@ func (s *sim) boot(n *simNode) {
 		LeaseGrace: 2 * time.Duration(s.pcfg.ElectionTicks) * tickLength,
 		Rand:       s.childRand(), Logger: s.logger,
 		Observe: func(ds []paxos.Decision) { s.onApply(n, ds) },
+		// NB: kept under every fault, so that the daemon's metrics code
+		// runs here too; nothing reads them.
+		Metrics: server.NewMetrics(server.MetricsConfig{ID: n.id}),
 	}, server.MemberIO{
 		Storage: n, State: st,
 		FS: n.fs, SnapshotDir: snapDir, SnapshotChunk: s.chunkSize,

@@ -426,6 +426,7 @@ func (s *sim) round() {
 				n.member.Node().Tick()
 			}
 			n.member.Sweep()
+			n.member.SampleMetrics()
 			s.check()
 		}
 	}

@@ -74,10 +74,11 @@ func (cl *clientListener) serve() {
 		case cl.slots <- struct{}{}:
 		default:
 			log.Warn("too many client connections, refusing one", "remote", nc.RemoteAddr().String(), "limit", cap(cl.slots))
+			cl.s.metrics.Rejected("client", "limit")
 			nc.Close()
 			continue
 		}
-		c := &clientConn{s: cl.s, nc: nc, rw: nc, tls: cl.tls, out: make(chan clientapi.Response, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
+		c := &clientConn{s: cl.s, nc: nc, rw: nc, tls: cl.tls, started: map[uint64]arrival{}, out: make(chan clientapi.Response, maxInflight), inflight: make(chan struct{}, maxInflight), done: make(chan struct{})}
 		cl.mu.Lock()
 		if cl.closed {
 			cl.mu.Unlock()
@@ -96,6 +97,13 @@ func (cl *clientListener) serve() {
 			cl.mu.Unlock()
 		}()
 	}
+}
+
+// count returns how many client connections are open.
+func (cl *clientListener) count() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.conns)
 }
 
 func (cl *clientListener) close() {
@@ -121,8 +129,12 @@ type clientConn struct {
 	rw  net.Conn
 	tls *tls.Config
 	// role is what the client may do, and who names it in refusals.
-	role     ClientRole
-	who      string
+	role ClientRole
+	who  string
+	// started holds when each request in flight arrived, and its kind,
+	// for the request latency metric.
+	smu      sync.Mutex
+	started  map[uint64]arrival
 	out      chan clientapi.Response
 	inflight chan struct{} // one token per request not yet answered
 	done     chan struct{} // closed when the connection is finished
@@ -130,10 +142,23 @@ type clientConn struct {
 	closeOnce sync.Once
 }
 
+// arrival is when a request came in, and what kind it is.
+type arrival struct {
+	at   time.Time
+	kind clientapi.RequestKind
+}
+
 // Respond queues an answer. It never blocks (it runs on the node's
 // goroutine): a client whose answers pile up is not reading them, and is
 // disconnected.
 func (c *clientConn) Respond(r clientapi.Response) {
+	c.smu.Lock()
+	a, ok := c.started[r.ID]
+	delete(c.started, r.ID)
+	c.smu.Unlock()
+	if ok {
+		c.s.metrics.requests.WithLabelValues(a.kind.String(), r.Code.String()).Observe(time.Since(a.at).Seconds())
+	}
 	select {
 	case <-c.done:
 		return
@@ -163,6 +188,7 @@ func (c *clientConn) run() {
 			return
 		}
 		log.Warn("client connection refused", "err", err)
+		c.s.metrics.Rejected("client", "tls")
 		return
 	}
 	if err := c.handshake(); err != nil {
@@ -173,6 +199,11 @@ func (c *clientConn) run() {
 			return
 		}
 		log.Warn("client connection refused", "err", err)
+		reason := "handshake"
+		if errors.Is(err, wire.ErrTLS) {
+			reason = "tls"
+		}
+		c.s.metrics.Rejected("client", reason)
 		return
 	}
 	go c.writer()
@@ -200,6 +231,7 @@ func (c *clientConn) run() {
 		var req clientapi.Request
 		if err := d.Decode(body, &req); err != nil {
 			log.Warn("client connection closed", "err", err)
+			c.s.metrics.Rejected("client", "frame")
 			return
 		}
 		select {
@@ -207,7 +239,11 @@ func (c *clientConn) run() {
 		case <-c.done:
 			return
 		}
+		c.smu.Lock()
+		c.started[req.ID] = arrival{at: time.Now(), kind: req.Kind}
+		c.smu.Unlock()
 		if !c.role.Allows(req.Kind) {
+			c.s.metrics.denied.Inc()
 			c.Respond(denied(req, c.who, c.role))
 			continue
 		}

@@ -56,6 +56,9 @@ type MemberConfig struct {
 	// member answered the clients waiting for them. The simulator checks
 	// them.
 	Observe func([]paxos.Decision)
+	// Metrics, if set, are kept by the member: what it sends, the slots it
+	// applies, and its state whenever SampleMetrics is called.
+	Metrics *Metrics
 }
 
 // MemberIO is what a member runs on: its durable state, where its
@@ -176,9 +179,13 @@ func NewMember(cfg MemberConfig, mio MemberIO) (m *Member, err error) {
 	m = &Member{cfg: cfg, io: mio, logger: cfg.Logger.With("node", cfg.ID),
 		waiters: map[sessionSeq][]waiter{}, lastRead: cfg.Rand.Uint64(), changes: map[string]sessionSeq{},
 		reads: map[uint64]*read{}}
+	if cfg.Metrics != nil {
+		mio.Transport = meteredTransport{Transport: mio.Transport, m: cfg.Metrics, now: mio.Now}
+		m.io.Transport = mio.Transport
+	}
 	snaps, err := openSnapshotStore(snapshotStoreConfig{FS: mio.FS, Dir: mio.SnapshotDir,
-		Header: wal.SnapshotHeader{Cluster: cfg.Cluster, Machine: cfg.MachineName},
-		ID:     cfg.ID, Send: mio.Transport, Exec: mio.Executor, Rate: mio.SnapshotRate, Chunk: mio.SnapshotChunk, Logger: cfg.Logger})
+		Header: wal.SnapshotHeader{Cluster: cfg.Cluster, Machine: cfg.MachineName}, Metrics: cfg.Metrics,
+		ID: cfg.ID, Send: mio.Transport, Exec: mio.Executor, Rate: mio.SnapshotRate, Chunk: mio.SnapshotChunk, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

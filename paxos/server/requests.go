@@ -191,6 +191,9 @@ func (m *Member) apply(ds []paxos.Decision) {
 	m.answerChanges()
 	m.serveReads()
 	m.serveWatches()
+	if m.cfg.Metrics != nil {
+		m.cfg.Metrics.decided(ds, m.io.Now())
+	}
 	if m.cfg.Observe != nil {
 		m.cfg.Observe(ds)
 	}
@@ -240,6 +243,14 @@ func (m *Member) Sweep() {
 			msg = fmt.Sprintf("not answered within %v (the leader could not confirm it leads, or its learner lags); a read changes nothing, and a session opened twice only expires unused: retry", m.cfg.RequestTimeout)
 		}
 		d.w.c.Respond(clientapi.Response{ID: d.w.id, Code: clientapi.CodeTimeout, Message: msg})
+	}
+}
+
+// SampleMetrics reads the member's state into its Metrics, if it keeps
+// any. The daemon calls it ten times a second.
+func (m *Member) SampleMetrics() {
+	if m.cfg.Metrics != nil {
+		m.cfg.Metrics.sample(m)
 	}
 }
 

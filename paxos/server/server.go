@@ -107,6 +107,8 @@ type Config struct {
 	MaxClientConns int
 	// Logger receives the member's logs; nil discards them.
 	Logger *slog.Logger
+	// Version is the build's version, for the paxosd_info metric.
+	Version string
 }
 
 // Snapshot defaults; see Config.
@@ -166,6 +168,7 @@ type Server struct {
 	runErr  chan error // Run's result
 	wg      sync.WaitGroup
 	clients *clientListener
+	metrics *Metrics
 
 	stopOnce sync.Once
 	stopErr  error
@@ -191,6 +194,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if srv.cfg.ClientAddr == "" {
 		srv.cfg.ClientAddr = cfg.ClientListener.Addr().String()
 	}
+	srv.metrics = NewMetrics(MetricsConfig{ID: cfg.ID, Version: cfg.Version, Conns: srv.connections, LogBytes: srv.logBytes})
 	store, st, err := srv.openStore()
 	if err != nil {
 		return nil, err
@@ -213,6 +217,7 @@ func Start(cfg Config) (s *Server, err error) {
 		ID: cfg.ID, Cluster: srv.cluster, Membership: boot.Membership(), Peers: addrs, ClientAddr: srv.cfg.ClientAddr,
 		PeerAddr: cfg.PeerListener.Addr().String(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
 		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger, TLS: cfg.PeerTLS,
+		Rejected: func(reason string) { srv.metrics.Rejected("peer", reason) },
 	})
 	if err != nil {
 		return nil, err
@@ -251,6 +256,7 @@ func (s *Server) memberConfig() MemberConfig {
 		// elections and the old leader's last sweep.
 		LeaseGrace: 2 * time.Duration(cfg.ElectionTicks) * cfg.TickInterval,
 		Logger:     cfg.Logger,
+		Metrics:    s.metrics,
 	}
 }
 
@@ -301,7 +307,7 @@ func (s *Server) openStore() (*wal.Store, paxos.State, error) {
 	case !fresh && cfg.Join != "":
 		return nil, paxos.State{}, fmt.Errorf("%w: %s already holds a member's data; --join is for an empty data directory (drop it to restart this member)", ErrAlreadyBootstrapped, cfg.DataDir)
 	}
-	store, st, err := wal.Open(cfg.DataDir, wal.Options{Logger: s.logger})
+	store, st, err := wal.Open(cfg.DataDir, wal.Options{Logger: s.logger, Synced: s.metrics.Synced, SlowDisk: s.metrics.SlowDisk})
 	if err != nil {
 		return nil, st, err
 	}
@@ -533,6 +539,29 @@ func dirIsEmpty(dir string) (bool, error) {
 	return len(entries) == 0, nil
 }
 
+// Metrics returns the member's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// connections counts the inbound peer connections and the client
+// connections open now.
+func (s *Server) connections() (peer, client int) {
+	if s.tr != nil {
+		peer = s.tr.Inbound()
+	}
+	if s.clients != nil {
+		client = s.clients.count()
+	}
+	return peer, client
+}
+
+// logBytes is the log store's size on disk, 0 before it is open.
+func (s *Server) logBytes() uint64 {
+	if s.store == nil {
+		return 0
+	}
+	return s.store.DiskUsage()
+}
+
 // ID returns the member's node ID.
 func (s *Server) ID() paxos.NodeID { return s.cfg.ID }
 
@@ -648,7 +677,10 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		}
 		// An error means the node stopped; Stop answers nobody, the
 		// connections close.
-		_ = s.node.Do(ctx, s.member.Sweep)
+		_ = s.node.Do(ctx, func() {
+			s.member.Sweep()
+			s.member.SampleMetrics()
+		})
 	}
 }
 

@@ -75,10 +75,11 @@ type snapshotStore struct {
 	// pulls counts pulls being served, to bound them.
 	pulls chan struct{}
 
-	mu     sync.Mutex
-	saved  []paxos.Slot  // written since the last Saved call
-	newest paxos.Slot    // newest durable snapshot, for status and save
-	change chan struct{} // closed and replaced whenever newest changes
+	mu      sync.Mutex
+	saved   []paxos.Slot  // written since the last Saved call
+	newest  paxos.Slot    // newest durable snapshot, for status and save
+	change  chan struct{} // closed and replaced whenever newest changes
+	metrics *Metrics      // nil: none kept
 }
 
 // maxPulls bounds the pulls being served at once, and so the chunk buffers
@@ -99,6 +100,8 @@ type snapshotStoreConfig struct {
 	// Chunk is the most bytes one chunk carries; 0 means 1 MiB.
 	Chunk  int
 	Logger *slog.Logger
+	// Metrics, if set, count the snapshots received and installed.
+	Metrics *Metrics
 }
 
 func openSnapshotStore(cfg snapshotStoreConfig) (*snapshotStore, error) {
@@ -111,7 +114,7 @@ func openSnapshotStore(cfg snapshotStoreConfig) (*snapshotStore, error) {
 		return nil, err
 	}
 	st := &snapshotStore{files: files, fs: cfg.FS, header: cfg.Header, logger: cfg.Logger.With("component", "snapshots"),
-		id: cfg.ID, send: cfg.Send, exec: cfg.Exec, chunk: cfg.Chunk, pulls: make(chan struct{}, maxPulls), change: make(chan struct{})}
+		id: cfg.ID, send: cfg.Send, metrics: cfg.Metrics, exec: cfg.Exec, chunk: cfg.Chunk, pulls: make(chan struct{}, maxPulls), change: make(chan struct{})}
 	if st.chunk <= 0 {
 		st.chunk = snapChunk
 	}
@@ -255,6 +258,9 @@ func (st *snapshotStore) Receive(c paxos.SnapshotChunk) error {
 		return fmt.Errorf("server: write %s: %w", st.recvPath, err)
 	}
 	st.recvLen += uint64(len(c.Data))
+	if st.metrics != nil {
+		st.metrics.snapRecvBytes.Add(float64(len(c.Data)))
+	}
 	return nil
 }
 
@@ -295,6 +301,9 @@ func (st *snapshotStore) Install(slot paxos.Slot) (paxos.SnapshotMeta, io.ReadCl
 	st.mu.Lock()
 	st.setNewestLocked(slot)
 	st.mu.Unlock()
+	if st.metrics != nil {
+		st.metrics.snapInstalls.Inc()
+	}
 	if err := st.files.Prune(snapKeep); err != nil {
 		st.logger.Warn("old snapshots not removed", "err", err)
 	}

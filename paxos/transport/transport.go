@@ -66,6 +66,9 @@ type Config struct {
 	// anyone who reaches the port and knows the cluster ID may act as a
 	// member.
 	TLS *certs.Source
+	// Rejected, if set, is told why each inbound connection was refused
+	// or cut off for bad input: "limit", "tls", "handshake" or "frame".
+	Rejected func(reason string)
 
 	MaxFrame         int           // default wire.DefaultMaxFrame
 	MaxQueue         int           // messages queued per peer; default 4096
@@ -275,6 +278,7 @@ func (t *TCP) Serve(l net.Listener, deliver func(paxos.Message)) error {
 		case t.conns <- struct{}{}:
 		default:
 			t.logger.Warn("too many peer connections, refusing one", "remote", c.RemoteAddr().String(), "limit", t.cfg.MaxConns)
+			t.rejected("limit")
 			c.Close()
 			continue
 		}
@@ -289,9 +293,40 @@ func (t *TCP) Serve(l net.Listener, deliver func(paxos.Message)) error {
 			defer t.untrack(c)
 			if err := t.serveConn(c, deliver); err != nil && t.ctx.Err() == nil {
 				t.logger.Warn("peer connection closed", "remote", c.RemoteAddr().String(), "err", err)
+				t.rejected(rejectReason(err))
 			}
 		}()
 	}
+}
+
+// errTLS marks a failed TLS handshake.
+var errTLS = errors.New("TLS")
+
+// rejectReason classifies why serveConn ended: "" for a connection that
+// simply failed or closed.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, errTLS), errors.Is(err, wire.ErrTLS):
+		return "tls"
+	case errors.Is(err, wire.ErrHandshake):
+		return "handshake"
+	case errors.Is(err, wire.ErrBadFrame), errors.Is(err, wire.ErrFrameTooLarge):
+		return "frame"
+	}
+	return ""
+}
+
+func (t *TCP) rejected(reason string) {
+	if reason != "" && t.cfg.Rejected != nil {
+		t.cfg.Rejected(reason)
+	}
+}
+
+// Inbound returns how many inbound connections are open.
+func (t *TCP) Inbound() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.inbound)
 }
 
 func (t *TCP) track(c net.Conn) bool {
@@ -325,7 +360,7 @@ func (t *TCP) serveConn(c net.Conn, deliver func(paxos.Message)) error {
 			if _, plain := errors.AsType[tls.RecordHeaderError](err); plain {
 				hint = "the peer speaks plaintext: does it run without --peer-cert?"
 			}
-			return fmt.Errorf("%w: TLS: %w (%s)", wire.ErrHandshake, err, hint)
+			return fmt.Errorf("%w: %w: %w (%s)", wire.ErrHandshake, errTLS, err, hint)
 		}
 		c = tc
 		certNode = certs.NodeOf(tc.ConnectionState().PeerCertificates[0])

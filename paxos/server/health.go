@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/paxosd/paxosd/paxos"
+)
+
+// Health reports whether the member works: its node runs (a storage failure
+// stops it for good) and its store answers a read. It is what /healthz
+// tells an orchestrator, which restarts a member that is not healthy.
+func (s *Server) Health(ctx context.Context) error {
+	var err error
+	done := make(chan struct{})
+	if derr := s.node.Do(ctx, func() {
+		defer close(done)
+		err = s.store.Check()
+	}); derr != nil {
+		return fmt.Errorf("the member's node is not running: %w", derr)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("the member's node did not answer: %w", ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	return nil
+}
+
+// SampleMetrics brings the member's metrics up to date, for a scrape; the
+// member also samples them ten times a second by itself.
+func (s *Server) SampleMetrics(ctx context.Context) {
+	done := make(chan struct{})
+	if s.node.Do(ctx, func() { s.member.SampleMetrics(); close(done) }) != nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Readiness is what Ready found, for /readyz.
+type Readiness struct {
+	Leader   paxos.NodeID
+	IsLeader bool
+	Chosen   paxos.Slot
+	Applied  paxos.Slot
+}
+
+// ErrNotReady is wrapped by Ready's errors.
+var ErrNotReady = errors.New("not ready")
+
+// Ready reports whether the member should get client traffic: it knows a
+// leader (and, if it is the leader, a quorum of acceptors hears it), and
+// its learner has applied all but at most maxLag of the slots it knows to
+// be chosen. Load balancers and Kubernetes readiness probes use it.
+func (s *Server) Ready(ctx context.Context, maxLag uint64) (Readiness, error) {
+	var r Readiness
+	var err error
+	done := make(chan struct{})
+	if derr := s.node.Do(ctx, func() {
+		defer close(done)
+		r, err = s.member.readiness(maxLag)
+	}); derr != nil {
+		return r, fmt.Errorf("%w: the member's node is not running: %w", ErrNotReady, derr)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return r, fmt.Errorf("%w: the member's node did not answer: %w", ErrNotReady, ctx.Err())
+	}
+	return r, err
+}
+
+// readiness is Ready on the node's goroutine.
+func (m *Member) readiness(maxLag uint64) (Readiness, error) {
+	var r Readiness
+	if m.prop != nil {
+		r.Leader, r.IsLeader, r.Chosen = m.prop.Leader(), m.prop.IsLeader(), m.prop.Decided()
+	}
+	if m.lrn != nil {
+		r.Chosen, r.Applied = max(r.Chosen, m.lrn.Known()), m.lrn.Applied()
+	}
+	switch {
+	case r.Leader == 0:
+		return r, fmt.Errorf("%w: no leader is known (an election is under way, or this member is cut off)", ErrNotReady)
+	case r.IsLeader && !m.prop.Configs()[0].Membership().IsQuorum(m.prop.Reachable()):
+		return r, fmt.Errorf("%w: this member leads, but has not heard from a quorum of acceptors lately", ErrNotReady)
+	case m.lrn != nil && uint64(r.Chosen-min(r.Chosen, r.Applied)) > maxLag:
+		return r, fmt.Errorf("%w: the learner applied slot %d of %d chosen, more than %d behind", ErrNotReady, r.Applied, r.Chosen, maxLag)
+	}
+	return r, nil
+}
