@@ -344,8 +344,17 @@ func (s *Server) establish(store *wal.Store, fresh bool, st *paxos.State) error 
 		return fmt.Errorf("%w: %s belongs to node %d, not node %d; check --id and --data-dir", ErrWrongIdentity, cfg.DataDir, have.Node, cfg.ID)
 	case cfg.JoinCluster != 0 && cfg.JoinCluster != have.Cluster:
 		return fmt.Errorf("%w: %s belongs to cluster %016x, but the --join members are of cluster %016x; a member joins another cluster only with an empty data directory (and a new ID)", ErrWrongIdentity, cfg.DataDir, have.Cluster, cfg.JoinCluster)
+	case cfg.Bootstrap && !fresh && ClusterID(cfg.ClusterToken, cfg.Membership) != have.Cluster:
+		return fmt.Errorf("%w: %s belongs to cluster %016x, but --bootstrap with this --cluster and --cluster-token makes cluster %016x; check them, or use another data directory", ErrWrongIdentity, cfg.DataDir, have.Cluster, ClusterID(cfg.ClusterToken, cfg.Membership))
 	case cfg.Bootstrap && !fresh:
-		return fmt.Errorf("%w: %s already holds this member's data; drop --bootstrap (it is for the first start only)", ErrAlreadyBootstrapped, cfg.DataDir)
+		// NB: as etcd's --initial-cluster-state new, --bootstrap only
+		// matters on the first start, so that a service manager can give
+		// the same flags every time. A member whose data was lost is not
+		// caught here: docs/operations.md says what to do instead.
+		s.logger.Info("the data directory holds this member's data already; --bootstrap is ignored (it only matters on the first start)", "dir", cfg.DataDir)
+		if !hasCfg {
+			return fmt.Errorf("%w: %s was written by an earlier paxosd; start it once without --bootstrap to upgrade it", ErrWrongIdentity, cfg.DataDir)
+		}
 	case !hasCfg:
 		// Written by a version before reconfiguration: the identity is
 		// there, the configuration is not. The cluster ID was derived from

@@ -287,8 +287,16 @@ func TestBootstrapRules(t *testing.T) {
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := start(1, "t", true); !errors.Is(err, ErrAlreadyBootstrapped) {
+	// --bootstrap on a restart is ignored, as long as it names the same
+	// cluster.
+	if s, err = start(1, "t", true); err != nil {
 		t.Fatalf("bootstrap on a restart: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(1, "other", true); !errors.Is(err, ErrWrongIdentity) || !strings.Contains(err.Error(), "--bootstrap with this --cluster and --cluster-token makes cluster") {
+		t.Fatalf("bootstrap of another cluster on a restart: %v", err)
 	}
 	// After the first start the configuration comes from the data: a
 	// --cluster with other members is refused, showing both.

@@ -188,7 +188,7 @@ func TestDataDirChecks(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"bootstrap again", []string{"--id", "1", "--bootstrap"}, "drop --bootstrap"},
+		{"bootstrap of another cluster", []string{"--id", "1", "--bootstrap", "--cluster-token", "other"}, "--bootstrap with this --cluster and --cluster-token"},
 		{"another node's dir", []string{"--id", "2", "--listen-peer", "127.0.0.1:0"}, "belongs to node 1, not node 2"},
 		{"another cluster", []string{"--id", "1", "--cluster-token", "other"}, "belongs to cluster"},
 	} {
