@@ -15,7 +15,10 @@ FUZZ_TARGETS := \
 	./wal:FuzzDecodeKV \
 	./wal:FuzzReadSnapshot
 
-.PHONY: check fmt vet lint tidy test sim sim-wal sessions-1m fuzz bench
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+IMAGE    ?= paxosd:dev
+
+.PHONY: check fmt vet lint tidy test sim sim-wal sessions-1m fuzz bench build image
 
 check: fmt vet lint tidy test
 
@@ -54,3 +57,11 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -count=10 ./... | tee bench.txt
+
+# A static binary (no cgo, no libc), its version stamped from git.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/paxosd ./cmd/paxosd
+
+# The container image: FROM scratch, the static binary alone.
+image: build
+	docker build -t $(IMAGE) .

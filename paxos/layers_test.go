@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"internal/sim":    {"paxos", "paxos/wire", "paxos/clientapi", "paxos/server", "paxos/client", "acceptor", "proposer", "learner", "statemachine", "wal"},
 	"cmd/paxosd":      {"paxos", "paxos/wire", "paxos/certs", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal", "internal/sim"},
 	"tests/e2e":       {"paxos", "paxos/wire", "paxos/certs", "paxos/clientapi", "paxos/server", "paxos/client", "statemachine", "wal"},
+	"tests/docker":    {},
 	"tests/sim":       {"internal/sim", "paxos", "proposer", "learner", "statemachine"},
 }
 

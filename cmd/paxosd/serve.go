@@ -147,7 +147,8 @@ error.
 SIGINT or SIGTERM stops the member cleanly; a second signal stops it at once.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Flags: append(append([]cli.Flag{
-			&cli.Uint64Flag{Name: "id", Usage: "this member's node ID (required)", EnvVars: env("ID")},
+			&cli.Uint64Flag{Name: "id", Usage: "this member's node ID (required, unless --id-from-hostname)", EnvVars: env("ID")},
+			&cli.BoolFlag{Name: "id-from-hostname", Usage: "take the node ID from the number that ends the host name, plus one (paxosd-0 is member 1), as in a Kubernetes StatefulSet", EnvVars: env("ID_FROM_HOSTNAME")},
 			&cli.StringFlag{Name: "data-dir", Usage: "directory of this member's durable state (required)", EnvVars: env("DATA_DIR")},
 			&cli.StringFlag{Name: "listen-peer", Usage: "address to accept peers on (default: this member's --cluster address; required without --cluster)", EnvVars: env("LISTEN_PEER")},
 			&cli.StringFlag{Name: "listen-client", Value: "127.0.0.1:7001", Usage: "address to accept clients on", EnvVars: env("LISTEN_CLIENT")},
@@ -288,6 +289,18 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	id := paxos.NodeID(c.Uint64("id"))
+	if c.Bool("id-from-hostname") {
+		if c.IsSet("id") {
+			return usageError{errors.New("give --id or --id-from-hostname, not both")}
+		}
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--id-from-hostname: %w", err)
+		}
+		if id, err = idFromHostname(host); err != nil {
+			return usageError{fmt.Errorf("--id-from-hostname: %w", err)}
+		}
+	}
 	if id == 0 {
 		return usageError{errors.New("--id is required: this member's ID in --cluster")}
 	}
@@ -435,6 +448,17 @@ func waitForSignal(logger *slog.Logger, wait func() error, stop func() error) er
 		os.Exit(exitFailed)
 	}()
 	return stop()
+}
+
+// idFromHostname reads the ordinal that ends a StatefulSet pod's host name
+// (paxosd-2) and returns it plus one: node IDs start at 1.
+func idFromHostname(host string) (paxos.NodeID, error) {
+	i := strings.LastIndexByte(host, '-')
+	n, err := strconv.ParseUint(host[i+1:], 10, 63)
+	if i < 0 || err != nil {
+		return 0, fmt.Errorf("host name %q does not end in -N (a StatefulSet pod's ordinal)", host)
+	}
+	return paxos.NodeID(n + 1), nil
 }
 
 func memberIDs(c paxos.Membership) string {

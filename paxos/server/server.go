@@ -215,7 +215,7 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	srv.tr, err = transport.New(transport.Config{
 		ID: cfg.ID, Cluster: srv.cluster, Membership: boot.Membership(), Peers: addrs, ClientAddr: srv.cfg.ClientAddr,
-		PeerAddr: cfg.PeerListener.Addr().String(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
+		PeerAddr: srv.PeerAddr(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
 		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger, TLS: cfg.PeerTLS,
 		Rejected: func(reason string) { srv.metrics.Rejected("peer", reason) },
 	})
@@ -580,8 +580,22 @@ func (s *Server) ClusterID() uint64 { return s.cluster }
 // ClientAddr returns the address the member serves clients on.
 func (s *Server) ClientAddr() string { return s.cfg.ClientAddr }
 
-// PeerAddr returns the address the member accepts peers on.
-func (s *Server) PeerAddr() string { return s.cfg.PeerListener.Addr().String() }
+// PeerAddr returns the address peers reach the member at: where it
+// accepts them.
+// When it listens on all interfaces (0.0.0.0, ::), that address means
+// nothing to a peer, so it is the one the configuration gives this member.
+func (s *Server) PeerAddr() string {
+	addr := s.cfg.PeerListener.Addr()
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		if a := s.cfg.PeerAddrs[s.cfg.ID]; a != "" {
+			return a
+		}
+		if p, ok := s.bootstrap.Peer(s.cfg.ID); ok && p.PeerAddr != "" {
+			return p.PeerAddr
+		}
+	}
+	return addr.String()
+}
 
 // Wait blocks until the member stops, on its own (a storage failure) or
 // because Stop was called, and returns why: nil after Stop.
