@@ -39,8 +39,9 @@ type Config struct {
 	// memory to serve peers that lag a little. Default 0.
 	LogRetain int
 	// SnapshotTimeoutTicks is how long a snapshot transfer may wait for the
-	// next chunk before it asks again. Each further wait doubles, and after
-	// five the transfer is given up and the learner backs off. Default 10.
+	// next chunk before it asks again. Each further wait doubles, up to four
+	// times this, and after five the transfer is given up and the learner
+	// backs off. Default 10.
 	SnapshotTimeoutTicks int
 	// SnapshotReportTicks is how often the learner repeats MsgSnapshotted
 	// to the acceptors. Default 20.
@@ -148,6 +149,9 @@ type transfer struct {
 // maxPullRetries is how many times a transfer asks again for a chunk before
 // it is given up.
 const maxPullRetries = 5
+
+// maxPullWait bounds the wait for a snapshot chunk, in SnapshotTimeoutTicks.
+const maxPullWait = 4
 
 // New returns a learner that resumes from st: it replays the recovered
 // chosen log into cfg.Machine, which must be fresh. Replayed slots are not
@@ -416,6 +420,12 @@ func (l *Learner) pruneConfigs() {
 func (l *Learner) configsChanged() {
 	l.rd.Configs = l.configs
 	l.peers = slices.DeleteFunc(l.configs.Members(paxos.RoleLearner), func(id paxos.NodeID) bool { return id == l.cfg.ID })
+	if t := l.xfer; t != nil && !t.installing && l.configs.Latest().IsRemoved(t.peer) {
+		// The source was removed and stops; another learner has a
+		// snapshot too. No back-off: nothing failed here.
+		l.logger.Info("snapshot transfer dropped: its source was removed", "peer", t.peer, "slot", t.slot)
+		l.xfer = nil
+	}
 }
 
 // applyConfig takes in the configuration change chosen in slot s. A change
@@ -718,7 +728,9 @@ func (l *Learner) tickTransfer() {
 		return
 	}
 	t.idle = 0
-	t.timeout = min(2*t.timeout, 64*l.cfg.SnapshotTimeoutTicks)
+	// NB: at most four times the first wait: a source that died (or was
+	// removed) holds the learner up for 19 waits in all, not 63.
+	t.timeout = min(2*t.timeout, maxPullWait*l.cfg.SnapshotTimeoutTicks)
 	l.logger.Info("snapshot chunk late, asking again", "peer", t.peer, "slot", t.slot, "offset", t.offset, "try", t.retries)
 	l.pull()
 }

@@ -73,6 +73,10 @@ var regressionSeeds = []struct {
 	// Found while building leases (issue 13); it replays with the
 	// simulator of that commit.
 	{5565, false, "invariant 12: a new leader answered a keep-alive before applying the revocation of that lease its predecessor had proposed, which it then chose"},
+	// Found while adding full disks (issue 14), by a sweep from 7000 once
+	// the new fault drew from the random stream; it replays with the
+	// simulator of that commit.
+	{7007, false, "invariant 7: a lagging learner kept pulling a snapshot from a member that had been removed and stopped, its waits doubling to 64 times the first, and caught up too late"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
