@@ -102,6 +102,8 @@ type Node struct {
 	failed error // sticky storage failure
 	// unsynced is set while lazy writes wait for the next sync.
 	unsynced bool
+	// paused: the node neither ticks nor takes messages (Pause).
+	paused bool
 
 	// Run's inputs from other goroutines, and done, closed when Run
 	// returns so that nobody waits on a loop that is gone.
@@ -232,12 +234,29 @@ func (n *Node) Do(ctx context.Context, f func()) error {
 // ID returns the node's ID.
 func (n *Node) ID() NodeID { return n.cfg.ID }
 
+// ErrPaused is returned by Propose while the node is paused.
+var ErrPaused = errors.New("paxos: node paused")
+
+// Pause stops the node from ticking and drops every message delivered to
+// it, its own cores' included, until Pause(false); Propose fails with
+// ErrPaused. Its cores then produce no new work, so nothing more is
+// written once the work they produced before is flushed: a member whose
+// disk is full pauses. To its peers a paused node is one that is cut off,
+// which Paxos tolerates; it catches up once it resumes.
+func (n *Node) Pause(paused bool) { n.paused = paused }
+
+// Paused reports whether the node is paused.
+func (n *Node) Paused() bool { return n.paused }
+
 // Deliver hands an inbound message to the cores of the roles it is for. A
 // message the node has no role for, or that a core rejects, returns an error
 // and changes nothing.
 func (n *Node) Deliver(m Message) error {
 	if n.failed != nil {
 		return n.failed
+	}
+	if n.paused {
+		return nil // NB: a lost message, which the cores retransmit
 	}
 	if m.To != n.cfg.ID {
 		return fmt.Errorf("paxos: %v delivered to node %d", m, n.cfg.ID)
@@ -293,13 +312,16 @@ func (n *Node) Propose(now time.Time, cmds []Command) error {
 	if n.cfg.Proposer == nil {
 		return &NotLeaderError{}
 	}
+	if n.paused {
+		return ErrPaused
+	}
 	return n.cfg.Proposer.Step(Message{Type: MsgPropose, From: n.cfg.ID, To: n.cfg.ID, Cmds: cmds, Time: uint64(max(now.UnixMilli(), 0))})
 }
 
 // Tick tells the learner about snapshots the store made durable, then
 // advances every core by one tick.
 func (n *Node) Tick() {
-	if n.failed != nil {
+	if n.failed != nil || n.paused {
 		return
 	}
 	if n.cfg.Snapshots != nil && n.cfg.Learner != nil {

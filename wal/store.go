@@ -34,6 +34,12 @@ type Options struct {
 	// than SlowSync (besides the warning logged), from Pebble's disk-health
 	// checker's goroutine.
 	SlowDisk func(op string, took time.Duration)
+	// DiskFull, if set, is called when a write fails because the disk is
+	// full (ENOSPC), with every other write held back until it returns;
+	// then the write is tried once more. It should return once there is
+	// room again: the write that failed, if it is the log's, fails the
+	// store if it fails twice.
+	DiskFull func()
 }
 
 // Store is the Pebble-backed paxos.Storage. Save and Close must not be called
@@ -112,6 +118,9 @@ func Open(dir string, opts Options) (*Store, paxos.State, error) {
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
+	}
+	if opts.DiskFull != nil {
+		fs = vfs.OnDiskFull(fs, opts.DiskFull)
 	}
 	fs, health := vfs.WithDiskHealthChecks(fs, slow, nil, func(info vfs.DiskSlowInfo) {
 		logger.Warn("slow disk", "path", info.Path, "op", info.OpType.String(), "took", info.Duration)

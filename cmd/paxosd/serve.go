@@ -42,6 +42,8 @@ func tuningFlags() []cli.Flag {
 		&cli.IntFlag{Name: "election-ticks", Value: 10, Usage: "ticks without a leader before a proposer campaigns (randomized up to twice this)", EnvVars: env("ELECTION_TICKS")},
 		&cli.IntFlag{Name: "heartbeat-ticks", Value: 2, Usage: "ticks between leader heartbeats", EnvVars: env("HEARTBEAT_TICKS")},
 		&cli.DurationFlag{Name: "request-timeout", Value: 5 * time.Second, Usage: "how long a proposed command may take before the client is told its outcome is unknown", EnvVars: env("REQUEST_TIMEOUT")},
+		&cli.StringFlag{Name: "disk-reserve", Value: "64MiB", Usage: "free space below which the member counts its disk as full: it hands leadership over, takes no writes and serves reads until a quarter more is free (0: only when a write fails with ENOSPC)", EnvVars: env("DISK_RESERVE")},
+		&cli.DurationFlag{Name: "disk-stall", Value: time.Second, Usage: "a leader whose fsync takes longer hands leadership to another member (0: never)", EnvVars: env("DISK_STALL")},
 		&cli.StringFlag{Name: "memory-limit", Value: "0", Usage: "soft limit on the process's Go memory, e.g. 256MiB: the collector works harder near it (0: none; see README, Memory)", EnvVars: env("MEMORY_LIMIT")},
 	}, snapshotFlags()...)
 }
@@ -265,7 +267,24 @@ func memberConfig(c *cli.Context, logger *slog.Logger) (server.Config, error) {
 	if c.Int("election-ticks") < 2 || c.Int("heartbeat-ticks") < 1 || c.Int("heartbeat-ticks") >= c.Int("election-ticks") || c.Duration("tick") <= 0 {
 		return server.Config{}, usageError{errors.New("--tick must be positive and --heartbeat-ticks at least 1 and below --election-ticks")}
 	}
+	reserve, err := parseSize(c.String("disk-reserve"))
+	if err != nil {
+		return server.Config{}, usageError{fmt.Errorf("--disk-reserve: %w", err)}
+	}
+	if c.Duration("disk-stall") < 0 {
+		return server.Config{}, usageError{errors.New("--disk-stall must be 0 (never) or more")}
+	}
+	// In server.Config zero means the default and a negative value off.
+	if reserve == 0 {
+		reserve = -1
+	}
+	stall := c.Duration("disk-stall")
+	if stall == 0 {
+		stall = -1
+	}
 	cfg := server.Config{
+		DiskReserve:    reserve,
+		DiskStall:      stall,
 		Machine:        m,
 		MachineName:    c.String("machine"),
 		TickInterval:   c.Duration("tick"),

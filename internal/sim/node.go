@@ -51,6 +51,10 @@ type simNode struct {
 	// clock's error: negative skips ticks, positive doubles them, each
 	// with that probability.
 	pausedUntil int64
+	// fullUntil is when a full disk has room again (0: it has), and
+	// fullFlushes counts the flushes since it filled up.
+	fullUntil   int64
+	fullFlushes int
 	drift       float64
 
 	rec      *recorder
@@ -109,7 +113,7 @@ func nodeAt(addr string) paxos.NodeID {
 // (or the model) and the snapshot files, through server.NewMember.
 func (s *sim) boot(n *simNode) {
 	n.inc++
-	n.pausedUntil = 0
+	n.pausedUntil, n.fullUntil = 0, 0 // NB: a restarted daemon looks at its disk afresh
 	n.heard = map[paxos.NodeID]bool{n.id: true}
 	var st paxos.State
 	if s.opts.WAL {
@@ -232,6 +236,7 @@ var errCrash = errors.New("sim: node crashed during sync")
 // snapshot file is durable and the log does not know it yet.
 func (n *simNode) Save(recs []paxos.Record) error {
 	s := n.s
+	n.checkFull(recs)
 	crash := n.crashNext
 	n.crashNext = false
 	if !crash && slices.ContainsFunc(recs, func(r paxos.Record) bool { return r.Type == paxos.RecSnapshot }) {
@@ -257,6 +262,7 @@ func (n *simNode) Save(recs []paxos.Record) error {
 // as pending until the next Save, or a crash keeps a prefix of the pending
 // batches.
 func (n *simNode) Write(recs []paxos.Record) error {
+	n.checkFull(recs)
 	if n.wal != nil {
 		if err := n.wal.Write(recs); err != nil {
 			return err
@@ -264,6 +270,14 @@ func (n *simNode) Write(recs []paxos.Record) error {
 	}
 	n.model.write(recs)
 	return nil
+}
+
+// checkFull fails the run if n writes records while its disk is full, after
+// the flush that was under way when it filled up (invariant 13).
+func (n *simNode) checkFull(recs []paxos.Record) {
+	if n.fullUntil != 0 && n.fullFlushes > 1 && len(recs) > 0 {
+		n.s.fail("invariant 13: node %d wrote %d records (first %v) while its disk was full", n.id, len(recs), recs[0].Type)
+	}
 }
 
 // Go is the member's server.Executor: f runs at a later tick, on the
@@ -325,6 +339,9 @@ func (s *sim) flush(n *simNode) {
 		n.crashNext = true
 	}
 	s.step++
+	if n.fullUntil != 0 {
+		n.fullFlushes++
+	}
 	err := n.member.Node().Flush()
 	n.crashNext = false
 	switch {

@@ -114,6 +114,7 @@ type Stats struct {
 	Removals       int // members removed and stopped for good
 	Transfers      int // leadership handed over on request
 	Pauses         int // members paused and resumed
+	DiskFulls      int // members whose disk filled up, then had room again
 	// SessionsOpened and SessionsExpired count client sessions opened and
 	// expired in the chosen log; ExpiredRefused commands refused because
 	// their session was not open.
@@ -141,6 +142,7 @@ func (st *Stats) Add(o Stats) {
 	st.Ghosts += o.Ghosts
 	st.Crashes += o.Crashes
 	st.Pauses += o.Pauses
+	st.DiskFulls += o.DiskFulls
 	st.SessionsOpened += o.SessionsOpened
 	st.SessionsExpired += o.SessionsExpired
 	st.ExpiredRefused += o.ExpiredRefused
@@ -213,6 +215,9 @@ type faults struct {
 	// up to this share (ticks skipped or doubled).
 	pause float64
 	drift float64
+	// diskFull is per tick: a random member's disk fills up for up to
+	// three election timeouts (server.Member.SetDiskFull).
+	diskFull float64
 }
 
 // tickLength is the virtual time one tick stands for: the members' clocks
@@ -317,6 +322,7 @@ func (s *sim) setup() {
 		snapDelay:   []int{1, 6}[r.IntN(2)],
 		pause:       pick(0, 0, 0.005, 0.02),
 		drift:       pick(0, 0.1, 0.3),
+		diskFull:    pick(0, 0, 0.003, 0.01),
 	}
 	s.reconfig = pick(0, 0.005, 0.02)
 	s.pcfg = proposer.Config{
@@ -400,6 +406,7 @@ func (s *sim) round() {
 	}
 	s.maybePartition()
 	s.maybePause()
+	s.maybeFillDisk()
 	if s.rng.Float64() < s.f.leaderCrash {
 		if id := s.leader(); id != 0 {
 			s.crash(s.nodes[id], "leader fault")
@@ -458,6 +465,35 @@ func (s *sim) maybePause() {
 	s.tracef("node %d paused until tick %d", n.id, n.pausedUntil)
 }
 
+// maybeFillDisk fills a random running member's disk, and frees the disks
+// whose time is up. A member with a full disk must write nothing once the
+// flush under way when it learned so is done (Save, Write).
+func (s *sim) maybeFillDisk() {
+	var room []*simNode
+	for _, id := range s.ids {
+		n := s.nodes[id]
+		if !n.running(s.now) {
+			continue
+		}
+		switch {
+		case n.fullUntil != 0 && n.fullUntil <= s.now:
+			n.member.SetDiskFull("")
+			n.fullUntil = 0
+			s.tracef("node %d: disk has room again", n.id)
+		case n.fullUntil == 0:
+			room = append(room, n)
+		}
+	}
+	if len(room) == 0 || s.rng.Float64() >= s.f.diskFull {
+		return
+	}
+	n := room[s.rng.IntN(len(room))]
+	n.member.SetDiskFull("simulated")
+	n.fullUntil, n.fullFlushes = s.now+1+int64(s.rng.IntN(3*s.pcfg.ElectionTicks)), 0
+	s.stats.DiskFulls++
+	s.tracef("node %d: disk full until tick %d", n.id, n.fullUntil)
+}
+
 // leader returns the node with the highest ballot among those that believe
 // they lead, or 0.
 func (s *sim) leader() paxos.NodeID {
@@ -487,6 +523,11 @@ func (s *sim) calm() {
 	s.f = faults{flush: 1, snapDelay: 1}
 	s.reconfig = 0
 	s.cut = nil
+	for _, id := range s.ids {
+		if n := s.nodes[id]; n.fullUntil != 0 {
+			n.fullUntil = s.now // freed at the next tick
+		}
+	}
 	for _, id := range s.ids {
 		if n := s.nodes[id]; !n.up && !n.removed {
 			n.restartAt = min(n.restartAt, s.now)

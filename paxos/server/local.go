@@ -38,6 +38,9 @@ type LocalConfig struct {
 	// between members, and on the client ports client certificates whose
 	// roles are certs.DevRoles.
 	TLSDir string
+	// Adjust, if set, changes member id's Config last, before it starts:
+	// tests give one member a faulty file system this way.
+	Adjust func(id paxos.NodeID, c *Config)
 }
 
 // Local is a running local cluster.
@@ -166,6 +169,9 @@ func (l *Local) start(id paxos.NodeID, pl, cl net.Listener, bootstrap bool) erro
 			return fmt.Errorf("server: member %d: %w", id, err)
 		}
 		c.ClientTLS, c.ClientRoles = c.PeerTLS, l.roles
+	}
+	if l.cfg.Adjust != nil {
+		l.cfg.Adjust(id, &c)
 	}
 	s, err := Start(c)
 	if err != nil {

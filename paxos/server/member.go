@@ -121,6 +121,8 @@ type Member struct {
 	// waiters are filed under; lastChange numbers them.
 	changes    map[string]sessionSeq
 	lastChange uint64
+	// diskFull says why the disk is full; "" when it is not (SetDiskFull).
+	diskFull string
 	effects    []effect
 	// reads are linearizable reads served without the log (reads.go),
 	// by the tag given to the proposer's ReadIndex; readTag numbers them.

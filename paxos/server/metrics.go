@@ -18,30 +18,34 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	syncSeconds   prometheus.Histogram
-	syncRecords   prometheus.Histogram
-	syncBytes     prometheus.Histogram
-	slowDisk      *prometheus.CounterVec
-	commitSeconds prometheus.Histogram
-	requests      *prometheus.HistogramVec
-	slotsInFlight prometheus.Gauge
-	leaderChanges prometheus.Counter
-	phase1Rounds  prometheus.Counter
-	isLeader      prometheus.Gauge
-	leader        prometheus.Gauge
-	ballot        prometheus.Gauge
-	promised      prometheus.Gauge
-	chosen        prometheus.Gauge
-	applied       prometheus.Gauge
-	appliedSlots  prometheus.Counter
-	lag           prometheus.Gauge
-	sessions      prometheus.Gauge
-	snapSends     prometheus.Counter
-	snapSentBytes prometheus.Counter
-	snapInstalls  prometheus.Counter
-	snapRecvBytes prometheus.Counter
-	rejected      *prometheus.CounterVec
-	denied        prometheus.Counter
+	syncSeconds    prometheus.Histogram
+	syncRecords    prometheus.Histogram
+	syncBytes      prometheus.Histogram
+	slowDisk       *prometheus.CounterVec
+	commitSeconds  prometheus.Histogram
+	requests       *prometheus.HistogramVec
+	slotsInFlight  prometheus.Gauge
+	leaderChanges  prometheus.Counter
+	phase1Rounds   prometheus.Counter
+	isLeader       prometheus.Gauge
+	leader         prometheus.Gauge
+	ballot         prometheus.Gauge
+	promised       prometheus.Gauge
+	chosen         prometheus.Gauge
+	applied        prometheus.Gauge
+	appliedSlots   prometheus.Counter
+	lag            prometheus.Gauge
+	sessions       prometheus.Gauge
+	snapSends      prometheus.Counter
+	snapSentBytes  prometheus.Counter
+	snapInstalls   prometheus.Counter
+	snapRecvBytes  prometheus.Counter
+	rejected       *prometheus.CounterVec
+	denied         prometheus.Counter
+	diskFree       prometheus.Gauge
+	diskFull       prometheus.Gauge
+	diskFullEvents prometheus.Counter
+	stallHandovers prometheus.Counter
 
 	// The slots a leader sent Accepts for and when, until applied here.
 	mu       sync.Mutex
@@ -101,32 +105,36 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "paxosd", Name: name, Help: help, Buckets: buckets})
 	}
 	m := &Metrics{
-		reg:           reg,
-		proposed:      map[paxos.Slot]time.Time{},
-		syncSeconds:   hist("wal_sync_seconds", "Duration of each synced WAL commit (the fsync every acknowledged write waits for).", latencyBuckets),
-		syncRecords:   hist("wal_sync_records", "Records per synced WAL commit: how many writes one fsync carried (group commit).", prometheus.ExponentialBuckets(1, 2, 14)),
-		syncBytes:     hist("wal_sync_bytes", "Bytes per synced WAL commit.", prometheus.ExponentialBuckets(64, 4, 12)),
-		slowDisk:      prometheus.NewCounterVec(prometheus.CounterOpts(f("disk_slow_total", "Disk operations slower than the slow-disk threshold, by operation.")), []string{"op"}),
-		commitSeconds: hist("slot_commit_seconds", "At the leader, from the first Accept of a slot until its learner applied it (the slot was chosen and applied).", latencyBuckets),
-		requests:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "paxosd", Name: "request_seconds", Help: "From a client request's arrival until its answer left, by request kind and outcome code.", Buckets: latencyBuckets}, []string{"kind", "code"}),
-		slotsInFlight: gauge("slots_in_flight", "Slots this leader sent Accepts for that its learner has not applied yet."),
-		leaderChanges: counter("leader_changes_total", "Times the leader this member knows of changed (including to none)."),
-		phase1Rounds:  counter("phase1_rounds_total", "Phase-1 rounds (campaigns with a new ballot) this member's proposer started."),
-		isLeader:      gauge("is_leader", "1 if this member's proposer leads, else 0."),
-		leader:        gauge("leader_id", "Node ID of the leader this member knows of (0: none)."),
-		ballot:        gauge("ballot_round", "Round of this member's proposer's ballot."),
-		promised:      gauge("promised_round", "Round of the ballot this member's acceptor promised."),
-		chosen:        gauge("chosen_slot", "Highest slot this member knows to be chosen."),
-		applied:       gauge("applied_slot", "Highest slot this member's learner applied."),
-		appliedSlots:  counter("applied_slots_total", "Slots this member's learner applied (rate() of it is the apply rate)."),
-		lag:           gauge("learner_lag_slots", "Chosen minus applied slots at this member: how far its learner is behind."),
-		sessions:      gauge("sessions", "Client sessions in this member's learner's table."),
-		snapSends:     counter("snapshot_sends_total", "Snapshot transfers this member started sending to peers."),
-		snapSentBytes: counter("snapshot_sent_bytes_total", "Snapshot bytes this member sent to peers."),
-		snapInstalls:  counter("snapshot_installs_total", "Snapshots this member received from a peer and installed."),
-		snapRecvBytes: counter("snapshot_received_bytes_total", "Snapshot bytes this member received from peers."),
-		rejected:      prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_total", "Connections and frames refused, by port and reason.")), []string{"port", "reason"}),
-		denied:        counter("permission_denied_total", "Client requests refused because the client's role does not allow them."),
+		reg:            reg,
+		proposed:       map[paxos.Slot]time.Time{},
+		syncSeconds:    hist("wal_sync_seconds", "Duration of each synced WAL commit (the fsync every acknowledged write waits for).", latencyBuckets),
+		syncRecords:    hist("wal_sync_records", "Records per synced WAL commit: how many writes one fsync carried (group commit).", prometheus.ExponentialBuckets(1, 2, 14)),
+		syncBytes:      hist("wal_sync_bytes", "Bytes per synced WAL commit.", prometheus.ExponentialBuckets(64, 4, 12)),
+		slowDisk:       prometheus.NewCounterVec(prometheus.CounterOpts(f("disk_slow_total", "Disk operations slower than the slow-disk threshold, by operation.")), []string{"op"}),
+		commitSeconds:  hist("slot_commit_seconds", "At the leader, from the first Accept of a slot until its learner applied it (the slot was chosen and applied).", latencyBuckets),
+		requests:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "paxosd", Name: "request_seconds", Help: "From a client request's arrival until its answer left, by request kind and outcome code.", Buckets: latencyBuckets}, []string{"kind", "code"}),
+		slotsInFlight:  gauge("slots_in_flight", "Slots this leader sent Accepts for that its learner has not applied yet."),
+		leaderChanges:  counter("leader_changes_total", "Times the leader this member knows of changed (including to none)."),
+		phase1Rounds:   counter("phase1_rounds_total", "Phase-1 rounds (campaigns with a new ballot) this member's proposer started."),
+		isLeader:       gauge("is_leader", "1 if this member's proposer leads, else 0."),
+		leader:         gauge("leader_id", "Node ID of the leader this member knows of (0: none)."),
+		ballot:         gauge("ballot_round", "Round of this member's proposer's ballot."),
+		promised:       gauge("promised_round", "Round of the ballot this member's acceptor promised."),
+		chosen:         gauge("chosen_slot", "Highest slot this member knows to be chosen."),
+		applied:        gauge("applied_slot", "Highest slot this member's learner applied."),
+		appliedSlots:   counter("applied_slots_total", "Slots this member's learner applied (rate() of it is the apply rate)."),
+		lag:            gauge("learner_lag_slots", "Chosen minus applied slots at this member: how far its learner is behind."),
+		sessions:       gauge("sessions", "Client sessions in this member's learner's table."),
+		snapSends:      counter("snapshot_sends_total", "Snapshot transfers this member started sending to peers."),
+		snapSentBytes:  counter("snapshot_sent_bytes_total", "Snapshot bytes this member sent to peers."),
+		snapInstalls:   counter("snapshot_installs_total", "Snapshots this member received from a peer and installed."),
+		snapRecvBytes:  counter("snapshot_received_bytes_total", "Snapshot bytes this member received from peers."),
+		rejected:       prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_total", "Connections and frames refused, by port and reason.")), []string{"port", "reason"}),
+		denied:         counter("permission_denied_total", "Client requests refused because the client's role does not allow them."),
+		diskFree:       gauge("disk_free_bytes", "Bytes free on the data directory's file system, as last looked at (every 500ms)."),
+		diskFull:       gauge("disk_full", "1 while this member counts its disk as full (free space below --disk-reserve, or a write refused with ENOSPC): it takes no writes."),
+		diskFullEvents: counter("disk_full_total", "Times this member's disk filled up (went below the reserve, or refused a write with ENOSPC)."),
+		stallHandovers: counter("disk_stall_handovers_total", "Times this member handed leadership over because an fsync took longer than --disk-stall."),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "paxosd", Name: "info", Help: "Always 1; the labels say which member and version this is.",
 		ConstLabels: prometheus.Labels{"id": cfg.ID.String(), "version": cfg.Version}})
@@ -134,6 +142,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	reg.MustRegister(m.syncSeconds, m.syncRecords, m.syncBytes, m.slowDisk, m.commitSeconds, m.requests, m.slotsInFlight,
 		m.leaderChanges, m.phase1Rounds, m.isLeader, m.leader, m.ballot, m.promised, m.chosen, m.applied, m.appliedSlots,
 		m.lag, m.sessions, m.snapSends, m.snapSentBytes, m.snapInstalls, m.snapRecvBytes, m.rejected, m.denied, info,
+		m.diskFree, m.diskFull, m.diskFullEvents, m.stallHandovers,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("peer_connections", "Inbound peer connections open now.")), func() float64 { p, _ := conns(); return p }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("client_connections", "Client connections open now.")), func() float64 { _, c := conns(); return c }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(f("log_bytes", "Bytes the member's log store takes on disk.")), logBytes),

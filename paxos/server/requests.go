@@ -30,6 +30,11 @@ type Responder interface {
 // (Server), not the member's.
 func (m *Member) Handle(c Responder, req clientapi.Request) {
 	resp := clientapi.Response{ID: req.ID}
+	if m.diskFull != "" && !servedWhileFull(req.Kind) {
+		resp.Code, resp.Message = clientapi.CodeUnavailable, m.fullMessage(req.Kind)
+		c.Respond(resp)
+		return
+	}
 	switch req.Kind {
 	case clientapi.ReqStatus:
 		st := m.Status()

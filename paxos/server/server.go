@@ -109,6 +109,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is the build's version, for the paxosd_info metric.
 	Version string
+	// FS is the file system of the data directory; nil means the real
+	// one. Tests inject faults with it.
+	FS vfs.FS
+	// DiskReserve is the free space below which the member counts its
+	// disk as full: it stops writing before the disk refuses it (see
+	// Member.SetDiskFull), and resumes once a quarter more than this is
+	// free. Zero means 64 MiB; negative, only a write refused with ENOSPC
+	// counts.
+	DiskReserve int64
+	// DiskStall is how long an fsync may take before a leader hands
+	// leadership to another member. Zero means 1s; negative, never.
+	DiskStall time.Duration
 }
 
 // Snapshot defaults; see Config.
@@ -164,11 +176,14 @@ type Server struct {
 	node      *paxos.Node
 	exec      GoExecutor // the snapshot store's writes and pulls
 
+	// ctx ends when the member stops; cancel ends it.
+	ctx     context.Context
 	cancel  context.CancelFunc
 	runErr  chan error // Run's result
 	wg      sync.WaitGroup
 	clients *clientListener
 	metrics *Metrics
+	disk    diskState
 
 	stopOnce sync.Once
 	stopErr  error
@@ -194,6 +209,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if srv.cfg.ClientAddr == "" {
 		srv.cfg.ClientAddr = cfg.ClientListener.Addr().String()
 	}
+	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 	srv.metrics = NewMetrics(MetricsConfig{ID: cfg.ID, Version: cfg.Version, Conns: srv.connections, LogBytes: srv.logBytes})
 	store, st, err := srv.openStore()
 	if err != nil {
@@ -263,7 +279,7 @@ func (s *Server) memberConfig() MemberConfig {
 func (s *Server) memberIO(st paxos.State) MemberIO {
 	return MemberIO{
 		Storage: s.store, State: st,
-		FS: vfs.Default, SnapshotDir: filepath.Join(s.cfg.DataDir, snapDir), SnapshotRate: max(s.cfg.SnapshotRate, 0),
+		FS: s.cfg.FS, SnapshotDir: filepath.Join(s.cfg.DataDir, snapDir), SnapshotRate: max(s.cfg.SnapshotRate, 0),
 		Transport: s.tr, Executor: &s.exec, Now: time.Now,
 		ClientAddr: s.tr.ClientAddr,
 		PeerAddr: func(id paxos.NodeID) string {
@@ -307,7 +323,8 @@ func (s *Server) openStore() (*wal.Store, paxos.State, error) {
 	case !fresh && cfg.Join != "":
 		return nil, paxos.State{}, fmt.Errorf("%w: %s already holds a member's data; --join is for an empty data directory (drop it to restart this member)", ErrAlreadyBootstrapped, cfg.DataDir)
 	}
-	store, st, err := wal.Open(cfg.DataDir, wal.Options{Logger: s.logger, Synced: s.metrics.Synced, SlowDisk: s.metrics.SlowDisk})
+	store, st, err := wal.Open(cfg.DataDir, wal.Options{FS: cfg.FS, Logger: s.logger, SlowSync: max(cfg.DiskStall, 0),
+		Synced: s.synced, SlowDisk: s.slowDisk, DiskFull: s.waitForSpace})
 	if err != nil {
 		return nil, st, err
 	}
@@ -400,7 +417,7 @@ func (s *Server) join(store *wal.Store, st *paxos.State) error {
 		return fmt.Errorf("%w: cluster %016x (as of slot %d) has no member %d; run 'paxosd member add %d=PEERADDR --client ADDR' against it first, then join", ErrNotBootstrapped, hdr.Cluster, hdr.Slot, cfg.ID, cfg.ID)
 	}
 	snapDirPath := filepath.Join(cfg.DataDir, snapDir)
-	if *st, err = Seed(vfs.Default, snapDirPath, store, hdr, func(w io.Writer) error {
+	if *st, err = Seed(cfg.FS, snapDirPath, store, hdr, func(w io.Writer) error {
 		if _, err := io.Copy(w, r); err != nil {
 			return err
 		}
@@ -467,14 +484,17 @@ func describeMembers(c paxos.Config) string {
 // (which hands messages to the node), the client listener and the sweep
 // of requests that time out. The node exists before anything can call it.
 func (s *Server) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	ctx := s.ctx
 	s.clients = newClientListener(s, s.cfg.ClientListener)
 	deliver := func(m paxos.Message) {
 		// An error means the node stopped; the message is moot.
 		_ = s.node.Receive(context.Background(), m)
 	}
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go func() {
+		defer s.wg.Done()
+		s.watchDisk(ctx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		s.runErr <- s.node.Run(ctx, s.cfg.TickInterval)
@@ -526,7 +546,19 @@ func setDefaults(c *Config) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.DiskReserve == 0 {
+		c.DiskReserve = DefaultDiskReserve
+	}
+	if c.DiskStall == 0 {
+		c.DiskStall = time.Second
+	}
 }
+
+// DefaultDiskReserve is Config.DiskReserve's default.
+const DefaultDiskReserve = 64 << 20
 
 func closeListeners(cfg Config) {
 	for _, l := range []net.Listener{cfg.PeerListener, cfg.ClientListener} {
@@ -710,6 +742,10 @@ func (s *Server) sweepLoop(ctx context.Context) {
 // handle serves a client request on the node's goroutine.
 func (s *Server) handle(c *clientConn, req clientapi.Request) {
 	if req.Kind == clientapi.ReqSnapshot {
+		if req.Slot == 0 && s.member.DiskFull() != "" {
+			c.Respond(clientapi.Response{ID: req.ID, Code: clientapi.CodeUnavailable, Message: s.member.fullMessage(req.Kind) + "; ask another member for a snapshot"})
+			return
+		}
 		s.handleSnapshot(c, req)
 		return
 	}

@@ -67,7 +67,7 @@ func TestSim(t *testing.T) {
 			{"calls given up with an unknown outcome", total.Unknown}, {"duplicates applied once", total.DuplicateApply},
 			{"configuration changes", total.Reconfigs}, {"members joining", total.Joins},
 			{"members removed", total.Removals}, {"leadership transfers", total.Transfers},
-			{"member pauses", total.Pauses}, {"reads served without the log", total.IndexReads},
+			{"member pauses", total.Pauses}, {"disks filled up", total.DiskFulls}, {"reads served without the log", total.IndexReads},
 			{"sessions opened", total.SessionsOpened}, {"sessions expired", total.SessionsExpired},
 			{"commands refused as their session expired", total.ExpiredRefused},
 			{"changes reported to watches", total.WatchEvents}, {"watches started", total.Watches},
