@@ -123,7 +123,7 @@ type Member struct {
 	lastChange uint64
 	// diskFull says why the disk is full; "" when it is not (SetDiskFull).
 	diskFull string
-	effects    []effect
+	effects  []effect
 	// reads are linearizable reads served without the log (reads.go),
 	// by the tag given to the proposer's ReadIndex; readTag numbers them.
 	reads       map[uint64]*read
