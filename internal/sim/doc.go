@@ -16,7 +16,8 @@
 // and clocks that run slow or fast; crash-restarts that lose every
 // write not yet synced, including crashes in the middle of a synced batch
 // and in the middle of snapshot work; client connections that break; old
-// client requests that arrive after newer ones were answered.
+// client requests that arrive after newer ones were answered; disks that
+// fill up (a member with a full disk must write nothing: invariant 13).
 //
 // After every step the checker tests the invariants of docs/design.md that
 // can be checked at a step (1-4, 8, and parts of 5 and 9); after the

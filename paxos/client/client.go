@@ -453,6 +453,9 @@ func (c *Client) takeSession(ctx context.Context) (*session, error) {
 	resp, err := c.call(ctx, clientapi.Request{Kind: clientapi.ReqSession, Data: ttl})
 	if err != nil {
 		// NB: nothing of the command was sent yet.
+		if errors.Is(err, ErrNotApplied) {
+			return nil, fmt.Errorf("open a session: %w", err)
+		}
 		return nil, fmt.Errorf("%w: open a session: %w", ErrNotApplied, err)
 	}
 	id, n := binary.Uvarint(resp.Data)

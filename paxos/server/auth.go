@@ -97,5 +97,5 @@ func ParseClientRoles(s string) (ClientRoles, error) {
 // denied is the answer to a request the client's role does not allow.
 func denied(req clientapi.Request, who string, r ClientRole) clientapi.Response {
 	return clientapi.Response{ID: req.ID, Code: clientapi.CodePermissionDenied,
-		Message: fmt.Sprintf("permission denied: %s has the role %s here, and a %s request needs %s (see the member's --client-roles)", who, r, req.Kind, needs(req.Kind))}
+		Message: fmt.Sprintf("%s has the role %s here, and a %s request needs %s (see the member's --client-roles)", who, r, req.Kind, needs(req.Kind))}
 }
