@@ -3,6 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,8 +40,13 @@ func TestServeOverTLS(t *testing.T) {
 		f := dev.Clients[name]
 		return []string{"PAXOSD_CACERT=" + dev.CA, "PAXOSD_CERT=" + f.Cert, "PAXOSD_KEY=" + f.Key}
 	}
+	adminAddr := net.JoinHostPort(c.member(1).host, strconv.Itoa(freePort(t, c.member(1).host)))
 	for id := 1; id <= 3; id++ {
-		c.start(id, true, tlsArgs(id)...)
+		args := tlsArgs(id)
+		if id == 1 {
+			args = append(args, "--listen-admin", adminAddr)
+		}
+		c.start(id, true, args...)
 	}
 	eps := strings.Join([]string{c.member(1).client, c.member(2).client, c.member(3).client}, ",")
 	run := func(env []string, args ...string) (string, string, int) {
@@ -55,6 +64,14 @@ func TestServeOverTLS(t *testing.T) {
 	}
 	if _, errOut, code := run(nil, "get", "k", "--timeout", "1s"); code == 0 || !strings.Contains(errOut, "--cacert") {
 		t.Fatalf("plaintext get: exit %d, %q; want a refusal that points at --cacert", code, errOut)
+	}
+	// The refusals are counted on member 1's admin listener, which also
+	// says it is ready.
+	waitUntil(t, "member 1's metrics to count a plaintext client", 10*time.Second, func() bool {
+		return strings.Contains(httpGet(t, "http://"+adminAddr+"/metrics"), `paxosd_rejected_total{port="client",reason="tls"}`)
+	})
+	if body := httpGet(t, "http://"+adminAddr+"/readyz"); !strings.HasPrefix(body, "ready: member 1 ") {
+		t.Errorf("/readyz: %q", body)
 	}
 	// A member given another member's certificate does not start.
 	_, errOut, code := cli(t, nil, append([]string{"serve", "--id", "3", "--data-dir", t.TempDir(), "--cluster", c.flag, "--bootstrap"}, tlsArgs(2)...)...)
@@ -87,4 +104,16 @@ func TestServeOverTLS(t *testing.T) {
 			t.Errorf("member %d logged that peers are unauthenticated though it runs TLS:\n%s", id, log)
 		}
 	}
+}
+
+// httpGet returns the body at url ("" if it cannot be read).
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
