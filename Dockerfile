@@ -7,10 +7,9 @@ COPY bin/paxosd /paxosd
 # named volume mounted there starts out writable by it.
 COPY --chown=65532:65532 packaging/image-data/ /var/lib/paxosd/
 USER 65532:65532
-ENV PAXOSD_DATA_DIR=/var/lib/paxosd \
-    PAXOSD_LISTEN_CLIENT=0.0.0.0:7001 \
-    PAXOSD_LISTEN_PEER=0.0.0.0:7101 \
-    PAXOSD_LISTEN_ADMIN=0.0.0.0:7201
+# NB: no ENV settings: environment variables win over a --config file, so
+# the image would silently override one. compose.yaml and the Kubernetes
+# example give the addresses and the data directory.
 VOLUME /var/lib/paxosd
 EXPOSE 7001 7101 7201
 ENTRYPOINT ["/paxosd"]

@@ -947,6 +947,17 @@ func (p *Proposer) HandOver() paxos.NodeID {
 	return best
 }
 
+// StepDown makes a leader or candidate a follower that knows no leader, at
+// once; messages it already produced (a hand-over's TimeoutNow) still go
+// out. For a member that stops taking part (its disk is full): it must
+// not go on claiming to lead.
+func (p *Proposer) StepDown() {
+	if p.state == stateLeader || p.state == stateCandidate {
+		p.logger.Info("stepping down", "ballot", p.ballot)
+		p.becomeFollower(0, paxos.Ballot{})
+	}
+}
+
 // handOver passes leadership on when the newest configuration no longer
 // makes this node a proposer, or steps down if there is nobody to pass it
 // to.

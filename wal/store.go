@@ -38,7 +38,8 @@ type Options struct {
 	// full (ENOSPC), with every other write held back until it returns;
 	// then the write is tried once more. It should return once there is
 	// room again: the write that failed, if it is the log's, fails the
-	// store if it fails twice.
+	// store if it fails twice. Pebble retries writes only: a sync refused
+	// with ENOSPC fails the store at once.
 	DiskFull func()
 }
 

@@ -135,10 +135,12 @@ more members. It starts from a snapshot of theirs, catches up, and gets its
 roles once it has.
 
 Restart: --id, --data-dir and the listen addresses are enough; the member
-takes the cluster's configuration from its data. A --cluster that disagrees
-with it is refused. A member that lost its data must not be bootstrapped
-alone (an acceptor that forgot its promises can break agreement): remove its
-ID and join under a new one.
+takes the cluster's configuration from its data. The first start's flags may
+be given again: --bootstrap is then ignored, and without it a --cluster that
+disagrees with the data is refused. A member that lost its data must not be
+bootstrapped alone (an acceptor that forgot its promises can break
+agreement), and its peers refuse it if it is: remove its ID and join under a
+new one.
 
 --config FILE reads settings from a YAML file whose keys are the long flag
 names (data-dir: /var/lib/paxosd, bootstrap: true; a list is joined with

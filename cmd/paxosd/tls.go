@@ -98,6 +98,7 @@ func loadServeTLS(c *cli.Context, cfg *server.Config, logger *slog.Logger) error
 		if c.IsSet("client-roles") {
 			return usageError{errors.New("--client-roles needs --client-cert, --client-key and --client-ca: roles go by client certificates")}
 		}
+		logger.Warn("the client port is plaintext and unauthenticated: every client that reaches --listen-client may read, write and change the members. Give --client-cert, --client-key and --client-ca")
 		return nil
 	case cl.Cert == "" || cl.Key == "":
 		return usageError{errors.New("--client-cert and --client-key go together (and --client-ca, for client certificates, needs them)")}

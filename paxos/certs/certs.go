@@ -13,6 +13,7 @@
 package certs
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -83,21 +84,23 @@ func Load(f Files, logger *slog.Logger) (*Source, error) {
 // Files returns the files s reads.
 func (s *Source) Files() Files { return s.files }
 
-// stat summarizes the files' sizes and modification times; a change in it
-// means a file was replaced or rewritten.
+// stat hashes the files' contents: a change in it means a file was
+// replaced or rewritten. Contents, not sizes and times: a renewed ECDSA
+// certificate has the old one's size, and a copy may keep its time.
 func (s *Source) stat() string {
-	var b strings.Builder
+	h := sha256.New()
 	for _, name := range []string{s.files.Cert, s.files.Key, s.files.CA} {
 		if name == "" {
 			continue
 		}
-		if fi, err := os.Stat(name); err == nil {
-			fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
+		if b, err := readFile(name); err == nil {
+			fmt.Fprintf(h, "%d:", len(b))
+			h.Write(b)
 		} else {
-			b.WriteString("missing;")
+			h.Write([]byte("missing;"))
 		}
 	}
-	return b.String()
+	return string(h.Sum(nil))
 }
 
 // current returns the certificate and pool, first reloading the files if
@@ -116,6 +119,13 @@ func (s *Source) current() (*tls.Certificate, *x509.CertPool) {
 	}
 	s.stamp = stamp // NB: a change that fails to load is reported once
 	cert, pool, err := s.files.load()
+	switch {
+	case err != nil:
+	case time.Now().After(cert.Leaf.NotAfter):
+		err = fmt.Errorf("certificate %s expired on %s", s.files.Cert, cert.Leaf.NotAfter.Format(time.RFC3339))
+	case NodeOf(cert.Leaf) != NodeOf(s.cert.Leaf):
+		err = fmt.Errorf("certificate %s is for %s, the one loaded before for %s", s.files.Cert, DescribeNode(NodeOf(cert.Leaf)), DescribeNode(NodeOf(s.cert.Leaf)))
+	}
 	if err != nil {
 		s.logger.Warn("certificate files changed but do not load; still using the ones loaded before", "err", err)
 		return s.cert, s.pool

@@ -119,3 +119,33 @@ func TestReloadKeepsTheOldOnAFailedChange(t *testing.T) {
 		t.Fatalf("after the key followed: %q, want the new one", got)
 	}
 }
+
+// TestReloadRefusesAnotherNodeOrExpired: a rotation to the certificate of
+// another node, or to an expired one, keeps the one loaded before.
+func TestReloadRefusesAnotherNodeOrExpired(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewAuthority("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.IssueFiles(dir, "n", Request{CommonName: "first", Node: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Request{
+		{CommonName: "node 2's", Node: 2},
+		{CommonName: "expired", Node: 1, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)},
+	} {
+		if _, err := ca.IssueFiles(dir, "n", r); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ReloadEvery + 50*time.Millisecond)
+		if got := s.Leaf().Subject.CommonName; got != "first" {
+			t.Fatalf("rotated to %q; want the first kept", got)
+		}
+	}
+}

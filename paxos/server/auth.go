@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 // ClientRole is what a client may ask of a member. A member whose client
@@ -51,6 +52,18 @@ func needs(k clientapi.RequestKind) ClientRole {
 // Allows reports whether r may make a request of kind k.
 func (r ClientRole) Allows(k clientapi.RequestKind) bool { return r >= needs(k) }
 
+// needsOn is needs for a member whose machine is m: with a machine that
+// answers no queries, a linearizable read goes through the log as a
+// command, which the machine applies like any other, so it needs a writer.
+func needsOn(m statemachine.Machine, k clientapi.RequestKind) ClientRole {
+	if k == clientapi.ReqRead {
+		if _, ok := m.(statemachine.Querier); !ok {
+			return RoleReadWrite
+		}
+	}
+	return needs(k)
+}
+
 // ClientRoles maps the common names of client certificates to roles; the
 // name "*" stands for every name not listed. A name with no role gets
 // RoleNone.
@@ -94,8 +107,9 @@ func ParseClientRoles(s string) (ClientRoles, error) {
 	return rs, nil
 }
 
-// denied is the answer to a request the client's role does not allow.
-func denied(req clientapi.Request, who string, r ClientRole) clientapi.Response {
+// denied is the answer to a request that needs role need, which the
+// client's role r is not.
+func denied(req clientapi.Request, who string, r, need ClientRole) clientapi.Response {
 	return clientapi.Response{ID: req.ID, Code: clientapi.CodePermissionDenied,
-		Message: fmt.Sprintf("%s has the role %s here, and a %s request needs %s (see the member's --client-roles)", who, r, req.Kind, needs(req.Kind))}
+		Message: fmt.Sprintf("%s has the role %s here, and a %s request needs %s (see the member's --client-roles)", who, r, req.Kind, need)}
 }

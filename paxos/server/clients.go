@@ -157,7 +157,14 @@ func (c *clientConn) Respond(r clientapi.Response) {
 	delete(c.started, r.ID)
 	c.smu.Unlock()
 	if ok {
-		c.s.metrics.requests.WithLabelValues(a.kind.String(), r.Code.String()).Observe(time.Since(a.at).Seconds())
+		kind, code := "unknown", "unknown"
+		if a.kind.Valid() {
+			kind = a.kind.String() // NB: a client picks the kind; only known ones make labels
+		}
+		if r.Code.Valid() {
+			code = r.Code.String()
+		}
+		c.s.metrics.requests.WithLabelValues(kind, code).Observe(time.Since(a.at).Seconds())
 	}
 	select {
 	case <-c.done:
@@ -242,9 +249,9 @@ func (c *clientConn) run() {
 		c.smu.Lock()
 		c.started[req.ID] = arrival{at: time.Now(), kind: req.Kind}
 		c.smu.Unlock()
-		if !c.role.Allows(req.Kind) {
+		if need := needsOn(c.s.cfg.Machine, req.Kind); c.role < need {
 			c.s.metrics.denied.Inc()
-			c.Respond(denied(req, c.who, c.role))
+			c.Respond(denied(req, c.who, c.role, need))
 			continue
 		}
 		if err := c.s.node.Do(context.Background(), func() { c.s.handle(c, req) }); err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,11 @@ func (m *Member) SetDiskFull(why string) {
 			if to := m.prop.HandOver(); to != 0 {
 				m.logger.Warn("disk full: handing leadership over", "to", to)
 			}
+		}
+		if m.prop != nil {
+			// NB: after the hand-over's TimeoutNow is queued: a paused
+			// member must not go on claiming to lead.
+			m.prop.StepDown()
 		}
 		m.node.Pause(true)
 		m.logger.Error("disk full: this member takes no writes and serves reads of what it has until space is freed", "why", why)
@@ -67,6 +73,8 @@ type diskState struct {
 	// (waitForSpace), and full while the member counts its disk as full.
 	enospc atomic.Bool
 	full   atomic.Bool
+	// pending is set while the member has yet to be told of a change.
+	pending atomic.Bool
 	// lastStall is when the last stall made a leader hand over (unix ns).
 	lastStall atomic.Int64
 }
@@ -74,10 +82,14 @@ type diskState struct {
 // diskPoll is how often the daemon looks at its free space.
 const diskPoll = 500 * time.Millisecond
 
+// whyENOSPC is why the disk is full when a write was refused.
+const whyENOSPC = "a write was refused with ENOSPC"
+
 // watchDisk looks at the free space every diskPoll and tells the member
 // when its disk fills up (free space below the reserve, or a write refused
-// with ENOSPC) and when it has room again (a quarter more than the
-// reserve free).
+// with ENOSPC) and when it has room again (a quarter more than the reserve
+// free). The flag and the metrics change at once; the member hears of it
+// on its node's goroutine, which may be held in a write waiting for space.
 func (s *Server) watchDisk(ctx context.Context) {
 	t := time.NewTicker(diskPoll)
 	defer t.Stop()
@@ -87,40 +99,66 @@ func (s *Server) watchDisk(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		avail, err := s.freeSpace()
-		if err != nil {
-			s.logger.Warn("cannot read the data directory's free space", "dir", s.cfg.DataDir, "err", err)
+		why, changed := s.diskReason()
+		if !changed || s.disk.pending.Load() {
 			continue
 		}
-		s.metrics.diskFree.Set(float64(avail))
-		reserve := max(s.cfg.DiskReserve, 0)
-		why := ""
-		switch {
-		case s.disk.enospc.Load():
-			why = "a write was refused with ENOSPC"
-		case int64(avail) < reserve:
-			why = fmt.Sprintf("%s free in %s, below the reserve of %s", sizeString(avail), s.cfg.DataDir, sizeString(uint64(reserve)))
-		case s.disk.full.Load() && int64(avail) < reserve+reserve/4:
-			continue // NB: not yet a quarter above the reserve; no flapping
-		}
-		if (why != "") == s.disk.full.Load() {
-			continue
-		}
-		if why != "" {
-			s.metrics.diskFullEvents.Inc()
-		}
-		done := make(chan struct{})
-		if s.node.Do(ctx, func() { s.member.SetDiskFull(why); close(done) }) != nil {
+		s.setDiskFull(why)
+		s.disk.pending.Store(true)
+		if s.node.Do(ctx, func() {
+			// NB: looked at again: the disk may have changed while this
+			// waited for the node.
+			defer s.disk.pending.Store(false)
+			why, _ := s.diskReason()
+			if why == "kept" {
+				if s.member.DiskFull() != "" {
+					return
+				}
+				why = "free space below the reserve"
+			}
+			s.setDiskFull(why)
+			s.member.SetDiskFull(why)
+		}) != nil {
 			return
 		}
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return
-		}
-		s.disk.full.Store(why != "")
-		s.metrics.diskFull.Set(boolGauge(why != ""))
 	}
+}
+
+// diskReason looks at the free space and says why the disk is full ("" if
+// it is not), and whether that differs from what the flag says.
+func (s *Server) diskReason() (why string, changed bool) {
+	full := s.disk.full.Load()
+	if s.disk.enospc.Load() {
+		return whyENOSPC, !full
+	}
+	avail, err := s.freeSpace()
+	if err != nil {
+		s.logger.Warn("cannot read the data directory's free space", "dir", s.cfg.DataDir, "err", err)
+		return "", false
+	}
+	s.metrics.diskFree.Set(float64(avail))
+	reserve := max(s.cfg.DiskReserve, 0)
+	switch {
+	case int64(avail) < reserve:
+		return fmt.Sprintf("%s free in %s, below the reserve of %s", sizeString(avail), s.cfg.DataDir, sizeString(uint64(reserve))), !full
+	case full && int64(avail) < reserve+reserve/4:
+		return "kept", false // NB: not yet a quarter above the reserve; no flapping
+	}
+	return "", full
+}
+
+// setDiskFull sets the flag and the metrics.
+func (s *Server) setDiskFull(why string) {
+	if why == "kept" {
+		return
+	}
+	if why != "" && !s.disk.full.Swap(true) {
+		s.metrics.diskFullEvents.Inc()
+	}
+	if why == "" {
+		s.disk.full.Store(false)
+	}
+	s.metrics.diskFull.Set(boolGauge(why != ""))
 }
 
 // freeSpace returns the bytes free for the member's data.
@@ -140,7 +178,7 @@ func (s *Server) freeSpace() (uint64, error) {
 func (s *Server) waitForSpace() {
 	s.disk.enospc.Store(true)
 	defer s.disk.enospc.Store(false)
-	s.metrics.diskFullEvents.Inc()
+	s.setDiskFull(whyENOSPC)
 	s.logger.Error("disk full: a write was refused with ENOSPC; the member waits until space is freed", "dir", s.cfg.DataDir)
 	start := time.Now()
 	for {
@@ -184,10 +222,14 @@ func (s *Server) synced(took time.Duration, records, bytes int) {
 }
 
 // slowDisk is the WAL's wal.Options.SlowDisk: Pebble's health checker saw
-// an operation run longer than DiskStall, possibly one still running.
+// an operation run longer than DiskStall, possibly one still running. Only
+// a sync can make a leader hand over: the checker times compactions'
+// writes too, which no client waits for.
 func (s *Server) slowDisk(op string, took time.Duration) {
 	s.metrics.SlowDisk(op, took)
-	s.stalled(took)
+	if strings.HasPrefix(op, "sync") {
+		s.stalled(took)
+	}
 }
 
 // stallEvery is the least time between two hand-overs for a stalling disk.
@@ -196,8 +238,8 @@ const stallEvery = 5 * time.Second
 // stalled hands leadership over, if this member leads, when an fsync took
 // longer than DiskStall: a leader whose disk stalls holds every write up.
 func (s *Server) stalled(took time.Duration) {
-	if s.cfg.DiskStall <= 0 || took < s.cfg.DiskStall {
-		return
+	if s.cfg.DiskStall <= 0 || took < s.cfg.DiskStall || s.disk.enospc.Load() || s.disk.full.Load() {
+		return // NB: a write waiting for space is slow because the disk is full, not stalling
 	}
 	now := time.Now().UnixNano()
 	last := s.disk.lastStall.Load()

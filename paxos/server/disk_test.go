@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paxosd/paxosd/paxos"
 	"github.com/paxosd/paxosd/paxos/client"
@@ -138,6 +139,12 @@ func TestDiskFullMember(t *testing.T) {
 		t.Fatalf("a serializable read from member 1: %q, %v", v, err)
 	}
 	tl.log("member 1 still serves a serializable read of what it has")
+	if _, err := full.Ready(ctx, 1000); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "disk is full") {
+		t.Errorf("member 1's readiness with a full disk: %v", err)
+	}
+	if got := metricValue(t, full, "paxosd_is_leader"); got != 0 {
+		t.Errorf("member 1, paused, still says it leads")
+	}
 	if got := metricValue(t, full, "paxosd_disk_full"); got != 1 {
 		t.Errorf("disk_full = %v while full", got)
 	}
@@ -193,6 +200,20 @@ func TestENOSPCWithoutWarning(t *testing.T) {
 	}
 	waitFor(t, "member 3 to hit ENOSPC", func() bool { return d.writes.Load() > 0 })
 	tl.log("30 keys written through the others; member 3 had %d writes refused", d.writes.Load())
+	m3 := l.servers[3]
+	waitFor(t, "member 3 to count its disk as full", m3.DiskFull)
+	// NB: member 3's node waits inside a write; nothing here may wait for
+	// it, and what an operator looks at must say what is going on.
+	if got := testutil.ToFloat64(m3.metrics.diskFull); got != 1 {
+		t.Errorf("disk_full = %v while a write waits for space", got)
+	}
+	if err := m3.Health(ctx); err != nil {
+		t.Errorf("/healthz while waiting for space: %v; a restart would not help, so it must say alive", err)
+	}
+	if _, err := m3.Ready(ctx, 10); !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "ENOSPC") {
+		t.Errorf("/readyz while waiting for space: %v", err)
+	}
+	tl.log("member 3 is alive, not ready, and counts its disk as full")
 	d.enospc.Store(false)
 	tl.log("space freed")
 	applied := waitConverged(t, c, l)

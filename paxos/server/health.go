@@ -12,6 +12,11 @@ import (
 // stops it for good) and its store answers a read. It is what /healthz
 // tells an orchestrator, which restarts a member that is not healthy.
 func (s *Server) Health(ctx context.Context) error {
+	if s.disk.enospc.Load() {
+		// NB: the node waits inside a write for disk space; a restart
+		// would not bring space back. Alive, and not ready (Ready).
+		return nil
+	}
 	var err error
 	done := make(chan struct{})
 	if derr := s.node.Do(ctx, func() {
@@ -61,6 +66,9 @@ var ErrNotReady = errors.New("not ready")
 // be chosen. Load balancers and Kubernetes readiness probes use it.
 func (s *Server) Ready(ctx context.Context, maxLag uint64) (Readiness, error) {
 	var r Readiness
+	if s.disk.enospc.Load() {
+		return r, fmt.Errorf("%w: the disk is full: a write was refused with ENOSPC, and the member waits for space", ErrNotReady)
+	}
 	var err error
 	done := make(chan struct{})
 	if derr := s.node.Do(ctx, func() {
@@ -87,6 +95,8 @@ func (m *Member) readiness(maxLag uint64) (Readiness, error) {
 		r.Chosen, r.Applied = max(r.Chosen, m.lrn.Known()), m.lrn.Applied()
 	}
 	switch {
+	case m.diskFull != "":
+		return r, fmt.Errorf("%w: the disk is full (%s); the member takes no writes until space is freed", ErrNotReady, m.diskFull)
 	case r.Leader == 0:
 		return r, fmt.Errorf("%w: no leader is known (an election is under way, or this member is cut off)", ErrNotReady)
 	case r.IsLeader && !m.prop.Configs()[0].Membership().IsQuorum(m.prop.Reachable()):

@@ -142,8 +142,8 @@ var ErrNotBootstrapped = errors.New("server: data directory was never initialise
 // ErrWrongIdentity reports a data directory from another cluster or member.
 var ErrWrongIdentity = errors.New("server: data directory belongs to another member")
 
-// ErrAlreadyBootstrapped reports Bootstrap given for a data directory that
-// is already initialised.
+// ErrAlreadyBootstrapped reports a data directory that is already
+// initialised where an empty one is needed (a join, a restore).
 var ErrAlreadyBootstrapped = errors.New("server: data directory already initialised")
 
 // ClusterID derives the cluster ID from the token and the membership (IDs
@@ -221,6 +221,14 @@ func Start(cfg Config) (s *Server, err error) {
 			store.Close()
 		}
 	}()
+	dataID, err := loadDataID(cfg.FS, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	peerData, err := loadPeerData(cfg.FS, cfg.DataDir, srv.logger)
+	if err != nil {
+		return nil, err
+	}
 	boot := srv.bootstrap
 	addrs := map[paxos.NodeID]string{}
 	for _, p := range boot.Peers {
@@ -234,6 +242,7 @@ func Start(cfg Config) (s *Server, err error) {
 		PeerAddr: srv.PeerAddr(), AdmitAny: !boot.Membership().Has(cfg.ID, paxos.RoleLearner), Pinned: cfg.PeerAddrs,
 		MaxFrame: cfg.MaxFrame, Logger: cfg.Logger, TLS: cfg.PeerTLS,
 		Rejected: func(reason string) { srv.metrics.Rejected("peer", reason) },
+		DataID:   dataID, CheckData: peerData.check,
 	})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/paxosd/paxosd/paxos/certs"
 	"github.com/paxosd/paxosd/paxos/client"
 	"github.com/paxosd/paxosd/paxos/clientapi"
+	"github.com/paxosd/paxosd/statemachine"
 )
 
 func TestRolesAllow(t *testing.T) {
@@ -171,5 +172,17 @@ func TestTLSClusterAndRoles(t *testing.T) {
 	// Everyone else is still served.
 	if v, err := reader.Get(ctx, "k"); err != nil || string(v) != "v" {
 		t.Fatalf("reader get after the refusals = %q, %v", v, err)
+	}
+}
+
+// opaque is a machine that answers no queries.
+type opaque struct{ statemachine.Machine }
+
+func TestReadsOfAMachineWithoutQueriesNeedAWriter(t *testing.T) {
+	if needsOn(statemachine.NewKV(), clientapi.ReqRead) != RoleReadOnly {
+		t.Error("a read of the KV machine needs more than readonly")
+	}
+	if needsOn(opaque{statemachine.NewKV()}, clientapi.ReqRead) != RoleReadWrite {
+		t.Error("a read of a machine without queries, which goes through the log as a command, needs only readonly")
 	}
 }

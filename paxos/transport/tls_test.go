@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -127,7 +128,7 @@ func TestMutualTLS(t *testing.T) {
 		{"certificate of node 2 claiming node 3", keyPair(t, ca, certs.Request{Node: 2}), 3, "says it is node 3, but its certificate is for node 2"},
 		{"certificate naming no node", keyPair(t, ca, certs.Request{CommonName: "client"}), 3, "certificate is for no node"},
 		{"wrong CA", keyPair(t, other, certs.Request{Node: 3}), 3, "certificate signed by unknown authority"},
-		{"expired", keyPair(t, ca, certs.Request{Node: 3, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}), 3, "expired"},
+		{"expired", keyPair(t, ca, certs.Request{Node: 3, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}), 3, "certificate has expired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := tlsPeer(t, c.addrs[0], tc.cert, hello(tc.from))
@@ -211,4 +212,51 @@ func TestCertificateRotation(t *testing.T) {
 	}
 	c.trs[1].Send([]paxos.Message{{Type: paxos.MsgPrepare, From: 2, To: 1, Ballot: paxos.Ballot{Round: 1, Node: 2}}})
 	waitFor(t, "a message after rotation", func() bool { return c.boxes[0].count() == 1 })
+}
+
+// TestPeerWithOtherDataRefused: a peer that comes back under its node ID
+// with another data directory is refused, and only after every other
+// check passed is what it sends remembered.
+func TestPeerWithOtherDataRefused(t *testing.T) {
+	var mu sync.Mutex
+	known := map[paxos.NodeID]uint64{}
+	c := startTransportsWith(t, 3, 77, func(cfg *Config) {
+		if cfg.ID != 1 {
+			return
+		}
+		cfg.CheckData = func(id paxos.NodeID, data uint64) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if have, ok := known[id]; ok && have != data {
+				return fmt.Errorf("node %d came back with other data", id)
+			}
+			known[id] = data
+			return nil
+		}
+	})
+	hello := func(from, to paxos.NodeID, cluster, data uint64) wire.Hello {
+		return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: cluster, From: from, To: to, Data: data}
+	}
+	// Refused for another reason first: nothing is remembered.
+	if _, err := dialPeer(t, c.addrs[0], hello(3, 2, 77, 9)); err == nil {
+		t.Fatal("a hello meant for node 2 was answered by node 1")
+	}
+	if _, err := dialPeer(t, c.addrs[0], hello(3, 1, 77, 5)); err != nil {
+		t.Fatalf("node 3's first hello: %v", err)
+	}
+	if _, err := dialPeer(t, c.addrs[0], hello(3, 1, 77, 5)); err != nil {
+		t.Fatalf("node 3 again with the same data: %v", err)
+	}
+	conn, err := dialPeer(t, c.addrs[0], hello(3, 1, 77, 6))
+	if err == nil {
+		t.Fatal("node 3 with other data was answered")
+	}
+	if !closed(conn) {
+		t.Fatal("connection left open")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if known[3] != 5 {
+		t.Fatalf("remembered %d for node 3, want 5", known[3])
+	}
 }

@@ -66,6 +66,12 @@ type Config struct {
 	// anyone who reaches the port and knows the cluster ID may act as a
 	// member.
 	TLS *certs.Source
+	// DataID identifies this member's data directory (wire.Hello.Data).
+	// CheckData, if set, is given every peer's, and refuses one that
+	// differs from what that peer sent before (it lost its disk and came
+	// back under its old ID); it remembers the first it sees.
+	DataID    uint64
+	CheckData func(id paxos.NodeID, data uint64) error
 	// Rejected, if set, is told why each inbound connection was refused
 	// or cut off for bad input: "limit", "tls", "handshake" or "frame".
 	Rejected func(reason string)
@@ -356,6 +362,11 @@ func (t *TCP) serveConn(c net.Conn, deliver func(paxos.Message)) error {
 		tc := tls.Server(c, t.serverTLS)
 		c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
+			if errors.Is(err, io.EOF) {
+				// Closed before a byte: a TCP health check, not a peer.
+				t.logger.Debug("connection closed before the TLS handshake", "remote", c.RemoteAddr().String())
+				return nil
+			}
 			hint := "a peer needs a certificate from this member's --peer-ca that has not expired"
 			if _, plain := errors.AsType[tls.RecordHeaderError](err); plain {
 				hint = "the peer speaks plaintext: does it run without --peer-cert?"
@@ -439,6 +450,9 @@ func (t *TCP) acceptHello(c net.Conn, d *wire.Decoder, certNode paxos.NodeID) (p
 	if t.cfg.TLS != nil && certNode != h.From {
 		return 0, fmt.Errorf("%w: a peer says it is node %d, but its certificate is for %s; each member needs its own certificate", wire.ErrHandshake, h.From, certs.DescribeNode(certNode))
 	}
+	if err := t.checkData(h); err != nil {
+		return 0, err
+	}
 	t.heardFrom(h)
 	c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
 	answer := t.hello(h.From)
@@ -470,8 +484,21 @@ func (t *TCP) checkHello(h wire.Hello, want paxos.NodeID) error {
 	return nil
 }
 
+// checkData checks the data directory a peer's Hello names, last: only a
+// peer that passed every other check (its certificate's node too) may make
+// this member remember what it sent.
+func (t *TCP) checkData(h wire.Hello) error {
+	if h.Data == 0 || t.cfg.CheckData == nil {
+		return nil
+	}
+	if err := t.cfg.CheckData(h.From, h.Data); err != nil {
+		return fmt.Errorf("%w: %w", wire.ErrHandshake, err)
+	}
+	return nil
+}
+
 func (t *TCP) hello(to paxos.NodeID) wire.Hello {
-	return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: t.cfg.Cluster, From: t.cfg.ID, To: to, ClientAddr: t.cfg.ClientAddr, PeerAddr: t.cfg.PeerAddr}
+	return wire.Hello{Kind: wire.HelloPeer, Version: wire.ProtocolVersion, Cluster: t.cfg.Cluster, From: t.cfg.ID, To: to, ClientAddr: t.cfg.ClientAddr, PeerAddr: t.cfg.PeerAddr, Data: t.cfg.DataID}
 }
 
 func (t *TCP) isRemoved(id paxos.NodeID) bool {
@@ -866,5 +893,8 @@ func (p *peer) handshake(c net.Conn) (wire.Hello, error) {
 	if err := wire.NewDecoder().Decode(body, &h); err != nil {
 		return h, fmt.Errorf("%w: %w", wire.ErrHandshake, err)
 	}
-	return h, p.t.checkHello(h, p.id)
+	if err := p.t.checkHello(h, p.id); err != nil {
+		return h, err
+	}
+	return h, p.t.checkData(h)
 }

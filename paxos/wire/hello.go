@@ -77,6 +77,12 @@ type Hello struct {
 	// that does not know it yet (it joined later) can answer it. Added in
 	// version 5; older members skip it.
 	PeerAddr string `msgpack:"p,omitempty"`
+	// Data identifies the sending member's data directory: a random number
+	// drawn when it was initialised. A member that comes back under the
+	// same node ID with other data lost its disk, and its peers refuse it.
+	// Added in issue 14's version of protocol 8; older members send none,
+	// and are not checked.
+	Data uint64 `msgpack:"d,omitempty"`
 }
 
 // lenientKeys makes the decoder skip keys it does not know in a Hello (if
