@@ -237,12 +237,14 @@ func (n *Node) ID() NodeID { return n.cfg.ID }
 // ErrPaused is returned by Propose while the node is paused.
 var ErrPaused = errors.New("paxos: node paused")
 
-// Pause stops the node from ticking and drops every message delivered to
-// it, its own cores' included, until Pause(false); Propose fails with
-// ErrPaused. Its cores then produce no new work, so nothing more is
-// written once the work they produced before is flushed: a member whose
-// disk is full pauses. To its peers a paused node is one that is cut off,
-// which Paxos tolerates; it catches up once it resumes.
+// Pause stops the node from ticking and drops every message from other
+// nodes, until Pause(false); Propose fails with ErrPaused. Its cores then
+// produce no new work, so nothing more is written once the work they
+// produced before is flushed: a member whose disk is full pauses. Its own
+// cores' messages to each other are still delivered: only a crash may lose
+// those (a leader's Decide to its own learner, which no one resends). To
+// its peers a paused node is one that is cut off, which Paxos tolerates; it
+// catches up once it resumes.
 func (n *Node) Pause(paused bool) { n.paused = paused }
 
 // Paused reports whether the node is paused.
@@ -255,7 +257,7 @@ func (n *Node) Deliver(m Message) error {
 	if n.failed != nil {
 		return n.failed
 	}
-	if n.paused {
+	if n.paused && m.From != n.cfg.ID {
 		return nil // NB: a lost message, which the cores retransmit
 	}
 	if m.To != n.cfg.ID {

@@ -438,7 +438,15 @@ func (p *Proposer) bcastDecided() {
 	if len(p.decidedBuf) == 0 {
 		return
 	}
-	for _, to := range p.members(p.decidedBuf[0].Slot, paxos.RoleLearner) {
+	// NB: the learners of every configuration from the lowest slot: the
+	// buffer is in the order slots were chosen, not in slot order, and a
+	// learner of a configuration that ends before its first entry's slot
+	// needs the earlier entries (seed 71 lost slot 57 so).
+	low := p.decidedBuf[0].Slot
+	for _, e := range p.decidedBuf[1:] {
+		low = min(low, e.Slot)
+	}
+	for _, to := range p.members(low, paxos.RoleLearner) {
 		p.send(paxos.Message{Type: paxos.MsgDecide, To: to, Ballot: p.ballot, Entries: p.decidedBuf})
 	}
 	p.decidedBuf = nil

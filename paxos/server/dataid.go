@@ -75,6 +75,7 @@ type peerData struct {
 
 	mu    sync.Mutex
 	known map[paxos.NodeID]uint64
+	dirty bool // known holds what the file does not: a write failed
 }
 
 // loadPeerData reads the peers' data IDs this member remembers.
@@ -93,6 +94,9 @@ func loadPeerData(fs vfs.FS, dir string, logger *slog.Logger) (*peerData, error)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
 		idStr, dataStr, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
 		id, err1 := strconv.ParseUint(idStr, 10, 64)
 		data, err2 := strconv.ParseUint(dataStr, 16, 64)
@@ -104,22 +108,29 @@ func loadPeerData(fs vfs.FS, dir string, logger *slog.Logger) (*peerData, error)
 	return p, nil
 }
 
-// check is the transport's CheckData: it refuses a peer whose data ID
-// differs from the one it sent first, and remembers the first.
-func (p *peerData) check(id paxos.NodeID, data uint64) error {
+// check is the transport's CheckData: it refuses an acceptor whose data ID
+// differs from the one it showed before, and remembers the newest of any
+// other peer: a learner that lost its data lost no promise, and catches up.
+func (p *peerData) check(id paxos.NodeID, data uint64, acceptor bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.dirty {
+		p.dirty = p.save() != nil // NB: tried again at every handshake until it works
+	}
 	switch have, ok := p.known[id]; {
 	case ok && have == data:
 		return nil
+	case ok && !acceptor:
+		p.logger.Info("a peer that is no acceptor came back with other data; it lost no promise, and is let in", "peer", id)
 	case ok:
 		return fmt.Errorf("node %d came back with other data than it had (data ID %016x, before %016x): it lost its data and was started again under its old ID. Its acceptor forgot its promises, which could break agreement, so it is refused. Remove it ('paxosd member remove %d') and add it again under a new ID, as docs/operations.md says", id, data, have, id)
 	}
 	p.known[id] = data
 	if err := p.save(); err != nil {
-		// NB: kept in memory all the same; only a restart forgets it. A
-		// full disk must not cut this member off from its peers.
-		p.logger.Warn("a peer's data ID not written down; it is remembered until a restart", "peer", id, "err", err)
+		// NB: kept in memory all the same, and written at a later
+		// handshake. A full disk must not cut this member off.
+		p.dirty = true
+		p.logger.Warn("a peer's data ID not written down yet; it is remembered meanwhile", "peer", id, "err", err)
 	}
 	return nil
 }

@@ -22,10 +22,10 @@ func TestDataIDsAreKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.check(2, 7); err != nil {
+	if err := p.check(2, 7, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.check(2, 7); err != nil {
+	if err := p.check(2, 7, true); err != nil {
 		t.Fatal(err)
 	}
 	// After a restart the member still knows node 2's data.
@@ -33,11 +33,19 @@ func TestDataIDsAreKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.check(2, 8); err == nil || !strings.Contains(err.Error(), "node 2 came back with other data") || !strings.Contains(err.Error(), "paxosd member remove 2") {
+	if err := p.check(2, 8, true); err == nil || !strings.Contains(err.Error(), "node 2 came back with other data") || !strings.Contains(err.Error(), "paxosd member remove 2") {
 		t.Fatalf("node 2 with other data: %v", err)
 	}
-	if err := p.check(3, 8); err != nil {
+	if err := p.check(3, 8, true); err != nil {
 		t.Fatalf("a new peer: %v", err)
+	}
+	// A learner that lost its data lost no promise: it is let in, and its
+	// new data ID is what is remembered.
+	if err := p.check(3, 9, false); err != nil {
+		t.Fatalf("a learner with other data: %v", err)
+	}
+	if err := p.check(3, 8, true); err == nil {
+		t.Fatal("node 3's old data ID accepted after its new one was remembered")
 	}
 	for name, body := range map[string]string{dataIDFile: "zz\n", peerDataFile: "2 7\nthree 8\n"} {
 		bad := t.TempDir()

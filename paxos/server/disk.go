@@ -70,10 +70,12 @@ func (m *Member) fullMessage(k clientapi.RequestKind) string {
 // diskState is what the daemon knows of its disk.
 type diskState struct {
 	// enospc is set while a write refused with ENOSPC waits for room
-	// (waitForSpace), and full while the member counts its disk as full.
+	// (waitForSpace), told while the member was last told its disk is
+	// full, and full while either is: what DiskFull and the metrics say.
 	enospc atomic.Bool
+	told   atomic.Bool
 	full   atomic.Bool
-	// pending is set while the member has yet to be told of a change.
+	// pending is set while the member has yet to hear of a change.
 	pending atomic.Bool
 	// lastStall is when the last stall made a leader hand over (unix ns).
 	lastStall atomic.Int64
@@ -88,8 +90,8 @@ const whyENOSPC = "a write was refused with ENOSPC"
 // watchDisk looks at the free space every diskPoll and tells the member
 // when its disk fills up (free space below the reserve, or a write refused
 // with ENOSPC) and when it has room again (a quarter more than the reserve
-// free). The flag and the metrics change at once; the member hears of it
-// on its node's goroutine, which may be held in a write waiting for space.
+// free). The member hears of it on its node's goroutine, which may be held
+// in a write waiting for space; DiskFull and the metrics say so at once.
 func (s *Server) watchDisk(ctx context.Context) {
 	t := time.NewTicker(diskPoll)
 	defer t.Stop()
@@ -99,37 +101,37 @@ func (s *Server) watchDisk(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		why, changed := s.diskReason()
-		if !changed || s.disk.pending.Load() {
+		told := s.disk.told.Load()
+		why, ok := s.diskReason(told)
+		if !ok || (why != "") == told || s.disk.pending.Load() {
 			continue
 		}
-		s.setDiskFull(why)
 		s.disk.pending.Store(true)
 		if s.node.Do(ctx, func() {
-			// NB: looked at again: the disk may have changed while this
-			// waited for the node.
 			defer s.disk.pending.Store(false)
-			why, _ := s.diskReason()
-			if why == "kept" {
-				if s.member.DiskFull() != "" {
-					return
-				}
-				why = "free space below the reserve"
+			// NB: looked at again, against what the member itself says:
+			// the disk may have changed while this waited for the node.
+			was := s.member.DiskFull() != ""
+			why, ok := s.diskReason(was)
+			if !ok || (why != "") == was {
+				return
 			}
-			s.setDiskFull(why)
 			s.member.SetDiskFull(why)
+			s.disk.told.Store(why != "")
+			s.updateFull()
 		}) != nil {
 			return
 		}
 	}
 }
 
-// diskReason looks at the free space and says why the disk is full ("" if
-// it is not), and whether that differs from what the flag says.
-func (s *Server) diskReason() (why string, changed bool) {
-	full := s.disk.full.Load()
+// diskReason looks at the free space and says why the disk is full, "" if
+// it is not; ok is false when it cannot tell (the free space does not read,
+// or it is between the reserve and a quarter more, where a full disk stays
+// full and one with room stays so, so that the member does not flap).
+func (s *Server) diskReason(full bool) (why string, ok bool) {
 	if s.disk.enospc.Load() {
-		return whyENOSPC, !full
+		return whyENOSPC, true
 	}
 	avail, err := s.freeSpace()
 	if err != nil {
@@ -140,25 +142,24 @@ func (s *Server) diskReason() (why string, changed bool) {
 	reserve := max(s.cfg.DiskReserve, 0)
 	switch {
 	case int64(avail) < reserve:
-		return fmt.Sprintf("%s free in %s, below the reserve of %s", sizeString(avail), s.cfg.DataDir, sizeString(uint64(reserve))), !full
+		return fmt.Sprintf("%s free in %s, below the reserve of %s", sizeString(avail), s.cfg.DataDir, sizeString(uint64(reserve))), true
 	case full && int64(avail) < reserve+reserve/4:
-		return "kept", false // NB: not yet a quarter above the reserve; no flapping
+		return "", false
 	}
-	return "", full
+	return "", true
 }
 
-// setDiskFull sets the flag and the metrics.
-func (s *Server) setDiskFull(why string) {
-	if why == "kept" {
-		return
-	}
-	if why != "" && !s.disk.full.Swap(true) {
+// updateFull sets what DiskFull and the metrics say: full while the member
+// was told so, or a write waits for space.
+func (s *Server) updateFull() {
+	full := s.disk.told.Load() || s.disk.enospc.Load()
+	if full && !s.disk.full.Swap(true) {
 		s.metrics.diskFullEvents.Inc()
 	}
-	if why == "" {
+	if !full {
 		s.disk.full.Store(false)
 	}
-	s.metrics.diskFull.Set(boolGauge(why != ""))
+	s.metrics.diskFull.Set(boolGauge(full))
 }
 
 // freeSpace returns the bytes free for the member's data.
@@ -177,8 +178,9 @@ func (s *Server) freeSpace() (uint64, error) {
 // lost: no write was acknowledged, and the one refused is tried again.
 func (s *Server) waitForSpace() {
 	s.disk.enospc.Store(true)
+	s.updateFull()
+	defer s.updateFull()
 	defer s.disk.enospc.Store(false)
-	s.setDiskFull(whyENOSPC)
 	s.logger.Error("disk full: a write was refused with ENOSPC; the member waits until space is freed", "dir", s.cfg.DataDir)
 	start := time.Now()
 	for {

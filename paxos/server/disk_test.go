@@ -226,6 +226,16 @@ func TestENOSPCWithoutWarning(t *testing.T) {
 	if got := metricValue(t, l.servers[3], "paxosd_disk_full_total"); got < 1 {
 		t.Errorf("disk_full_total = %v", got)
 	}
+	// After the wait, the free space watch still works: the disk filling
+	// up now pauses the member (it once stayed unpaused, the flag stuck).
+	d.full.Store(true)
+	waitFor(t, "member 3 to count its disk as full again, and say so", func() bool {
+		_, err := m3.Ready(ctx, 10)
+		return err != nil && strings.Contains(err.Error(), "disk is full (0 B free")
+	})
+	d.full.Store(false)
+	waitFor(t, "member 3 to resume", func() bool { _, err := m3.Ready(ctx, 10); return err == nil })
+	tl.log("the disk filled up again, and had room again; member 3 paused and resumed")
 }
 
 // TestStalledLeaderHandsOver slows the leader's syncs past DiskStall: it

@@ -49,6 +49,18 @@ func (m *Member) Handle(c Responder, req clientapi.Request) {
 			}
 			break
 		}
+		if m.lrn != nil && m.lrn.CanQuery() {
+			// NB: a machine that answers queries is read by a leader's
+			// confirmed query, never through the log: a candidate would
+			// queue the read as a command of session 0, which the machine
+			// applies like any other (a read-only client could write so).
+			var leader paxos.NodeID
+			if m.prop != nil {
+				leader = m.prop.Leader()
+			}
+			m.notLeader(&resp, leader)
+			break
+		}
 		fallthrough
 	case clientapi.ReqCommand, clientapi.ReqSession:
 		var ok bool

@@ -224,7 +224,10 @@ func TestPeerWithOtherDataRefused(t *testing.T) {
 		if cfg.ID != 1 {
 			return
 		}
-		cfg.CheckData = func(id paxos.NodeID, data uint64) error {
+		cfg.CheckData = func(id paxos.NodeID, data uint64, acceptor bool) error {
+			if !acceptor {
+				return fmt.Errorf("node %d is no acceptor in Uniform(3)?", id)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if have, ok := known[id]; ok && have != data {

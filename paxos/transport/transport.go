@@ -67,11 +67,12 @@ type Config struct {
 	// member.
 	TLS *certs.Source
 	// DataID identifies this member's data directory (wire.Hello.Data).
-	// CheckData, if set, is given every peer's, and refuses one that
-	// differs from what that peer sent before (it lost its disk and came
-	// back under its old ID); it remembers the first it sees.
+	// CheckData, if set, is given every peer's, and whether the peer is an
+	// acceptor in a configuration this transport knows; it refuses an
+	// acceptor whose data differs from what it sent before (it lost its
+	// disk and came back under its old ID), and remembers the newest.
 	DataID    uint64
-	CheckData func(id paxos.NodeID, data uint64) error
+	CheckData func(id paxos.NodeID, data uint64, acceptor bool) error
 	// Rejected, if set, is told why each inbound connection was refused
 	// or cut off for bad input: "limit", "tls", "handshake" or "frame".
 	Rejected func(reason string)
@@ -130,10 +131,11 @@ type TCP struct {
 
 	// pmu guards the peers, who may connect (members) and who may never
 	// again (removed); Reconfigure changes them.
-	pmu     sync.RWMutex
-	peers   map[paxos.NodeID]*peer
-	members map[paxos.NodeID]bool
-	removed map[paxos.NodeID]bool
+	pmu       sync.RWMutex
+	peers     map[paxos.NodeID]*peer
+	members   map[paxos.NodeID]bool
+	removed   map[paxos.NodeID]bool
+	acceptors map[paxos.NodeID]bool // in any configuration known
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -156,18 +158,22 @@ func New(cfg Config) (*TCP, error) {
 		return nil, fmt.Errorf("transport: node %d is not a member of the cluster", cfg.ID)
 	}
 	t := &TCP{
-		cfg:     cfg,
-		logger:  cfg.Logger.With("node", cfg.ID),
-		peers:   map[paxos.NodeID]*peer{},
-		members: map[paxos.NodeID]bool{},
-		removed: map[paxos.NodeID]bool{},
-		conns:   make(chan struct{}, cfg.MaxConns),
-		inbound: map[net.Conn]struct{}{},
+		cfg:       cfg,
+		logger:    cfg.Logger.With("node", cfg.ID),
+		peers:     map[paxos.NodeID]*peer{},
+		members:   map[paxos.NodeID]bool{},
+		removed:   map[paxos.NodeID]bool{},
+		acceptors: map[paxos.NodeID]bool{},
+		conns:     make(chan struct{}, cfg.MaxConns),
+		inbound:   map[net.Conn]struct{}{},
 	}
 	if cfg.TLS != nil {
 		t.serverTLS = cfg.TLS.PeerServer()
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	for _, id := range cfg.Membership.Acceptors() {
+		t.acceptors[id] = true
+	}
 	for _, m := range cfg.Membership.Members() {
 		t.members[m.ID] = true
 		if m.ID == cfg.ID {
@@ -491,7 +497,10 @@ func (t *TCP) checkData(h wire.Hello) error {
 	if h.Data == 0 || t.cfg.CheckData == nil {
 		return nil
 	}
-	if err := t.cfg.CheckData(h.From, h.Data); err != nil {
+	t.pmu.RLock()
+	acceptor := t.acceptors[h.From]
+	t.pmu.RUnlock()
+	if err := t.cfg.CheckData(h.From, h.Data, acceptor); err != nil {
 		return fmt.Errorf("%w: %w", wire.ErrHandshake, err)
 	}
 	return nil
@@ -551,6 +560,9 @@ func (t *TCP) Reconfigure(h paxos.History) {
 	defer t.pmu.Unlock()
 	members := map[paxos.NodeID]bool{t.cfg.ID: true}
 	for _, c := range h {
+		for _, id := range c.Membership().Acceptors() {
+			t.acceptors[id] = true // NB: never forgotten: its promises may still count
+		}
 		for _, p := range c.Peers {
 			members[p.ID] = true
 			if p.ID == t.cfg.ID || p.PeerAddr == "" {

@@ -77,6 +77,9 @@ var regressionSeeds = []struct {
 	// the new fault drew from the random stream; it replays with the
 	// simulator of that commit.
 	{7007, false, "invariant 7: a lagging learner kept pulling a snapshot from a member that had been removed and stopped, its waits doubling to 64 times the first, and caught up too late"},
+	// Found while refusing read-only writes through candidates' queues
+	// (issue 14), which changed when clients were redirected.
+	{71, false, "invariant 7: a leader announced slots 97 and 57 in one Decide, addressed to the learners of slot 97's configuration only; its own learner, a learner of slot 57's, never got slot 57, and no learner could fill the gap"},
 }
 
 func TestRegressionSeeds(t *testing.T) {
