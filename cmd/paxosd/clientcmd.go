@@ -555,7 +555,7 @@ func runStatus(c *cli.Context, cl *client.Client, o *output) error {
 	}
 	if failed > 0 {
 		if failed == len(list) {
-			return exitError{code: exitFailed, err: fmt.Errorf("no member answered (tried %s); is the cluster running? check --endpoints", strings.Join(endpoints, ", ")), quiet: o.json}
+			return exitError{code: exitFailed, err: fmt.Errorf("no member answered (tried %s); is the cluster running? check --endpoints, and the TLS flags; the first error: %s", strings.Join(endpoints, ", "), list[0].Error), quiet: o.json}
 		}
 		return exitError{code: exitFailed, err: fmt.Errorf("%d of %d members did not answer", failed, len(list)), quiet: o.json}
 	}

@@ -51,10 +51,30 @@ func applyConfigFile(c *cli.Context) error {
 			continue // NB: the command line and the environment win
 		}
 		if err := c.Set(s.key, s.value); err != nil {
-			return usageError{fmt.Errorf("--config %s, line %d: %s: %q is not a valid value: %w", path, s.line, s.key, s.value, err)}
+			return usageError{fmt.Errorf("--config %s: line %d: %s: %q is not a valid value; %s", path, s.line, s.key, s.value, expected(c.Command, s.key))}
 		}
 	}
 	return nil
+}
+
+// expected says what kind of value flag name takes.
+func expected(cmd *cli.Command, name string) string {
+	for _, f := range cmd.Flags {
+		if f.Names()[0] != name {
+			continue
+		}
+		switch f.(type) {
+		case *cli.BoolFlag:
+			return "give true or false"
+		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+			return "give a whole number"
+		case *cli.DurationFlag:
+			return "give a duration, like 500ms, 20s or 1m"
+		case *cli.Float64Flag:
+			return "give a number"
+		}
+	}
+	return "see 'paxosd help' for what it takes"
 }
 
 // configKeys are the keys a command's config file may hold: the long names

@@ -84,8 +84,9 @@ func TestConfigFileErrors(t *testing.T) {
 	}{
 		{"typo", "data-dir: /x\nbootstrp: true\n", `line 2: unknown key "bootstrp" (did you mean "bootstrap"?)`},
 		{"far off", "colour: blue\n", `unknown key "colour" (keys are the long flag names`},
-		{"wrong kind", "id: one\n", `line 1: id: "one" is not a valid value`},
-		{"bad duration", "tick: soon\n", `tick: "soon" is not a valid value`},
+		{"wrong kind", "id: one\n", `line 1: id: "one" is not a valid value; give a whole number`},
+		{"bad duration", "tick: soon\n", `tick: "soon" is not a valid value; give a duration`},
+		{"bad bool", "bootstrap: yes please\n", `bootstrap: "yes please" is not a valid value; give true or false`},
 		{"twice", "id: 1\nid: 2\n", "line 2: id is given twice"},
 		{"not yaml", "id: 1\n  x: [\n", "not valid YAML"},
 		{"not a mapping", "- id: 1\n", "must be a mapping of flag names to values"},

@@ -87,6 +87,9 @@ func loadServeTLS(c *cli.Context, cfg *server.Config, logger *slog.Logger) error
 		if err != nil {
 			return usageError{fmt.Errorf("--peer-cert: %w", err)}
 		}
+		if err := src.VerifyOwn(); err != nil {
+			return usageError{fmt.Errorf("--peer-cert %s: %w; the other members would refuse it", peer.Cert, err)}
+		}
 		if id := certs.NodeOf(src.Leaf()); id != cfg.ID {
 			return usageError{fmt.Errorf("--peer-cert %s is for %s, but this is member %d; give it a certificate with the URI SAN %s", peer.Cert, certs.DescribeNode(id), cfg.ID, certs.NodeURI(cfg.ID))}
 		}

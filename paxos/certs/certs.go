@@ -81,6 +81,25 @@ func Load(f Files, logger *slog.Logger) (*Source, error) {
 	return s, nil
 }
 
+// VerifyOwn checks that s's own certificate chains to its own CA, as its
+// peers will check it.
+func (s *Source) VerifyOwn() error {
+	cert, pool := s.current()
+	if pool == nil {
+		return errors.New("no CA loaded")
+	}
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Errorf("not signed by the CA in %s: %w", s.files.CA, err)
+	}
+	return nil
+}
+
 // Files returns the files s reads.
 func (s *Source) Files() Files { return s.files }
 

@@ -116,7 +116,8 @@ type Call struct {
 	maybe     bool // some attempt may have been applied
 	last      error
 	backoff   time.Duration
-	redirects int // followed since the last wait
+	redirects int             // followed since the last wait
+	setup     map[string]bool // endpoints that failed with ErrSetup
 	attempts  int
 	answer    clientapi.Response
 }
@@ -150,6 +151,17 @@ func (c *Call) Handle(resp clientapi.Response, sent bool, err error) (data []byt
 	if err != nil {
 		c.maybe = c.maybe || (sent && c.changes())
 		c.last = fmt.Errorf("%s: %w", ep, err)
+		if errors.Is(err, ErrSetup) {
+			// NB: retrying cannot help; once every member known failed
+			// so, the call is over.
+			if c.setup == nil {
+				c.setup = map[string]bool{}
+			}
+			c.setup[ep] = true
+			if eps := c.r.Endpoints(); !c.maybe && !slices.ContainsFunc(eps, func(e string) bool { return !c.setup[e] }) {
+				return nil, true, 0, fmt.Errorf("%w: %w", ErrNotApplied, c.last)
+			}
+		}
 		c.ep = c.r.after(ep)
 		return nil, false, c.pause(), nil
 	}

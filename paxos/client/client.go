@@ -499,7 +499,7 @@ func (c *Client) conn(ctx context.Context, ep string) (*conn, error) {
 	c.mu.Unlock()
 	cn, err := dial(ctx, ep, c.cfg.DialTimeout, c.cfg.TLS)
 	if err != nil {
-		return nil, err
+		return nil, diagnose(ep, err, c.cfg.TLS, c.cfg.DialTimeout)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -584,9 +584,6 @@ func secure(nc net.Conn, ep string, cfg *tls.Config) (net.Conn, error) {
 	tc := tls.Client(nc, cfg)
 	if err := tc.Handshake(); err != nil {
 		nc.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("TLS handshake with %s: the member closed the connection; does it serve TLS on this port (paxosd serve --client-cert)? %w", ep, err)
-		}
 		return nil, fmt.Errorf("TLS handshake with %s: %w", ep, err)
 	}
 	return tc, nil
@@ -599,8 +596,8 @@ func handshake(nc net.Conn, ep string) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	body, err := wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
-	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
-		return fmt.Errorf("handshake: %s refused this client's certificate (give --cert and --key one its --client-ca signed, not expired): %w", ep, err)
+	if isRemoteAlert(err) {
+		return fmt.Errorf("handshake with %s: %w", ep, err) // diagnose says what to do
 	}
 	if errors.Is(err, wire.ErrTLS) {
 		return fmt.Errorf("handshake: %s serves TLS; give the client the CA that signed its certificate (--cacert, or Config.TLS)", ep)

@@ -113,11 +113,16 @@ type KeepAliveEvent struct {
 // Each renewal is sent on the channel, which is dropped rather than waited
 // for when the receiver is not reading; it closes when KeepAlive stops.
 func (c *Client) KeepAlive(ctx context.Context, id LeaseID) <-chan KeepAliveEvent {
+	return c.keepAlive(ctx, id, time.Time{})
+}
+
+// keepAlive is KeepAlive with the lease's end as far as the caller knows
+// (zero: unknown).
+func (c *Client) keepAlive(ctx context.Context, id LeaseID, deadline time.Time) <-chan KeepAliveEvent {
 	ch := make(chan KeepAliveEvent, 1)
 	go func() {
 		defer close(ch)
 		wait := time.Duration(0)
-		var deadline time.Time // the lease's end as far as this side knows
 		for {
 			select {
 			case <-ctx.Done():

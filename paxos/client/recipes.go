@@ -29,6 +29,7 @@ type Holder struct {
 
 // NewHolder grants a lease of ttl and keeps it alive until Close.
 func (c *Client) NewHolder(ctx context.Context, ttl time.Duration) (*Holder, error) {
+	asked := time.Now()
 	id, err := c.Grant(ctx, ttl)
 	if err != nil {
 		return nil, err
@@ -37,7 +38,10 @@ func (c *Client) NewHolder(ctx context.Context, ttl time.Duration) (*Holder, err
 	h := &Holder{c: c, lease: id, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
-		for ev := range c.KeepAlive(kctx, id) {
+		// NB: the lease's end is known from the grant: a first keep-alive
+		// that cannot get through gives up by then, not after the
+		// client's timeout (seen when the cluster went away at once).
+		for ev := range c.keepAlive(kctx, id, asked.Add(ttl)) {
 			if ev.Err != nil {
 				h.err = ev.Err
 			}

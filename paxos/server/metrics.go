@@ -136,6 +136,16 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		diskFullEvents: counter("disk_full_total", "Times this member's disk filled up (went below the reserve, or refused a write with ENOSPC)."),
 		stallHandovers: counter("disk_stall_handovers_total", "Times this member handed leadership over because an fsync took longer than --disk-stall."),
 	}
+	// NB: every series of the vectors from the start, at zero, so that a
+	// dashboard or an alert on them sees 0 rather than nothing.
+	for _, port := range []string{"peer", "client"} {
+		for _, reason := range []string{"limit", "tls", "handshake", "frame"} {
+			m.rejected.WithLabelValues(port, reason)
+		}
+	}
+	for _, op := range []string{"sync", "syncdata", "syncto", "write"} {
+		m.slowDisk.WithLabelValues(op)
+	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "paxosd", Name: "info", Help: "Always 1; the labels say which member and version this is.",
 		ConstLabels: prometheus.Labels{"id": cfg.ID.String(), "version": cfg.Version}})
 	info.Set(1)

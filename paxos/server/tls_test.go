@@ -143,11 +143,11 @@ func TestTLSClusterAndRoles(t *testing.T) {
 		clientErr string
 		memberLog string
 	}{
-		{"plaintext", nil, "a member that serves TLS does too", "a client spoke plaintext to this TLS client port"},
+		{"plaintext", nil, "serves TLS and this client does not: give --cacert", "a client spoke plaintext to this TLS client port"},
 		{"no certificate", &tls.Config{RootCAs: ca}, "refused this client's certificate", "client didn't provide a certificate"},
 		{"wrong CA", withCert(other, certs.Request{CommonName: certs.DevAdmin}), "refused this client's certificate", "certificate signed by unknown authority"},
 		{"expired", withCert(dev.Authority, certs.Request{CommonName: certs.DevAdmin, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)}), "refused this client's certificate", "certificate has expired"},
-		{"member's CA unknown", &tls.Config{}, "certificate signed by unknown authority", "bad certificate"},
+		{"member's CA unknown", &tls.Config{}, "is not signed by a CA this client trusts: give --cacert", "bad certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := client.NewWithConfig(client.Config{Endpoints: l.Endpoints()[:1], Timeout: 500 * time.Millisecond, TLS: tc.tls})
@@ -156,7 +156,7 @@ func TestTLSClusterAndRoles(t *testing.T) {
 			}
 			defer c.Close()
 			_, err = c.Status(ctx, l.Endpoints()[0])
-			if err == nil || !strings.Contains(err.Error(), tc.clientErr) {
+			if !errors.Is(err, client.ErrSetup) || !strings.Contains(err.Error(), tc.clientErr) {
 				t.Fatalf("status: %v; want an error with %q", err, tc.clientErr)
 			}
 			t.Logf("client sees: %v", err)
@@ -168,6 +168,18 @@ func TestTLSClusterAndRoles(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		})
+	}
+	// A call that cannot work as set up gives up once every member failed
+	// so, not at its deadline.
+	plain, err := client.NewWithConfig(client.Config{Endpoints: l.Endpoints(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	start := time.Now()
+	err = plain.Put(ctx, "k", []byte("x"))
+	if !errors.Is(err, client.ErrSetup) || !errors.Is(err, client.ErrNotApplied) || time.Since(start) > 3*time.Second {
+		t.Fatalf("a plaintext put: %v after %v; want ErrSetup and not applied, at once", err, time.Since(start))
 	}
 	// Everyone else is still served.
 	if v, err := reader.Get(ctx, "k"); err != nil || string(v) != "v" {

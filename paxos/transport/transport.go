@@ -311,6 +311,12 @@ func (t *TCP) Serve(l net.Listener, deliver func(paxos.Message)) error {
 	}
 }
 
+// remoteAlert reports a TLS alert the other side sent: it refused us.
+func remoteAlert(err error) bool {
+	oe, ok := errors.AsType[*net.OpError](err)
+	return ok && oe.Op == "remote error"
+}
+
 // errTLS marks a failed TLS handshake.
 var errTLS = errors.New("TLS")
 
@@ -376,6 +382,9 @@ func (t *TCP) serveConn(c net.Conn, deliver func(paxos.Message)) error {
 			hint := "a peer needs a certificate from this member's --peer-ca that has not expired"
 			if _, plain := errors.AsType[tls.RecordHeaderError](err); plain {
 				hint = "the peer speaks plaintext: does it run without --peer-cert?"
+			}
+			if remoteAlert(err) {
+				hint = "the peer refused this member's certificate: is --peer-cert signed by the CA the other members trust (their --peer-ca), and not expired?"
 			}
 			return fmt.Errorf("%w: %w: %w (%s)", wire.ErrHandshake, errTLS, err, hint)
 		}
@@ -875,6 +884,9 @@ func (p *peer) dial() (net.Conn, error) {
 		c.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.Close()
+			if remoteAlert(err) {
+				return nil, fmt.Errorf("%w: TLS with node %d: %w (it refused this member's certificate: is --peer-cert signed by the CA the other members trust, and not expired?)", wire.ErrHandshake, p.id, err)
+			}
 			return nil, fmt.Errorf("%w: TLS with node %d: %w", wire.ErrHandshake, p.id, err)
 		}
 		c = tc
