@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -266,5 +267,37 @@ func TestRefusals(t *testing.T) {
 	}
 	if h.m.Waiting() != 0 {
 		t.Fatalf("%d requests wait after refusals", h.m.Waiting())
+	}
+}
+
+// TestCandidateRedirectsReads: a linearizable read at a member that
+// campaigns is redirected, never queued as a command: the KV machine would
+// apply it like any other, so a read-only client could write through it.
+func TestCandidateRedirectsReads(t *testing.T) {
+	h := newHarness(t, paxos.Uniform(3), 1)
+	sent := h.m.io.Transport.(*sentLog)
+	var prevote paxos.Message
+	for range 100 {
+		h.tick()
+		if i := slices.IndexFunc(sent.msgs, func(m paxos.Message) bool { return m.Type == paxos.MsgPreVote }); i >= 0 {
+			prevote = sent.msgs[i]
+			break
+		}
+	}
+	if prevote.Type != paxos.MsgPreVote {
+		t.Fatal("member 1 never campaigned")
+	}
+	if err := h.m.Node().Deliver(paxos.Message{Type: paxos.MsgPreVoteReply, From: 2, To: 1, Slot: prevote.Slot, Grant: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.flush()
+	if st := h.m.Proposer().State(); st != "candidate" {
+		t.Fatalf("member 1 is %s, want candidate", st)
+	}
+	var b inbox
+	h.m.Handle(&b, clientapi.Request{ID: 7, Kind: clientapi.ReqRead, Data: put("k", "written by a reader")})
+	h.flush()
+	if len(b.got) != 1 || b.got[0].Code != clientapi.CodeNotLeader {
+		t.Fatalf("a read at a candidate: %+v; want a redirect at once", b.got)
 	}
 }
