@@ -3,8 +3,8 @@ package server
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
