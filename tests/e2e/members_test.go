@@ -131,14 +131,7 @@ func TestGrowAndShrinkUnderLoad(t *testing.T) {
 		began := time.Now()
 		// NB: the previous member's promotion may not govern yet, and
 		// one change runs at a time: the add is refused until it does.
-		add := []string{"member", "add", fmt.Sprintf("%d=%s", m.id, m.peer), "--client", m.client, "--endpoints", c.endpoints()}
-		waitUntil(t, fmt.Sprintf("member add %d", m.id), 10*time.Second, func() bool {
-			_, stderr, code := cli(t, nil, add...)
-			if code != 0 && !strings.Contains(stderr, "another configuration change is in progress") {
-				t.Fatalf("paxosd %s: exit %d, %s", strings.Join(add, " "), code, stderr)
-			}
-			return code == 0
-		})
+		changeMembers(t, "member", "add", fmt.Sprintf("%d=%s", m.id, m.peer), "--client", m.client, "--endpoints", c.endpoints())
 		c.startJoin(m.id, c.members[0].client)
 		waitRoles(t, c.endpoints(), m.id, allRoles)
 		t.Logf("member %d added, joined and promoted in %v", m.id, time.Since(began).Round(time.Millisecond))
@@ -149,9 +142,10 @@ func TestGrowAndShrinkUnderLoad(t *testing.T) {
 			t.Fatalf("members disagree on the configuration: %+v", rows)
 		}
 	}
-	// Shrink: the leader first, then member 4.
+	// Shrink: the leader first, then member 4 (once the first removal
+	// governs: one change at a time).
 	for _, id := range []int{c.leader(), 4} {
-		mustCLI(t, 0, "member", "remove", strconv.Itoa(id), "--endpoints", c.endpoints())
+		changeMembers(t, "member", "remove", strconv.Itoa(id), "--endpoints", c.endpoints())
 		c.member(id).stop()
 	}
 	acked, errs := l.finish()
@@ -357,4 +351,18 @@ func TestBenchSpawn(t *testing.T) {
 	if !r.Spawned || r.Members != 3 || r.Requests != 300 || r.Errors != 0 || r.OpsPerSec <= 0 || r.PeakRSSMB <= 0 {
 		t.Fatalf("bench --spawn: %+v", r)
 	}
+}
+
+// changeMembers runs a member command until it is not refused for a change
+// in progress: the one before may not govern yet, and one change runs at a
+// time.
+func changeMembers(t *testing.T, args ...string) {
+	t.Helper()
+	waitUntil(t, strings.Join(args[:3], " "), 10*time.Second, func() bool {
+		_, stderr, code := cli(t, nil, args...)
+		if code != 0 && !strings.Contains(stderr, "another configuration change is in progress") {
+			t.Fatalf("paxosd %s: exit %d, %s", strings.Join(args, " "), code, stderr)
+		}
+		return code == 0
+	})
 }
