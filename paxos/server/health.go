@@ -8,6 +8,22 @@ import (
 	"github.com/paxosd/paxosd/paxos"
 )
 
+// onNode runs f on the node's goroutine and waits until it ran, or ctx is
+// done. The error says which of the two failed: the node is not running,
+// or it did not get to f in time.
+func (s *Server) onNode(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	if err := s.node.Do(ctx, func() { f(); close(done) }); err != nil {
+		return fmt.Errorf("the member's node is not running: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the member's node did not answer: %w", ctx.Err())
+	}
+}
+
 // Health reports whether the member works: its node runs (a storage failure
 // stops it for good) and its store answers a read. It is what /healthz
 // tells an orchestrator, which restarts a member that is not healthy.
@@ -18,17 +34,8 @@ func (s *Server) Health(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	done := make(chan struct{})
-	if derr := s.node.Do(ctx, func() {
-		defer close(done)
-		err = s.store.Check()
-	}); derr != nil {
-		return fmt.Errorf("the member's node is not running: %w", derr)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("the member's node did not answer: %w", ctx.Err())
+	if nerr := s.onNode(ctx, func() { err = s.store.Check() }); nerr != nil {
+		return nerr
 	}
 	if err != nil {
 		return fmt.Errorf("the store does not answer: %w", err)
@@ -39,14 +46,7 @@ func (s *Server) Health(ctx context.Context) error {
 // SampleMetrics brings the member's metrics up to date, for a scrape; the
 // member also samples them ten times a second by itself.
 func (s *Server) SampleMetrics(ctx context.Context) {
-	done := make(chan struct{})
-	if s.node.Do(ctx, func() { s.member.SampleMetrics(); close(done) }) != nil {
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	_ = s.onNode(ctx, s.member.SampleMetrics) // NB: a member too busy is scraped as last sampled
 }
 
 // Readiness is what Ready found, for /readyz.
@@ -70,17 +70,8 @@ func (s *Server) Ready(ctx context.Context, maxLag uint64) (Readiness, error) {
 		return r, fmt.Errorf("%w: the disk is full: a write was refused with ENOSPC, and the member waits for space", ErrNotReady)
 	}
 	var err error
-	done := make(chan struct{})
-	if derr := s.node.Do(ctx, func() {
-		defer close(done)
-		r, err = s.member.readiness(maxLag)
-	}); derr != nil {
-		return r, fmt.Errorf("%w: the member's node is not running: %w", ErrNotReady, derr)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return r, fmt.Errorf("%w: the member's node did not answer: %w", ErrNotReady, ctx.Err())
+	if nerr := s.onNode(ctx, func() { r, err = s.member.readiness(maxLag) }); nerr != nil {
+		return r, fmt.Errorf("%w: %w", ErrNotReady, nerr)
 	}
 	return r, err
 }

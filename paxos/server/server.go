@@ -695,18 +695,7 @@ func (s *Server) handOver() {
 	limit := 2 * time.Duration(s.cfg.ElectionTicks) * s.cfg.TickInterval
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	onNode := func(f func()) bool {
-		done := make(chan struct{})
-		if s.node.Do(ctx, func() { f(); close(done) }) != nil {
-			return false
-		}
-		select {
-		case <-done:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	onNode := func(f func()) bool { return s.onNode(ctx, f) == nil }
 	var to paxos.NodeID
 	if !onNode(func() { to = prop.HandOver() }) || to == 0 {
 		return
