@@ -71,7 +71,8 @@ func (s *Server) Ready(ctx context.Context, maxLag uint64) (Readiness, error) {
 	}
 	var err error
 	if nerr := s.onNode(ctx, func() { r, err = s.member.readiness(maxLag) }); nerr != nil {
-		return r, fmt.Errorf("%w: %w", ErrNotReady, nerr)
+		// NB: not r: the node may still write it, later.
+		return Readiness{}, fmt.Errorf("%w: %w", ErrNotReady, nerr)
 	}
 	return r, err
 }
