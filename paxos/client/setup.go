@@ -61,30 +61,33 @@ func closedEarly(err error) bool {
 // speaksTLS reports whether ep answers a TLS handshake (whatever it thinks
 // of this client).
 func speaksTLS(ep string, timeout time.Duration) bool {
-	nc, err := net.DialTimeout("tcp", ep, timeout)
-	if err != nil {
-		return false
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(timeout))
-	// NB: only to see whether the other side speaks TLS; nothing is sent
-	// over this connection.
-	err = tls.Client(nc, &tls.Config{InsecureSkipVerify: true}).Handshake()
-	return err == nil || isRemoteAlert(err)
+	return probe(ep, timeout, func(nc net.Conn) bool {
+		// NB: only to see whether the other side speaks TLS; nothing is
+		// sent over this connection.
+		err := tls.Client(nc, &tls.Config{InsecureSkipVerify: true}).Handshake()
+		return err == nil || isRemoteAlert(err)
+	})
 }
 
 // speaksPlaintext reports whether ep answers a plaintext Hello.
 func speaksPlaintext(ep string, timeout time.Duration) bool {
+	return probe(ep, timeout, func(nc net.Conn) bool {
+		hello := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion}
+		if _, err := nc.Write(wire.Append(nil, &hello)); err != nil {
+			return false
+		}
+		_, err := wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
+		return err == nil
+	})
+}
+
+// probe dials ep and asks try about the connection, all within timeout.
+func probe(ep string, timeout time.Duration, try func(net.Conn) bool) bool {
 	nc, err := net.DialTimeout("tcp", ep, timeout)
 	if err != nil {
 		return false
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(timeout))
-	hello := wire.Hello{Kind: wire.HelloClient, Version: wire.ProtocolVersion}
-	if _, err := nc.Write(wire.Append(nil, &hello)); err != nil {
-		return false
-	}
-	_, err = wire.ReadFrame(nc, wire.MaxHelloFrame, nil)
-	return err == nil
+	return try(nc)
 }
